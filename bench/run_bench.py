@@ -1,0 +1,211 @@
+#!/usr/bin/env python3
+"""The whole benchmark in one go: the gateway and the floor, same engine, same run.
+
+1. create a fresh PostgreSQL (default) or SQLite database for each server;
+2. start ``fhir-gateway serve`` (uvicorn, ``--workers``), register a client, get a token;
+3. seed with ../shared/bench/fhirload.py and run its scenarios (wrk underneath);
+4. start ../shared/bench/limit_server.py on the same engine, seed and run the same scenarios;
+5. write one JSON with both results and the gateway/floor ratios.
+
+    python bench/run_bench.py [--engine postgresql|sqlite] [--patients 500] [--tasks 20]
+                              [--seconds 10] [--workers 1] [--client trusted|partner]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_BENCH = ROOT.parent / "shared" / "bench"
+BIN = Path(sys.executable).parent
+PG_SERVER = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes], seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}")
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer")
+
+
+def new_database(engine: str, workdir: Path) -> tuple[str, str]:
+    """(sqlalchemy url for the gateway, url for limit_server)."""
+    if engine == "sqlite":
+        path = workdir / f"{uuid.uuid4().hex[:8]}.db"
+        return f"sqlite:///{path}", f"sqlite:{path}"
+    name = f"fgw_bench_{uuid.uuid4().hex[:8]}"
+    subprocess.run(["psql", f"{PG_SERVER}/test", "-qc", f'CREATE DATABASE "{name}"'], check=True)
+    return f"postgresql+psycopg://{PG_SERVER.split('://', 1)[1]}/{name}", f"{PG_SERVER}/{name}"
+
+
+def fhirload(base: str, token: str | None, state: Path, *args: str) -> dict[str, object]:
+    cmd = [str(BIN / "python"), str(SHARED_BENCH / "fhirload.py"), "--base", base, "--state", str(state)]
+    if token:
+        cmd += ["--token", token]
+    out = subprocess.run(cmd + list(args), check=True, capture_output=True, text=True).stdout
+    return dict(json.loads(out))
+
+
+def run_scenarios(base: str, token: str | None, args: argparse.Namespace, workdir: Path) -> dict[str, object]:
+    state = workdir / f"state-{uuid.uuid4().hex[:6]}.json"
+    seed = fhirload(base, token, state, "seed", "--patients", str(args.patients), "--tasks", str(args.tasks))
+    run = fhirload(
+        base, token, state, "run", "--seconds", str(args.seconds), "--concurrency", str(args.concurrency)
+    )
+    return {"seed": seed, "run": run}
+
+
+def gateway(args: argparse.Namespace, workdir: Path) -> dict[str, object]:
+    url, _ = new_database(args.engine, workdir)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "FHIR_GATEWAY_DATABASE_URL": url,
+        "FHIR_GATEWAY_BASE_URL": base,
+        "FHIR_GATEWAY_DEMO_CLIENT": "false",
+    }
+    cli = str(BIN / "fhir-gateway")
+    subprocess.run([cli, "migrate"], env=env, check=True, capture_output=True)
+    client_args = (
+        ["--trusted"] if args.client == "trusted" else ["--organization", "Organization/bench-partner"]
+    )
+    subprocess.run(
+        [
+            cli,
+            "clients",
+            "add",
+            "bench",
+            "--scope",
+            "system/*.cruds",
+            "--secret",
+            "bench-secret",
+            *client_args,
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    process = subprocess.Popen(
+        [cli, "serve", "--port", str(port), "--workers", str(args.workers), "--no-migrate"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_ready(f"{base}/health/live", process)
+        token = httpx.post(
+            f"{base}/auth/token",
+            auth=("bench", "bench-secret"),
+            data={"grant_type": "client_credentials", "scope": "system/*.cruds"},
+        ).json()
+        result = run_scenarios(base + "/fhir", token["access_token"], args, workdir)
+        result["token_lifetime_note"] = (
+            "token valid for the whole run: set FHIR_GATEWAY_TOKEN_LIFETIME_SECONDS"
+        )
+        return result
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def floor(args: argparse.Namespace, workdir: Path) -> dict[str, object]:
+    _, limit_url = new_database(args.engine, workdir)
+    port = free_port()
+    env = {**os.environ, "LIMIT_DB": limit_url}
+    process = subprocess.Popen(
+        [
+            str(BIN / "uvicorn"),
+            "limit_server:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(args.workers),
+            "--no-access-log",
+        ],
+        cwd=SHARED_BENCH,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/fhir/Task/none", process)
+        return run_scenarios(f"http://127.0.0.1:{port}/fhir", None, args, workdir)
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def ratios(ours: dict[str, object], theirs: dict[str, object]) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    run_a, run_b = ours["run"], theirs["run"]
+    assert isinstance(run_a, dict)
+    assert isinstance(run_b, dict)
+    for name, figures in run_a.items():
+        other = run_b.get(name, {})
+        out[name] = round(figures["rps"] / other["rps"], 3) if other.get("rps") else None
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--engine", choices=["postgresql", "sqlite"], default="postgresql")
+    parser.add_argument("--patients", type=int, default=500)
+    parser.add_argument("--tasks", type=int, default=20)
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--client", choices=["trusted", "partner"], default="trusted")
+    parser.add_argument("--output", default=str(ROOT / "bench" / "results" / "bench.json"))
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        print(
+            "note: wrk not found (apt-get install wrk); fhirload falls back to its Python driver",
+            file=sys.stderr,
+        )
+    os.environ.setdefault("FHIR_GATEWAY_TOKEN_LIFETIME_SECONDS", "3600")
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        ours = gateway(args, workdir)
+        theirs = floor(args, workdir)
+    result = {
+        "settings": vars(args),
+        "gateway": ours,
+        "floor": theirs,
+        "ratio_gateway_to_floor": ratios(ours, theirs),
+    }
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(result, indent=1))
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()

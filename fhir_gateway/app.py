@@ -1,0 +1,60 @@
+"""create_app(settings) -> FastAPI: wiring only (DESIGN.md, The shape)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from fhir_gateway import __version__
+from fhir_gateway.auth.keys import SigningKeys
+from fhir_gateway.auth.validation import TokenValidator
+from fhir_gateway.errors_http import install_error_handlers
+from fhir_gateway.kit.ratelimit import RateLimiter
+from fhir_gateway.observability.logs import configure_logging
+from fhir_gateway.observability.middleware import RequestLogMiddleware
+from fhir_gateway.settings import Settings, get_settings
+from fhir_gateway.storage.database import Database
+
+
+def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
+    """The gateway application for ``settings`` (default: from the environment)."""
+    settings = settings or get_settings()
+    configure_logging(settings.log_level)
+    database = database or Database(settings.database_url, settings.database_pool_size)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        database.dispose()
+
+    app = FastAPI(
+        title="fhir-gateway",
+        version=__version__,
+        description="FHIR R4 backend for care-pathway coordination",
+        lifespan=lifespan,
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.database = database
+    app.state.signing_keys = SigningKeys(database)
+    app.state.token_validator = TokenValidator(settings, database, app.state.signing_keys)
+    app.state.rate_limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
+    install_error_handlers(app)
+    app.add_middleware(RequestLogMiddleware)
+
+    from fhir_gateway.auth.endpoints import router as auth_router
+    from fhir_gateway.fhir.capability import router as capability_router
+    from fhir_gateway.fhir.endpoints import router as fhir_router
+    from fhir_gateway.fhir.operations.router import router as operations_router
+    from fhir_gateway.health import router as health_router
+
+    app.include_router(health_router)
+    app.include_router(auth_router)
+    app.include_router(capability_router)
+    app.include_router(operations_router)
+    app.include_router(fhir_router)
+    return app

@@ -1,0 +1,1 @@
+"""OAuth2 / SMART on FHIR: authorization server, token validation, scopes."""

@@ -1,0 +1,54 @@
+"""The FastAPI dependency that turns a bearer token into the request's AccessContext.
+
+RFC 6750 §2.1 (Authorization: Bearer), §3 (WWW-Authenticate on 401). The purpose of use
+comes from the token (``purpose_of_use``) or the ``X-Purpose-Of-Use`` header, else the
+deployment default. ``X-Break-Glass`` is honoured only for clients registered for it.
+"""
+
+from __future__ import annotations
+
+from fastapi import Request
+
+from fhir_gateway.auth.context import AccessContext
+from fhir_gateway.auth.scopes import parse_scopes
+from fhir_gateway.auth.tokens import invalid_token
+from fhir_gateway.auth.validation import TokenValidator
+from fhir_gateway.kit.errors import Unauthorized
+
+
+def _bearer(request: Request) -> str:
+    header = request.headers.get("authorization")
+    if not header:
+        raise Unauthorized(
+            "An access token is required (Authorization: Bearer <token>)",
+            headers={"WWW-Authenticate": 'Bearer realm="fhir-gateway"'},
+        )
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise invalid_token("the Authorization header must be 'Bearer <token>'")
+    return token.strip()
+
+
+def require_access(request: Request) -> AccessContext:
+    """Validate the request's token and build its AccessContext (401 when invalid)."""
+    validator: TokenValidator = request.app.state.token_validator
+    claims = validator.validate(_bearer(request))
+    settings = request.app.state.settings
+    purpose = str(
+        claims.get("purpose_of_use")
+        or request.headers.get("x-purpose-of-use")
+        or settings.default_purpose_of_use
+    )
+    break_glass = request.headers.get("x-break-glass") if claims.get("break_glass_allowed") else None
+    patient = claims.get("patient")
+    return AccessContext(
+        client_id=str(claims.get("client_id", "")),
+        scopes=parse_scopes(str(claims.get("scope", ""))),
+        organization=claims.get("organization"),
+        practitioner=claims.get("practitioner"),
+        trusted=bool(claims.get("trusted", False)),
+        patient=str(patient).removeprefix("Patient/") if patient else None,
+        purpose=purpose.strip()[:64],
+        break_glass=break_glass.strip()[:500] if break_glass and break_glass.strip() else None,
+        raw_scope=str(claims.get("scope", "")),
+    )

@@ -1,0 +1,103 @@
+"""Access tokens: signed JWTs issued by the built-in server (RFC 9068 profile, SMART v2).
+
+Claims: iss (our base URL), aud (our FHIR base), sub = client_id, client_id, scope, iat,
+nbf, exp, jti, ``organization`` (the client's Organization: the actor consent is checked
+against), ``trusted``, and ``patient`` for a patient-context client.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from joserfc import jwt
+from joserfc.errors import JoseError
+
+from fhir_gateway.auth.keys import ALGORITHM, SigningKeys
+from fhir_gateway.kit.errors import Unauthorized
+from fhir_gateway.settings import Settings
+from fhir_gateway.storage.client_repository import ClientRecord
+
+ACCEPTED_ALGORITHMS = ["ES256", "ES384", "RS256", "RS384"]
+LEEWAY_SECONDS = 10
+
+
+def invalid_token(reason: str) -> Unauthorized:
+    """401 with the RFC 6750 §3 challenge."""
+    return Unauthorized(
+        f"Invalid access token: {reason}",
+        headers={
+            "WWW-Authenticate": f'Bearer realm="fhir-gateway", error="invalid_token", '
+            f'error_description="{reason}"'
+        },
+    )
+
+
+def issue_access_token(
+    keys: SigningKeys, settings: Settings, client: ClientRecord, scope: str
+) -> tuple[str, int]:
+    """A signed access token for ``client`` with ``scope``, and its lifetime in seconds."""
+    now = int(time.time())
+    lifetime = settings.token_lifetime_seconds
+    claims: dict[str, Any] = {
+        "iss": settings.base_url,
+        "aud": settings.fhir_base,
+        "sub": client.client_id,
+        "client_id": client.client_id,
+        "scope": scope,
+        "iat": now,
+        "nbf": now,
+        "exp": now + lifetime,
+        "jti": uuid.uuid4().hex,
+        "trusted": client.trusted,
+    }
+    if client.organization:
+        claims["organization"] = client.organization
+    if client.patient:
+        claims["patient"] = client.patient
+    key = keys.current()
+    token = jwt.encode({"alg": ALGORITHM, "kid": key.kid, "typ": "at+jwt"}, claims, key)
+    return token, lifetime
+
+
+def decode_header_kid(token: str) -> tuple[str | None, str | None]:
+    """(alg, kid) of a compact JWS without verifying it; raises 401 when malformed."""
+    import base64
+    import json
+
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise invalid_token("malformed token")
+    try:
+        padded = parts[0] + "=" * (-len(parts[0]) % 4)
+        header = json.loads(base64.urlsafe_b64decode(padded))
+    except (ValueError, TypeError):
+        raise invalid_token("malformed token header") from None
+    if not isinstance(header, dict):
+        raise invalid_token("malformed token header")
+    return header.get("alg"), header.get("kid")
+
+
+def verify_signed(token: str, key_set: Any, algorithms: list[str]) -> dict[str, Any]:
+    """Verify signature (only asymmetric ``algorithms``) and return the claims."""
+    alg, _kid = decode_header_kid(token)
+    if alg not in algorithms:
+        raise invalid_token(f"algorithm {alg!r} is not accepted")
+    try:
+        decoded = jwt.decode(token, key_set, algorithms=algorithms)
+    except (JoseError, ValueError, KeyError, TypeError) as exc:
+        raise invalid_token(f"signature or format rejected ({type(exc).__name__})") from None
+    return dict(decoded.claims)
+
+
+def check_time_claims(claims: dict[str, Any]) -> None:
+    """exp, nbf and iat within a small leeway (RFC 7519 §4.1.4, §4.1.5)."""
+    now = time.time()
+    exp, nbf = claims.get("exp"), claims.get("nbf", claims.get("iat"))
+    if not isinstance(exp, int | float):
+        raise invalid_token("no expiry")
+    if exp + LEEWAY_SECONDS < now:
+        raise invalid_token("token expired")
+    if isinstance(nbf, int | float) and nbf - LEEWAY_SECONDS > now:
+        raise invalid_token("token not yet valid")

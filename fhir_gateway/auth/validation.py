@@ -1,0 +1,96 @@
+"""Access token validation for every FHIR request (RFC 6750, RFC 7519, SMART v2).
+
+A token is accepted when its signature verifies with one of our keys (or a trusted external
+issuer's), its algorithm is asymmetric (``none`` and HS* are refused), it is within its
+validity period, ``iss`` and ``aud`` are ours, and the client has not been revoked (checked
+in the database on every request, so that revocation takes effect at once).
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from fhir_gateway.auth.external import ExternalIssuers
+from fhir_gateway.auth.keys import SigningKeys
+from fhir_gateway.auth.tokens import (
+    ACCEPTED_ALGORITHMS,
+    check_time_claims,
+    decode_header_kid,
+    invalid_token,
+    verify_signed,
+)
+from fhir_gateway.kit import jsonutil
+from fhir_gateway.kit.errors import FhirError
+from fhir_gateway.settings import Settings
+from fhir_gateway.storage import client_repository
+from fhir_gateway.storage.database import Database
+
+
+def _unverified_issuer(token: str) -> str | None:
+    try:
+        payload = token.split(".")[1]
+        claims = jsonutil.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError, FhirError):
+        raise invalid_token("malformed token") from None
+    return claims.get("iss") if isinstance(claims, dict) else None
+
+
+class TokenValidator:
+    """Validates bearer tokens of the built-in server and of trusted external issuers."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        database: Database,
+        keys: SigningKeys,
+        issuers: ExternalIssuers | None = None,
+    ) -> None:
+        self.settings = settings
+        self.database = database
+        self.keys = keys
+        self.issuers = issuers or ExternalIssuers(settings.trusted_issuers)
+
+    def validate(self, token: str) -> dict[str, Any]:
+        """The token's claims, or a 401 FhirError saying why not."""
+        alg, kid = decode_header_kid(token)
+        if alg not in ACCEPTED_ALGORITHMS:
+            raise invalid_token(f"algorithm {alg!r} is not accepted")
+        issuer = _unverified_issuer(token)
+        if issuer == self.settings.base_url:
+            claims = verify_signed(token, self.keys.key_set(kid), ACCEPTED_ALGORITHMS)
+            if claims.get("aud") != self.settings.fhir_base:
+                raise invalid_token("wrong audience")
+            claims["break_glass_allowed"] = self._check_client(str(claims.get("client_id", "")))
+        else:
+            claims = self._validate_external(token, issuer, kid)
+        check_time_claims(claims)
+        return claims
+
+    def _validate_external(self, token: str, issuer: str | None, kid: str | None) -> dict[str, Any]:
+        keys = self.issuers.get(issuer) if issuer else None
+        if keys is None:
+            raise invalid_token("untrusted issuer")
+        key_set = keys.key_set(kid)
+        if key_set is None:
+            raise invalid_token("the issuer's keys are not available")
+        claims = verify_signed(token, key_set, ACCEPTED_ALGORITHMS)
+        audience = claims.get("aud")
+        audiences = audience if isinstance(audience, list) else [audience]
+        if self.settings.fhir_base not in audiences and self.settings.external_audience not in audiences:
+            raise invalid_token("wrong audience")
+        claims.setdefault("client_id", claims.get("azp") or claims.get("sub"))
+        organization = claims.get(self.settings.issuer_organization_claim)
+        if organization:
+            org = str(organization)
+            claims["organization"] = org if org.startswith("Organization/") else f"Organization/{org}"
+        claims["trusted"] = False
+        return claims
+
+    def _check_client(self, client_id: str) -> bool:
+        """401 unless the client is registered and not revoked; whether it may break the glass."""
+        with self.database.engine.connect() as conn:
+            client = client_repository.get_client(conn, client_id)
+        if client is None or client.revoked:
+            raise invalid_token("client revoked or unknown")
+        return client.break_glass

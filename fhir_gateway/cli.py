@@ -1,0 +1,81 @@
+"""The ``fhir-gateway`` command: serve, migrate, clients (DESIGN.md, The shape)."""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+from fhir_gateway.settings import get_settings
+
+app = typer.Typer(help="fhir-gateway: FHIR R4 backend for care-pathway coordination", no_args_is_help=True)
+
+
+def _register_subcommands() -> None:
+    try:
+        auth_cli = importlib.import_module("fhir_gateway.auth.cli")
+    except ModuleNotFoundError as exc:
+        if exc.name != "fhir_gateway.auth.cli":
+            raise
+        return
+    app.add_typer(auth_cli.clients_app, name="clients")
+    if hasattr(auth_cli, "keys_app"):
+        app.add_typer(auth_cli.keys_app, name="keys")
+
+
+@app.command()
+def migrate(revision: str = typer.Argument("head", help="target Alembic revision")) -> None:
+    """Bring the database schema up to date (Alembic)."""
+    from fhir_gateway.storage.database import Database
+    from fhir_gateway.storage.migrate import upgrade
+
+    settings = get_settings()
+    database = Database(settings.database_url)
+    upgrade(database, revision)
+    typer.echo(f"database at {revision}: {_safe_url(settings.database_url)}")
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="interface to listen on"),
+    port: int = typer.Option(8000, help="TCP port"),
+    workers: int = typer.Option(1, help="uvicorn worker processes"),
+    no_migrate: bool = typer.Option(False, "--no-migrate", help="do not upgrade the schema on start"),
+) -> None:
+    """Start the FHIR server (base URL /fhir)."""
+    import uvicorn
+
+    from fhir_gateway.startup import prepare
+
+    settings = get_settings()
+    problems = prepare(settings, migrate=not no_migrate)
+    if problems:
+        for problem in problems:
+            typer.echo(f"refusing to start: {problem}", err=True)
+        raise typer.Exit(2)
+    uvicorn.run(
+        "fhir_gateway.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+        access_log=False,
+    )
+
+
+def _safe_url(url: str) -> str:
+    """The database URL without its password."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+def main() -> None:
+    _register_subcommands()
+    app(prog_name="fhir-gateway")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Consent: FHIR Consent resources compiled into access grants; the decision and its SQL filter."""

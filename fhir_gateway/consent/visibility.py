@@ -1,0 +1,169 @@
+"""Which stored rows a caller may see or write, as SQL (FHIR R4 consent.html#6.2.3).
+
+DESIGN.md "A request's way": every query is filtered by consent in SQL, never in Python,
+so that paging and totals stay right and a denied resource is never counted.
+
+- trusted clients: everything (they are audited, not filtered);
+- patient-context tokens (SMART ``patient/`` scopes): the person's own compartment,
+  their own AuditEvents included ("who looked at my file");
+- partners: rows tied to no person (Organization, Practitioner...) and rows of persons
+  for whom the consent decision (``consent.predicates``) is permit; break-glass callers
+  see every person's data (the request is audited with its reason);
+- AuditEvent rows: only auditors (an explicit ``AuditEvent`` scope: ``system/AuditEvent.rs``;
+  a ``*`` scope is not enough), trusted clients and the person themself.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    and_,
+    case,
+    false,
+    literal,
+    literal_column,
+    or_,
+    select,
+    true,
+)
+
+from fhir_gateway.auth.context import AccessContext
+from fhir_gateway.consent.predicates import CARE_TEAM_OPT_OUT, permitted
+from fhir_gateway.kit.errors import Forbidden
+from fhir_gateway.kit.timeutil import utcnow
+
+AUDIT_TYPE = "AuditEvent"
+OWN_ONLY_WRITES = frozenset({"Consent"})
+
+
+def caller_actors(access: AccessContext) -> list[str]:
+    """The caller's actor references: its Organization, Practitioner (and PractitionerRole)."""
+    actors: list[str] = []
+    for kind, value in (
+        ("Organization", access.organization),
+        ("Practitioner", access.practitioner),
+        ("PractitionerRole", access.extra.get("practitioner_role")),
+    ):
+        if value:
+            actors.append(value if "/" in value else f"{kind}/{value}")
+    return actors
+
+
+def is_auditor(access: AccessContext) -> bool:
+    """True for a system/user scope naming AuditEvent explicitly with read or search."""
+    if access.extra.get("role") == "auditor":
+        return True
+    return any(
+        s.context in ("system", "user") and s.resource_type == AUDIT_TYPE and s.interactions & {"r", "s"}
+        for s in access.scopes
+    )
+
+
+def now_naive() -> Any:
+    return utcnow().replace(tzinfo=None)
+
+
+def visible_clause(
+    access: AccessContext, alias: Any, res_type: str | None, *, policy: str = CARE_TEAM_OPT_OUT
+) -> ColumnElement[bool]:
+    """SQL condition on ``alias`` (``resource`` or ``resource_history``) for rows ``access`` may read.
+
+    ``res_type`` None: the rows may be of several types (system search or history).
+    """
+    if access.trusted:
+        return true()
+    if access.patient is not None:
+        own: ColumnElement[bool] = alias.c.patient_id == access.patient
+        if res_type == "Patient":
+            return or_(alias.c.res_id == access.patient, own)
+        if res_type is None:
+            return or_(and_(alias.c.res_type == "Patient", alias.c.res_id == access.patient), own)
+        return own
+    audit_ok: ColumnElement[bool] = true() if is_auditor(access) else false()
+    if res_type == AUDIT_TYPE:
+        return audit_ok
+    consent_ok = _partner_clause(access, alias, res_type, policy)
+    if res_type is None:
+        return or_(
+            and_(alias.c.res_type == AUDIT_TYPE, audit_ok),
+            and_(alias.c.res_type != AUDIT_TYPE, consent_ok),
+        )
+    return consent_ok
+
+
+def _partner_clause(
+    access: AccessContext, alias: Any, res_type: str | None, policy: str
+) -> ColumnElement[bool]:
+    if access.break_glass:
+        return true()
+    if res_type == "Patient":
+        person: ColumnElement[Any] = alias.c.res_id
+    elif res_type is not None:
+        person = alias.c.patient_id
+    else:
+        person = case((alias.c.res_type == "Patient", alias.c.res_id), else_=alias.c.patient_id)
+    decision = permitted(
+        person,
+        alias.c.res_id,
+        res_type if res_type is not None else alias.c.res_type,
+        actors=caller_actors(access),
+        purpose=access.purpose,
+        action="read",
+        policy=policy,
+        now=now_naive(),
+    )
+    if res_type == "Patient":
+        return decision
+    return or_(person.is_(None), decision)
+
+
+def may_write(
+    conn: Connection, access: AccessContext, res_type: str, patient_id: str, *, policy: str
+) -> bool:
+    """The consent decision with action ``write`` for data of ``patient_id``."""
+    clause = permitted(
+        literal(patient_id),
+        None,
+        res_type,
+        actors=caller_actors(access),
+        purpose=access.purpose,
+        action="write",
+        policy=policy,
+        now=now_naive(),
+    )
+    return conn.execute(select(literal_column("1")).where(clause)).first() is not None
+
+
+def check_write(
+    conn: Connection,
+    access: AccessContext,
+    res_type: str,
+    patient_id: str | None,
+    *,
+    policy: str = CARE_TEAM_OPT_OUT,
+) -> None:
+    """Raise Forbidden (403) when ``access`` may not write ``res_type`` data of ``patient_id``.
+
+    Consent resources are the person's own decision: only trusted clients and the person
+    themself (patient context) may write them, never a partner, so that no partner grants
+    itself access. AuditEvent is written by the server only (auditevent.html#6.4.4.1).
+    """
+    if access.trusted:
+        return
+    if res_type == AUDIT_TYPE:
+        raise Forbidden("AuditEvent resources are recorded by the server and cannot be written")
+    if access.patient is not None:
+        if patient_id is None and res_type not in OWN_ONLY_WRITES or patient_id == access.patient:
+            return
+        raise Forbidden("A patient-context token may only write data of its own person")
+    if res_type in OWN_ONLY_WRITES:
+        raise Forbidden(f"Only the person or a trusted client may write {res_type} resources")
+    if patient_id is None:
+        return
+    if access.break_glass:
+        return
+    if not may_write(conn, access, res_type, patient_id, policy=policy):
+        raise Forbidden("No consent of this person allows this client to write their data")

@@ -1,0 +1,1 @@
+"""FHIR REST semantics: endpoints, service, bundles, capability, operations."""

@@ -1,0 +1,129 @@
+"""``GET /fhir/metadata``: the CapabilityStatement, generated from what is implemented.
+
+FHIR R4 capabilitystatement.html and http.html#capabilities. Interactions per type come
+from the resource type table; search parameters from the registry the server indexes.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from fhir_gateway import __version__
+from fhir_gateway.fhir.resource_types import APPEND_ONLY_TYPES, STORED_TYPES
+from fhir_gateway.fhir.responses import fhir_response
+from fhir_gateway.kit import jsonutil
+from fhir_gateway.search.registry import params_for
+
+router = APIRouter(prefix="/fhir")
+
+_ALL = [
+    "read",
+    "vread",
+    "update",
+    "patch",
+    "delete",
+    "history-instance",
+    "history-type",
+    "create",
+    "search-type",
+]
+_APPEND_ONLY = ["read", "vread", "history-instance", "history-type", "create", "search-type"]
+_OAUTH = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+
+
+def _reference_params(res_type: str) -> list[str]:
+    return sorted(f"{res_type}:{code}" for code, p in params_for(res_type).items() if p.type == "reference")
+
+
+def _rev_includes(res_type: str) -> list[str]:
+    out = []
+    for source in sorted(STORED_TYPES):
+        for code, p in params_for(source).items():
+            if p.type == "reference" and (res_type in p.targets or not p.targets):
+                out.append(f"{source}:{code}")
+    return out
+
+
+def _resource(res_type: str) -> dict[str, Any]:
+    interactions = _APPEND_ONLY if res_type in APPEND_ONLY_TYPES else _ALL
+    return {
+        "type": res_type,
+        "profile": f"http://hl7.org/fhir/StructureDefinition/{res_type}",
+        "interaction": [{"code": c} for c in interactions],
+        "versioning": "versioned-update",
+        "readHistory": True,
+        "updateCreate": res_type not in APPEND_ONLY_TYPES,
+        "conditionalCreate": True,
+        "conditionalUpdate": res_type not in APPEND_ONLY_TYPES,
+        "conditionalDelete": "not-supported",
+        "searchInclude": _reference_params(res_type),
+        "searchRevInclude": _rev_includes(res_type),
+        "searchParam": [
+            {
+                "name": code,
+                "type": p.type,
+                "definition": f"http://hl7.org/fhir/SearchParameter/{res_type}-{code}",
+            }
+            for code, p in sorted(params_for(res_type).items())
+        ],
+    }
+
+
+@cache
+def _statement(base_url: str) -> bytes:
+    base = base_url.rstrip("/")
+    statement = {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": "2026-11-24",
+        "publisher": "fhir-gateway",
+        "kind": "instance",
+        "software": {"name": "fhir-gateway", "version": __version__},
+        "implementation": {"description": "fhir-gateway care-pathway coordination", "url": f"{base}/fhir"},
+        "fhirVersion": "4.0.1",
+        "format": ["json"],
+        "patchFormat": ["application/json-patch+json"],
+        "rest": [
+            {
+                "mode": "server",
+                "security": {
+                    "cors": False,
+                    "service": [
+                        {
+                            "coding": [
+                                {
+                                    "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                                    "code": "SMART-on-FHIR",
+                                }
+                            ]
+                        }
+                    ],
+                    "extension": [
+                        {
+                            "url": _OAUTH,
+                            "extension": [
+                                {"url": "token", "valueUri": f"{base}/auth/token"},
+                                {"url": "introspect", "valueUri": f"{base}/auth/introspect"},
+                            ],
+                        }
+                    ],
+                },
+                "resource": [_resource(t) for t in sorted(STORED_TYPES)],
+                "interaction": [{"code": c} for c in ("transaction", "batch", "history-system")],
+                "operation": [
+                    {"name": "access", "definition": "urn:fhir-gateway:OperationDefinition/Patient-access"}
+                ],
+            }
+        ],
+    }
+    return jsonutil.dumps(statement)
+
+
+@router.get("/metadata")
+def metadata(request: Request) -> Response:
+    """The CapabilityStatement (open without a token, http.html#capabilities)."""
+    return fhir_response(_statement(request.app.state.settings.base_url))

@@ -1,0 +1,121 @@
+"""The per-request unit of work handed to the FHIR service functions.
+
+DESIGN.md, A request's way: the request owns the transaction; services flush, never
+commit. Audit events gathered while serving are written after the main transaction, in a
+short transaction of their own, so that a refused request is audited too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection
+
+from fhir_gateway.audit.events import audit_event_for
+from fhir_gateway.audit.store import write_audit_events
+from fhir_gateway.auth.context import AccessContext
+from fhir_gateway.consent import visibility
+from fhir_gateway.consent.decision import decision_for
+from fhir_gateway.kit.errors import Forbidden
+from fhir_gateway.settings import Settings
+from fhir_gateway.storage import repository
+from fhir_gateway.storage.database import Database
+from fhir_gateway.storage.repository import StoredRow
+
+
+@dataclass
+class Ctx:
+    """One request's database connection, caller and settings."""
+
+    conn: Connection
+    access: AccessContext
+    settings: Settings
+    audit_events: list[dict[str, Any]] = field(default_factory=list)
+
+    def visible(self, alias: Any, res_type: str | None) -> ColumnElement[bool]:
+        """SQL filter of the rows of ``alias`` this caller may read (scopes and consent)."""
+        return visibility.visible_clause(
+            self.access, alias, res_type, policy=self.settings.consent_default_policy
+        )
+
+    def require_scope(self, res_type: str, interaction: str) -> None:
+        """403 unless a SMART scope grants ``interaction`` (c r u d s) on ``res_type``."""
+        if not self.access.allows(res_type, interaction):
+            raise Forbidden(
+                f"The token's scopes do not allow '{interaction}' on {res_type} "
+                f"(SMART scope {res_type}.{interaction} or wider is needed)"
+            )
+
+    def check_write(self, res_type: str, patient_id: str | None, interaction: str = "update") -> None:
+        """403 unless consent lets this caller write data of ``patient_id`` (refusals audited)."""
+        try:
+            visibility.check_write(
+                self.conn, self.access, res_type, patient_id, policy=self.settings.consent_default_policy
+            )
+        except Forbidden:
+            self.audit(interaction, res_type, None, patient_id, ok=False)
+            raise
+
+    def hidden_exists(self, res_type: str, res_id: str) -> StoredRow | None:
+        """For a 404 given to a partner: the row consent hid, if any (to audit the refusal)."""
+        if self.access.trusted:
+            return None
+        return repository.get_current(self.conn, res_type, res_id)
+
+    def audit(
+        self,
+        interaction: str,
+        res_type: str | None,
+        res_id: str | None,
+        patient_id: str | None,
+        *,
+        ok: bool = True,
+        query: str | None = None,
+    ) -> None:
+        """Record this access for the audit trail, with the Consent or policy that decided it."""
+        decided_by = None
+        if patient_id is not None:
+            action = "read" if interaction in _READ_INTERACTIONS else "write"
+            decided_by = decision_for(
+                self.conn,
+                self.access,
+                patient_id,
+                res_type,
+                action=action,
+                policy=self.settings.consent_default_policy,
+            ).decided_by
+        elif self.access.trusted:
+            decided_by = "trusted client"
+        self.audit_events.append(
+            audit_event_for(self.access, interaction, res_type, res_id, patient_id, ok, decided_by, query)
+        )
+
+
+_READ_INTERACTIONS = frozenset(
+    {
+        "read",
+        "vread",
+        "search-type",
+        "search-system",
+        "history-instance",
+        "history-type",
+        "history-system",
+        "operation",
+    }
+)
+
+
+@contextmanager
+def unit_of_work(
+    database: Database, settings: Settings, access: AccessContext, *, write: bool
+) -> Iterator[Ctx]:
+    """Open the request's transaction; commit on success, rollback on error, then audit."""
+    events: list[dict[str, Any]] = []
+    try:
+        with database.transaction(write=write) as conn:
+            yield Ctx(conn, access, settings, events)
+    finally:
+        write_audit_events(database, events)

@@ -1,0 +1,28 @@
+"""Routes of the FHIR operations (``$name``); one module per operation beside this one."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from fhir_gateway.fhir.endpoints import Access, unit_for
+from fhir_gateway.fhir.responses import json_response
+from fhir_gateway.kit.errors import BadRequest
+
+router = APIRouter(prefix="/fhir")
+
+
+@router.get("/Patient/{patient_id}/$access")
+def patient_access(patient_id: str, request: Request, access: Access) -> Response:
+    """Explain the consent decision for an actor on this person (issue 4, ``$access``)."""
+    from fhir_gateway.fhir.operations.access import access_operation
+
+    actor = request.query_params.get("actor")
+    if not actor:
+        raise BadRequest("$access needs an 'actor' parameter such as Organization/123", expression=["actor"])
+    purpose = request.query_params.get("purpose") or request.app.state.settings.default_purpose_of_use
+    res_type = request.query_params.get("type")
+    with unit_for(request, access, write=False) as ctx:
+        policy = request.app.state.settings.consent_default_policy
+        result = access_operation(ctx.conn, access, patient_id, actor, purpose, res_type, policy=policy)
+    return json_response(result)

@@ -1,0 +1,117 @@
+"""Read, vread and history (FHIR R4 http.html#read, #vread, #history).
+
+A resource the caller may not see answers 404 exactly like one that does not exist, so
+that consent never leaks existence (issue 4).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from fhir_gateway.fhir.context import Ctx
+from fhir_gateway.kit.errors import BadRequest, Gone, NotFound
+from fhir_gateway.storage import repository
+from fhir_gateway.storage.repository import StoredRow
+from fhir_gateway.storage.tables import resource, resource_history
+
+
+def read(ctx: Ctx, res_type: str, res_id: str) -> StoredRow:
+    """The current version; 404 if unknown or not visible, 410 if deleted."""
+    ctx.require_scope(res_type, "r")
+    row = repository.get_current(ctx.conn, res_type, res_id, visible=ctx.visible(resource, res_type))
+    if row is None:
+        _audit_hidden(ctx, "read", res_type, res_id)
+        raise NotFound(f"{res_type}/{res_id} is not known")
+    if row.deleted:
+        raise Gone(f"{res_type}/{res_id} was deleted", headers={"ETag": f'W/"{row.version}"'})
+    ctx.audit("read", res_type, res_id, row.patient_id)
+    return row
+
+
+def _audit_hidden(ctx: Ctx, interaction: str, res_type: str, res_id: str) -> None:
+    """Audit a refusal when the 404 hides an existing resource from this caller."""
+    hidden = ctx.hidden_exists(res_type, res_id)
+    if hidden is not None:
+        ctx.audit(interaction, res_type, res_id, hidden.patient_id, ok=False)
+
+
+def vread(ctx: Ctx, res_type: str, res_id: str, version: str) -> StoredRow:
+    """One version, checked against consent as that version was stored."""
+    ctx.require_scope(res_type, "r")
+    if not version.isdigit():
+        raise NotFound(f"{res_type}/{res_id}/_history/{version[:40]} is not known")
+    row = repository.get_version(
+        ctx.conn, res_type, res_id, int(version), visible=ctx.visible(resource_history, res_type)
+    )
+    if row is None:
+        _audit_hidden(ctx, "vread", res_type, res_id)
+        raise NotFound(f"{res_type}/{res_id}/_history/{version} is not known")
+    if row.deleted:
+        raise Gone(f"{res_type}/{res_id} version {version} is a deletion")
+    ctx.audit("vread", res_type, res_id, row.patient_id)
+    return row
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    rows: list[StoredRow]
+    total: int
+    count: int
+    offset: int
+
+
+def _parse_instant(name: str, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    from fhir_gateway.search.dates import parse_date_range
+
+    try:
+        low, _high = parse_date_range(value)
+    except ValueError:
+        raise BadRequest(f"{name}: '{value[:60]}' is not a FHIR instant", expression=[name]) from None
+    return low
+
+
+def history(
+    ctx: Ctx,
+    res_type: str | None,
+    res_id: str | None,
+    params: dict[str, str],
+) -> HistoryPage:
+    """Instance, type or system history, newest first, paged by ``_count``/``_offset``."""
+    if res_type is not None:
+        ctx.require_scope(res_type, "r" if res_id else "s")
+    elif not ctx.access.allows("*", "s"):
+        from fhir_gateway.kit.errors import Forbidden
+
+        raise Forbidden("System history needs a wildcard search scope (*.s)")
+    count = _int_param(params, "_count", ctx.settings.default_count, ctx.settings.max_count)
+    offset = _int_param(params, "_offset", 0, 10**9)
+    rows, total = repository.history_page(
+        ctx.conn,
+        res_type=res_type,
+        res_id=res_id,
+        since=_parse_instant("_since", params.get("_since")),
+        at=_parse_instant("_at", params.get("_at")),
+        visible=ctx.visible(resource_history, res_type),
+        count=count,
+        offset=offset,
+    )
+    if res_id is not None and total == 0:
+        assert res_type is not None
+        _audit_hidden(ctx, "history-instance", res_type, res_id)
+        raise NotFound(f"{res_type}/{res_id} is not known")
+    interaction = "history-instance" if res_id else "history-type" if res_type else "history-system"
+    patient_id = rows[0].patient_id if res_id and rows else None
+    ctx.audit(interaction, res_type, res_id, patient_id)
+    return HistoryPage(list(rows), total, count, offset)
+
+
+def _int_param(params: dict[str, str], name: str, default: int, maximum: int) -> int:
+    raw = params.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit():
+        raise BadRequest(f"{name} must be a non-negative integer, not '{raw[:40]}'", expression=[name])
+    return min(int(raw), maximum)

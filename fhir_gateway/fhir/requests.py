@@ -1,0 +1,54 @@
+"""Reading FHIR request bodies and headers (FHIR R4 http.html#mime-type, #concurrency)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+
+from fhir_gateway.kit import jsonutil
+from fhir_gateway.kit.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+
+_JSON_TYPES = ("application/fhir+json", "application/json", "application/json-patch+json")
+
+
+async def read_body(request: Request) -> bytes:
+    """The raw body, refused with 413 above the configured size, 415 unless JSON."""
+    limit: int = request.app.state.settings.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"The body is larger than the limit of {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"The body is larger than the limit of {limit} bytes")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if body and content_type not in _JSON_TYPES and not content_type.endswith("+json"):
+        raise UnsupportedMediaType(
+            f"Content-Type '{content_type or '(none)'}' is not supported; send application/fhir+json"
+        )
+    return body
+
+
+def parse_resource(request: Request, body: bytes) -> dict[str, Any]:
+    """The body as a JSON object, within the configured nesting depth."""
+    if not body:
+        raise BadRequest("The request has no body; a FHIR resource is expected", code="required")
+    return jsonutil.loads_object(body, request.app.state.settings.max_json_depth)
+
+
+def parse_if_match(value: str | None) -> int | None:
+    """``If-Match: W/"3"`` -> 3 (FHIR R4 http.html#concurrency)."""
+    if value is None:
+        return None
+    text = value.strip()
+    if text.startswith("W/"):
+        text = text[2:]
+    text = text.strip('"')
+    if not text.isdigit():
+        raise BadRequest(f"If-Match '{value[:40]}' is not a version ETag such as W/\"3\"")
+    return int(text)

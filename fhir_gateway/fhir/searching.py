@@ -1,0 +1,92 @@
+"""Search interactions (FHIR R4 http.html#search): parse, run under the caller's filter,
+and answer a ``searchset`` Bundle spliced from the stored JSON text.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from fhir_gateway.fhir.context import Ctx
+from fhir_gateway.fhir.responses import strict_handling
+from fhir_gateway.fhir.subsetting import subset
+from fhir_gateway.kit import jsonutil
+from fhir_gateway.kit.errors import Issue, operation_outcome
+from fhir_gateway.search.model import SearchRequest
+from fhir_gateway.search.parser import parse_search
+from fhir_gateway.storage.search_repository import SearchResult, execute_search
+
+
+def parse(ctx: Ctx, res_type: str, items: list[tuple[str, str]], prefer: str | None) -> SearchRequest:
+    settings = ctx.settings
+    return parse_search(
+        res_type,
+        items,
+        default_count=settings.default_count,
+        max_count=settings.max_count,
+        strict=strict_handling(prefer),
+    )
+
+
+def search(ctx: Ctx, res_type: str, items: list[tuple[str, str]], prefer: str | None, base: str) -> bytes:
+    """The searchset Bundle for ``items`` on ``res_type``."""
+    ctx.require_scope(res_type, "s")
+    request = parse(ctx, res_type, items, prefer)
+    result = execute_search(ctx.conn, request, ctx.visible, ctx.settings.max_include)
+    result.included = [row for row in result.included if ctx.access.allows(row[0], "r")]
+    ctx.audit("search-type", res_type, None, None, query=urlencode(request.kept))
+    return searchset(request, result, base)
+
+
+def _links(request: SearchRequest, total: int | None, base: str, page_size: int) -> list[dict[str, str]]:
+    """self/next/previous links that replay the same search (search.html#paging)."""
+    kept = [(k, v) for k, v in request.kept if k not in ("_count", "_offset")]
+
+    def url(offset: int) -> str:
+        query = [*kept, ("_count", str(request.count)), ("_offset", str(offset))]
+        return f"{base}/{request.resource_type}?{urlencode(query)}"
+
+    links = [{"relation": "self", "url": url(request.offset)}]
+    more = page_size == request.count and (total is None or request.offset + request.count < total)
+    if more:
+        links.append({"relation": "next", "url": url(request.offset + request.count)})
+    if request.offset > 0:
+        links.append({"relation": "previous", "url": url(max(0, request.offset - request.count))})
+    return links
+
+
+def _entry(base: str, res_type: str, res_id: str, content: bytes, mode: str) -> bytes:
+    full_url = jsonutil.dumps(f"{base}/{res_type}/{res_id}")
+    return (
+        b'{"fullUrl":'
+        + full_url
+        + b',"resource":'
+        + content
+        + b',"search":{"mode":"'
+        + mode.encode()
+        + b'"}}'
+    )
+
+
+def searchset(request: SearchRequest, result: SearchResult, base: str) -> bytes:
+    """Bundle JSON with stored resources spliced in (no re-parse unless subsetting)."""
+    head: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset"}
+    if result.total is not None:
+        head["total"] = result.total
+    head["link"] = _links(request, result.total, base, len(result.matches))
+    entries = []
+    for mode, rows in (("match", result.matches), ("include", result.included)):
+        for res_type, res_id, content in rows:
+            body = content.encode()
+            if request.summary or request.elements:
+                body = jsonutil.dumps(subset(jsonutil.loads(content), request.summary, request.elements))
+            entries.append(_entry(base, res_type, res_id, body, mode))
+    if request.ignored:
+        outcome = operation_outcome(
+            [
+                Issue("warning", "not-supported", f"Unknown search parameter '{name}' was ignored", [name])
+                for name in request.ignored
+            ]
+        )
+        entries.append(b'{"resource":' + jsonutil.dumps(outcome) + b',"search":{"mode":"outcome"}}')
+    return jsonutil.dumps(head)[:-1] + b',"entry":[' + b",".join(entries) + b"]}"

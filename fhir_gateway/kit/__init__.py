@@ -1,0 +1,1 @@
+"""Small shared helpers: OperationOutcome errors, JSON, time."""

@@ -1,0 +1,1 @@
+"""Observability: structured JSON request logs with request ids (no personal data)."""

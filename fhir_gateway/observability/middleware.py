@@ -1,0 +1,69 @@
+"""A pure ASGI middleware: request id, one access log line per request.
+
+The request id comes from ``X-Request-ID`` when the caller sends a sane one, else a new
+UUID; it is echoed in the response. The route logged is the matched route template
+(``/fhir/{res_type}/{res_id}``) with the resource type, never the query string.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger("fhir_gateway.access")
+
+
+def _request_id(scope: Scope) -> str:
+    for name, value in scope.get("headers", []):
+        if name == b"x-request-id":
+            text = str(value.decode("latin-1"))
+            if 0 < len(text) <= 64 and text.replace("-", "").isalnum():
+                return text
+    return str(uuid.uuid4().hex)
+
+
+class RequestLogMiddleware:
+    """Adds ``X-Request-ID`` and logs method, route, type, client, status and duration."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = _request_id(scope)
+        state: dict[str, Any] = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            route = scope.get("route")
+            params = scope.get("path_params") or {}
+            log.info(
+                "request",
+                extra={
+                    "request_id": request_id,
+                    "method": scope["method"],
+                    "route": getattr(route, "path", "unmatched"),
+                    "resource_type": params.get("res_type"),
+                    "client_id": state.get("client_id"),
+                    "status": status,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                },
+            )

@@ -1,0 +1,175 @@
+"""Search index rows of a resource (FHIR R4 search.html#ptypes), one list per parameter kind.
+
+Each search parameter's expression is evaluated on the resource and the values are turned
+into the rows of the ``idx_*`` tables: tokens (system, code), normalised strings, date
+ranges, references split into type and id, quantities, numbers and URIs.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Any
+
+from fhir_gateway.search.dates import parse_date_range
+from fhir_gateway.search.paths import evaluate
+from fhir_gateway.search.registry import SearchParam, params_for
+
+Rows = dict[str, list[dict[str, Any]]]
+_STRING_PARTS = {
+    "HumanName": ("family", "given", "text", "prefix", "suffix"),
+    "Address": ("line", "city", "district", "state", "postalCode", "country", "text"),
+}
+
+
+def normalize(text: str) -> str:
+    """Lower case without accents: the form ``:exact``-less string search compares."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).lower()[:255]
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        out: list[str] = []
+        for key in (
+            "family",
+            "given",
+            "text",
+            "prefix",
+            "suffix",
+            "line",
+            "city",
+            "district",
+            "state",
+            "postalCode",
+            "country",
+            "display",
+            "value",
+        ):
+            item = value.get(key)
+            if isinstance(item, str):
+                out.append(item)
+            elif isinstance(item, list):
+                out.extend(i for i in item if isinstance(i, str))
+        return out
+    return []
+
+
+def _tokens(value: Any) -> list[tuple[str | None, str | None, str | None]]:
+    if isinstance(value, bool):
+        return [(None, "true" if value else "false", None)]
+    if isinstance(value, str | int):
+        return [(None, str(value), None)]
+    if not isinstance(value, dict):
+        return []
+    if "coding" in value or ("text" in value and "system" not in value and "value" not in value):
+        out = [
+            (c.get("system"), c.get("code"), c.get("display"))
+            for c in value.get("coding", [])
+            if isinstance(c, dict)
+        ]
+        if value.get("text") and not out:
+            out.append((None, None, value["text"]))
+        return out
+    if "value" in value and ("system" in value or "use" in value or "type" in value):
+        return [(value.get("system"), str(value["value"]), None)]  # Identifier, ContactPoint
+    if "code" in value or "system" in value:
+        return [(value.get("system"), value.get("code"), value.get("display"))]
+    return []
+
+
+def _dates(value: Any) -> list[tuple[Any, Any]]:
+    try:
+        if isinstance(value, str):
+            return [parse_date_range(value)]
+        if isinstance(value, dict):
+            if "start" in value or "end" in value:  # Period
+                low = parse_date_range(value["start"])[0] if value.get("start") else None
+                high = parse_date_range(value["end"])[1] if value.get("end") else None
+                return [(low, high)]
+            if "event" in value:  # Timing
+                return [parse_date_range(e) for e in value["event"] if isinstance(e, str)]
+    except (ValueError, TypeError):
+        return []
+    return []
+
+
+def _reference(value: Any) -> list[tuple[str | None, str | None, str | None]]:
+    ref = value.get("reference") if isinstance(value, dict) else value if isinstance(value, str) else None
+    if not isinstance(ref, str) or ref.startswith("#"):
+        return []
+    path = ref.split("/_history/")[0]
+    parts = path.split("/")
+    if len(parts) >= 2 and parts[-2][:1].isupper() and "?" not in path:
+        return [(parts[-2], parts[-1][:64], ref[:512] if "://" in ref else None)]
+    return [(None, None, ref[:512])]
+
+
+def _rows_for(param: SearchParam, values: list[Any]) -> list[dict[str, Any]]:
+    kind, rows = param.type, []
+    for value in values:
+        if kind == "token":
+            rows += [
+                {"system": s, "code": c, "display": (d or "")[:255] or None} for s, c, d in _tokens(value)
+            ]
+        elif kind == "string":
+            rows += [{"value_norm": normalize(s), "value_exact": s[:255]} for s in _strings(value) if s]
+        elif kind == "date":
+            rows += [{"low": lo, "high": hi} for lo, hi in _dates(value)]
+        elif kind == "reference":
+            rows += [{"target_type": t, "target_id": i, "url": u} for t, i, u in _reference(value)]
+        elif kind == "uri" and isinstance(value, str):
+            rows.append({"value": value[:512]})
+        elif kind in ("quantity", "number"):
+            number = value.get("value") if isinstance(value, dict) else value
+            if isinstance(number, int | float) and not isinstance(number, bool):
+                row: dict[str, Any] = {"value": float(number)}
+                if kind == "quantity" and isinstance(value, dict):
+                    row.update(system=value.get("system"), code=value.get("code") or value.get("unit"))
+                rows.append(row)
+    for row in rows:
+        row["param"] = param.code
+    return rows
+
+
+def extract_index_rows(resource: dict[str, Any]) -> Rows:
+    """Index rows of ``resource`` by kind (without res_type/res_id, added by the writer)."""
+    res_type = str(resource.get("resourceType", ""))
+    out: Rows = {}
+    for param in params_for(res_type).values():
+        values: list[Any] = []
+        for path in param.paths:
+            values.extend(evaluate(resource, path))
+        if values:
+            rows = _rows_for(param, values)
+            if rows:
+                out.setdefault(param.type, []).extend(rows)
+    return out
+
+
+_COMPARTMENT_PATHS = {
+    "Patient": None,
+    "Task": ("for",),
+    "CarePlan": ("subject",),
+    "CareTeam": ("subject",),
+    "Goal": ("subject",),
+    "ServiceRequest": ("subject",),
+    "Consent": ("patient",),
+    "RelatedPerson": ("patient",),
+    "Provenance": ("target", "entity.what"),
+    "AuditEvent": ("entity.what",),
+}
+
+
+def patient_compartment_id(resource: dict[str, Any]) -> str | None:
+    """The id of the person a resource belongs to (consent is checked against them)."""
+    res_type = resource.get("resourceType")
+    if res_type == "Patient":
+        return str(resource["id"]) if resource.get("id") else None
+    for path in _COMPARTMENT_PATHS.get(str(res_type)) or ():
+        for value in evaluate(resource, f"{res_type}.{path}"):
+            for target_type, target_id, _url in _reference(value):
+                if target_type == "Patient" and target_id:
+                    return target_id
+    return None

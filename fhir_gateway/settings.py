@@ -1,0 +1,70 @@
+"""Deployment settings, read from the environment (prefix ``FHIR_GATEWAY_``)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """All settings of one gateway process; every field maps to ``FHIR_GATEWAY_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="FHIR_GATEWAY_", extra="ignore")
+
+    env: Literal["development", "production"] = Field(
+        "development", description="production refuses unsafe defaults"
+    )
+    database_url: str = Field(
+        f"sqlite:///{Path.cwd() / 'fhir-gateway.db'}",
+        description="SQLAlchemy URL: sqlite:///file.db or postgresql+psycopg://user@host/db",
+    )
+    log_level: str = Field("INFO", description="log level of the JSON logs (DEBUG, INFO, WARNING)")
+    allow_sqlite_in_production: bool = Field(False, description="let production mode run on SQLite")
+    database_pool_size: int = Field(10, description="connections per worker (PostgreSQL)")
+    base_url: str = Field(
+        "http://127.0.0.1:8000", description="public URL of the server, used in links and token audience"
+    )
+    max_body_bytes: int = Field(10 * 1024 * 1024, description="largest accepted request body (413 above)")
+    max_bundle_entries: int = Field(5000, description="largest accepted batch/transaction Bundle")
+    default_count: int = Field(20, description="page size when _count is absent")
+    max_count: int = Field(1000, description="largest _count honoured")
+    max_include: int = Field(1000, description="most resources added by _include/_revinclude per page")
+    max_json_depth: int = Field(64, description="deepest JSON nesting accepted in a request body")
+    rate_limit_per_second: float = Field(0.0, description="requests per second per client (0: no limit)")
+    rate_limit_burst: int = Field(100, description="requests a client may send at once above its rate")
+
+    # security (issue 3)
+    token_lifetime_seconds: int = Field(300, description="access token lifetime")
+    trusted_issuers: str = Field("", description="comma-separated external OIDC issuers trusted for tokens")
+    issuer_organization_claim: str = Field(
+        "organization", description="claim of an external token that names the client's Organization"
+    )
+    external_audience: str = Field(
+        "fhir-gateway", description="audience accepted in tokens of external issuers (besides the FHIR base)"
+    )
+    demo_client: bool = Field(True, description="create a demo client on start (development only)")
+
+    # consent (issue 4)
+    consent_default_policy: Literal["care-team-opt-out", "opt-in"] = Field(
+        "care-team-opt-out", description="decision when no Consent applies"
+    )
+    default_purpose_of_use: str = Field("COC", description="v3 PurposeOfUse when none is given")
+
+    @property
+    def fhir_base(self) -> str:
+        """The FHIR base URL (FHIR R4 http.html#root)."""
+        return self.base_url.rstrip("/") + "/fhir"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process settings, read once from the environment."""
+    return Settings()

@@ -1,0 +1,1 @@
+"""Storage: SQLAlchemy tables, the repositories (the only place with SQL), migrations."""

@@ -1,0 +1,81 @@
+"""Engine creation and the unit of work (DESIGN.md, A request's way).
+
+The caller of ``Database.transaction`` owns the transaction: commit when the block ends,
+rollback on any error. On SQLite, write transactions start with ``BEGIN IMMEDIATE`` so
+that concurrent writers queue on the database lock instead of failing half-way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from fhir_gateway.kit.errors import ServiceUnavailable
+
+_WRITE_FLAG = "fhir_gateway_write"
+
+
+def make_engine(url: str, pool_size: int = 10) -> Engine:
+    """An engine for ``url`` with the dialect settings the gateway relies on."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.isolation_level = None  # we emit BEGIN ourselves
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            write = conn.info.pop(_WRITE_FLAG, False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+        return engine
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+class Database:
+    """The process's engine and its transactions."""
+
+    def __init__(self, url: str, pool_size: int = 10) -> None:
+        self.url = url
+        self.engine = make_engine(url, pool_size)
+        self.dialect = self.engine.dialect.name
+
+    @contextmanager
+    def transaction(self, *, write: bool = False) -> Iterator[Connection]:
+        """One database transaction: commit on success, rollback on error."""
+        try:
+            conn = self.engine.connect()
+        except (OperationalError, DBAPIError) as exc:
+            raise ServiceUnavailable("The database is not reachable; try again shortly") from exc
+        try:
+            if write:
+                conn.info[_WRITE_FLAG] = True
+            with conn.begin():
+                yield conn
+        finally:
+            conn.info.pop(_WRITE_FLAG, None)
+            conn.close()
+
+    def ping(self) -> bool:
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            return True
+        except (OperationalError, DBAPIError):
+            return False
+
+    def dispose(self) -> None:
+        self.engine.dispose()

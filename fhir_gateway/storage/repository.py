@@ -1,0 +1,196 @@
+"""Resource rows: the only place that reads and writes ``resource`` and its history.
+
+FHIR R4 http.html: every write makes a new version in ``resource_history`` and replaces
+the current row and its search index in the same transaction. Optimistic locking is done
+by the conditional ``UPDATE ... WHERE version = :expected`` (FHIR R4 http.html#concurrency).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, Row, and_, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from fhir_gateway.kit.errors import Conflict
+from fhir_gateway.storage.tables import resource, resource_history
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRow:
+    """One version of a resource as stored (``content`` is the JSON text with ``meta``)."""
+
+    res_type: str
+    res_id: str
+    version: int
+    last_updated: datetime
+    deleted: bool
+    content: str | None
+    patient_id: str | None
+    method: str = ""
+
+    @property
+    def last_updated_utc(self) -> datetime:
+        """``last_updated`` (stored naive UTC) as an aware datetime."""
+        return self.last_updated.replace(tzinfo=UTC)
+
+
+def _row(r: Row[Any] | Any, method: str = "") -> StoredRow:
+    return StoredRow(
+        r.res_type, r.res_id, r.version, r.last_updated, r.deleted, r.content, r.patient_id, method
+    )
+
+
+_CURRENT_COLUMNS = (
+    resource.c.res_type,
+    resource.c.res_id,
+    resource.c.version,
+    resource.c.last_updated,
+    resource.c.deleted,
+    resource.c.content,
+    resource.c.patient_id,
+)
+
+
+def get_current(
+    conn: Connection,
+    res_type: str,
+    res_id: str,
+    *,
+    visible: ColumnElement[bool] | None = None,
+    for_update: bool = False,
+) -> StoredRow | None:
+    """The current version of ``res_type/res_id`` (deleted ones too), if ``visible``."""
+    query = select(*_CURRENT_COLUMNS).where(resource.c.res_type == res_type, resource.c.res_id == res_id)
+    if visible is not None:
+        query = query.where(visible)
+    if for_update and conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    found = conn.execute(query).first()
+    return _row(found) if found else None
+
+
+def get_version(
+    conn: Connection,
+    res_type: str,
+    res_id: str,
+    version: int,
+    *,
+    visible: ColumnElement[bool] | None = None,
+) -> StoredRow | None:
+    """One historical version (FHIR R4 http.html#vread), if ``visible``."""
+    h = resource_history
+    query = select(h).where(h.c.res_type == res_type, h.c.res_id == res_id, h.c.version == version)
+    if visible is not None:
+        query = query.where(visible)
+    found = conn.execute(query).first()
+    return _row(found, found.method) if found else None
+
+
+def insert_first_version(
+    conn: Connection,
+    res_type: str,
+    res_id: str,
+    content: str,
+    patient_id: str | None,
+    moment: datetime,
+    method: str = "POST",
+) -> None:
+    """Store version 1 of a new resource; a concurrent insert of the same id is a 409."""
+    values = {
+        "res_type": res_type,
+        "res_id": res_id,
+        "version": 1,
+        "last_updated": moment,
+        "deleted": False,
+        "content": content,
+        "patient_id": patient_id,
+    }
+    try:
+        with conn.begin_nested():
+            conn.execute(insert(resource).values(**values))
+    except IntegrityError:
+        raise Conflict(f"{res_type}/{res_id} was created concurrently; retry the request") from None
+    conn.execute(insert(resource_history).values(method=method, **values))
+
+
+def write_next_version(
+    conn: Connection,
+    current: StoredRow,
+    content: str | None,
+    patient_id: str | None,
+    moment: datetime,
+    method: str,
+) -> bool:
+    """Replace ``current`` by version ``current.version + 1``; False if it changed meanwhile."""
+    version = current.version + 1
+    deleted = content is None
+    result = conn.execute(
+        update(resource)
+        .where(
+            resource.c.res_type == current.res_type,
+            resource.c.res_id == current.res_id,
+            resource.c.version == current.version,
+        )
+        .values(
+            version=version,
+            last_updated=moment,
+            deleted=deleted,
+            content=content if content is not None else current.content,
+            patient_id=patient_id,
+        )
+    )
+    if result.rowcount != 1:
+        return False
+    conn.execute(
+        insert(resource_history).values(
+            res_type=current.res_type,
+            res_id=current.res_id,
+            version=version,
+            last_updated=moment,
+            deleted=deleted,
+            method=method,
+            content=content,
+            patient_id=patient_id,
+        )
+    )
+    return True
+
+
+def history_page(
+    conn: Connection,
+    *,
+    res_type: str | None,
+    res_id: str | None,
+    since: datetime | None,
+    at: datetime | None,
+    visible: ColumnElement[bool] | None,
+    count: int,
+    offset: int,
+) -> tuple[Sequence[StoredRow], int]:
+    """History entries, newest first, and their total (FHIR R4 http.html#history)."""
+    h = resource_history
+    conditions: list[ColumnElement[bool]] = []
+    if res_type is not None:
+        conditions.append(h.c.res_type == res_type)
+    if res_id is not None:
+        conditions.append(h.c.res_id == res_id)
+    if since is not None:
+        conditions.append(h.c.last_updated >= since)
+    if at is not None:
+        conditions.append(h.c.last_updated <= at)
+    if visible is not None:
+        conditions.append(visible)
+    where = and_(*conditions) if conditions else None
+    query = select(h)
+    total_query = select(func.count()).select_from(h)
+    if where is not None:
+        query = query.where(where)
+        total_query = total_query.where(where)
+    query = query.order_by(h.c.last_updated.desc(), h.c.res_type, h.c.res_id, h.c.version.desc())
+    rows = conn.execute(query.limit(count).offset(offset)).all()
+    total = conn.execute(total_query).scalar_one()
+    return [_row(r, r.method) for r in rows], int(total)

@@ -1,0 +1,140 @@
+"""The resource store and its search index (DESIGN.md, Storage).
+
+One ``resource`` row per logical resource (current version, JSON text including ``meta``),
+an append-only ``resource_history`` with every version, and one index table per search
+parameter kind (FHIR R4 search.html#ptypes), rewritten in the same transaction as the
+resource. Dates are stored as naive UTC ``DateTime`` so that both SQLite and PostgreSQL
+compare them the same way.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+TYPE_LEN = 64
+ID_LEN = 64
+
+resource = Table(
+    "resource",
+    metadata,
+    Column("res_type", String(TYPE_LEN), primary_key=True),
+    Column("res_id", String(ID_LEN), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("last_updated", DateTime, nullable=False),
+    Column("deleted", Boolean, nullable=False, default=False),
+    Column("content", Text, nullable=False),
+    Column("patient_id", String(ID_LEN), nullable=True),
+    Index("ix_resource_type_patient", "res_type", "patient_id"),
+    Index("ix_resource_type_updated", "res_type", "last_updated"),
+)
+
+resource_history = Table(
+    "resource_history",
+    metadata,
+    Column("res_type", String(TYPE_LEN), primary_key=True),
+    Column("res_id", String(ID_LEN), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("last_updated", DateTime, nullable=False),
+    Column("deleted", Boolean, nullable=False, default=False),
+    Column("method", String(8), nullable=False),
+    Column("content", Text, nullable=True),
+    Column("patient_id", String(ID_LEN), nullable=True),
+    Index("ix_resource_history_updated", "last_updated"),
+    Index("ix_resource_history_type_updated", "res_type", "last_updated"),
+)
+
+
+def _index_table(name: str, *value_columns: Column[object], indexes: list[tuple[str, ...]]) -> Table:
+    """An index table: (res_type, res_id, param) plus the kind's value columns."""
+    table = Table(
+        name,
+        metadata,
+        Column("res_type", String(TYPE_LEN), nullable=False),
+        Column("res_id", String(ID_LEN), nullable=False),
+        Column("param", String(64), nullable=False),
+        *value_columns,
+        Index(f"ix_{name}_owner", "res_type", "res_id"),
+    )
+    for cols in indexes:
+        Index(f"ix_{name}_{'_'.join(cols)}", *(table.c[c] for c in cols))
+    return table
+
+
+idx_token = _index_table(
+    "idx_token",
+    Column("system", String(255), nullable=True),
+    Column("code", String(255), nullable=True),
+    Column("display", String(255), nullable=True),
+    indexes=[("res_type", "param", "code", "system")],
+)
+
+idx_string = _index_table(
+    "idx_string",
+    Column("value_norm", String(255), nullable=False),
+    Column("value_exact", String(255), nullable=False),
+    indexes=[("res_type", "param", "value_norm")],
+)
+
+idx_date = _index_table(
+    "idx_date",
+    Column("low", DateTime, nullable=True),
+    Column("high", DateTime, nullable=True),
+    indexes=[("res_type", "param", "low"), ("res_type", "param", "high")],
+)
+
+idx_reference = _index_table(
+    "idx_reference",
+    Column("target_type", String(TYPE_LEN), nullable=True),
+    Column("target_id", String(ID_LEN), nullable=True),
+    Column("url", String(512), nullable=True),
+    indexes=[("target_id", "param", "res_type"), ("res_type", "param", "target_type", "target_id")],
+)
+
+idx_quantity = _index_table(
+    "idx_quantity",
+    Column("value", Float, nullable=True),
+    Column("system", String(255), nullable=True),
+    Column("code", String(255), nullable=True),
+    indexes=[("res_type", "param", "value")],
+)
+
+idx_number = _index_table(
+    "idx_number",
+    Column("value", Float, nullable=True),
+    indexes=[("res_type", "param", "value")],
+)
+
+idx_uri = _index_table(
+    "idx_uri",
+    Column("value", String(512), nullable=False),
+    indexes=[("res_type", "param", "value")],
+)
+
+INDEX_TABLES: dict[str, Table] = {
+    "token": idx_token,
+    "string": idx_string,
+    "date": idx_date,
+    "reference": idx_reference,
+    "quantity": idx_quantity,
+    "number": idx_number,
+    "uri": idx_uri,
+}

@@ -1,0 +1,1 @@
+"""Validation: structural (fhir.resources models) and, later, profiles."""

@@ -1,0 +1,38 @@
+"""A real database per engine (SQLite file and a temporary PostgreSQL database)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from fhir_gateway.storage import consent_tables  # noqa: F401  (registers the consent tables)
+from fhir_gateway.storage.database import Database
+from fhir_gateway.storage.tables import metadata
+from tests.support.databases import temporary_database_url
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def engine_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
+    """One database per engine for the session; tables made by ``metadata.create_all``."""
+    tmp: Path = tmp_path_factory.mktemp(f"consent-{request.param}")
+    with temporary_database_url(tmp, request.param) as url:
+        db = Database(url)
+        metadata.create_all(db.engine)
+        yield db
+        db.dispose()
+
+
+@pytest.fixture
+def consent_db(engine_db: Database) -> Iterator[Database]:
+    """The engine's database, emptied after the test."""
+    yield engine_db
+    names = [t.name for t in reversed(metadata.sorted_tables)]
+    with engine_db.engine.begin() as conn:
+        if engine_db.dialect == "postgresql":
+            conn.execute(text("TRUNCATE " + ", ".join(f'"{n}"' for n in names)))
+        else:
+            for name in names:
+                conn.execute(text(f'DELETE FROM "{name}"'))

@@ -1,0 +1,114 @@
+"""End to end: a SMART Backend Services client against a live ``fhir-gateway serve``.
+
+A key pair is generated, the client registered with its JWKS through the real CLI, a
+signed assertion (RFC 7523, ES384) exchanged for a token, and the real ``fhirpy``
+client creates, reads, updates, searches and deletes with it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+from fhirpy import SyncFHIRClient
+from fhirpy.base.exceptions import ResourceNotFound
+from joserfc import jwt
+from joserfc.jwk import ECKey
+
+from tests.e2e.conftest import LiveServer
+
+pytestmark = pytest.mark.e2e
+
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
+
+def _register_backend_client(server: LiveServer, tmp_path: Path, name: str, scope: str) -> ECKey:
+    key = ECKey.generate_key("P-384", parameters={"kid": f"{name}-key", "alg": "ES384", "use": "sig"})
+    jwks = {"keys": [key.as_dict(private=False)]}
+    jwks_file = tmp_path / f"{name}.jwks.json"
+    jwks_file.write_text(json.dumps(jwks))
+    result = server.cli("clients", "add", name, "--scope", scope, "--jwks-file", str(jwks_file), "--trusted")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return key
+
+
+def _token(server: LiveServer, name: str, key: ECKey, scope: str) -> str:
+    token_url = server.base_url + "/auth/token"
+    now = int(time.time())
+    claims = {
+        "iss": name,
+        "sub": name,
+        "aud": token_url,
+        "exp": now + 240,
+        "iat": now,
+        "jti": uuid.uuid4().hex,
+    }
+    assertion = jwt.encode({"alg": "ES384", "kid": key.kid, "typ": "JWT"}, claims, key, algorithms=["ES384"])
+    response = httpx.post(
+        token_url,
+        data={
+            "grant_type": "client_credentials",
+            "scope": scope,
+            "client_assertion_type": ASSERTION_TYPE,
+            "client_assertion": assertion,
+        },
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["token_type"].lower() == "bearer"
+    assert body["expires_in"] <= 300
+    return str(body["access_token"])
+
+
+def test_smart_backend_services_flow_with_fhirpy(live_server: LiveServer, tmp_path: Path) -> None:
+    scope = "system/*.cruds"
+    key = _register_backend_client(live_server, tmp_path, "dac-integration", scope)
+    token = _token(live_server, "dac-integration", key, scope)
+    client = SyncFHIRClient(live_server.fhir, authorization=f"Bearer {token}")
+
+    patient = client.resource(
+        "Patient",
+        identifier=[{"system": "urn:oid:1.2.250.1.213.1.4.8", "value": "2410375123456"}],
+        name=[{"family": "Lefebvre", "given": ["Odette"]}],
+        birthDate="1938-05-12",
+    )
+    patient.save()
+    assert patient.id
+
+    plan = client.resource(
+        "CarePlan",
+        status="active",
+        intent="plan",
+        title="Plan personnalisé de coordination",
+        subject=patient.to_reference(),
+    )
+    plan.save()
+    fetched = client.reference("CarePlan", plan.id).to_resource()
+    assert fetched["title"] == "Plan personnalisé de coordination"
+
+    fetched["status"] = "completed"
+    fetched.save()
+    assert fetched["meta"]["versionId"] == "2"
+
+    found = (
+        client.resources("CarePlan").search(subject=f"Patient/{patient.id}", status="completed").fetch_all()
+    )
+    assert [p.id for p in found] == [plan.id]
+    by_identifier = client.resources("Patient").search(identifier="urn:oid:1.2.250.1.213.1.4.8|2410375123456")
+    assert by_identifier.count() == 1
+
+    fetched.delete()
+    with pytest.raises(ResourceNotFound):
+        client.reference("CarePlan", plan.id).to_resource()
+
+
+def test_live_server_refuses_requests_without_token(live_server: LiveServer) -> None:
+    response = httpx.get(live_server.fhir + "/Patient")
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    assert response.json()["resourceType"] == "OperationOutcome"
+    assert httpx.get(live_server.fhir + "/metadata").status_code == 200

@@ -1,0 +1,51 @@
+"""Configured limits answer with an OperationOutcome and the right status (issue 11)."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from starlette.testclient import TestClient
+
+from fhir_gateway.app import create_app
+from fhir_gateway.settings import Settings
+from fhir_gateway.storage.database import Database
+from tests.support.auth import issue_token, register_client
+
+FHIR = "application/fhir+json"
+
+
+def _client(settings: Settings, database: Database, **overrides: object) -> TestClient:
+    app: FastAPI = create_app(settings.model_copy(update=overrides), database)
+    client = TestClient(app)
+    client_id, secret = register_client(database, "limited", "system/*.cruds", trusted=True)
+    client.headers["Authorization"] = f"Bearer {issue_token(client, client_id, secret)}"
+    return client
+
+
+def test_json_nested_too_deep_is_400(settings: Settings, database: Database) -> None:
+    client = _client(settings, database, max_json_depth=10)
+    deep: dict[str, object] = {"url": "http://example.org/x"}
+    for _ in range(12):
+        deep = {"url": "http://example.org/x", "extension": [deep]}
+    body = {"resourceType": "Patient", "extension": [deep]}
+    response = client.post("/fhir/Patient", json=body, headers={"Content-Type": FHIR})
+    assert response.status_code == 400
+    assert "nested deeper" in response.json()["issue"][0]["diagnostics"]
+
+
+def test_body_over_configured_size_is_413(settings: Settings, database: Database) -> None:
+    client = _client(settings, database, max_body_bytes=200)
+    body = {"resourceType": "Patient", "name": [{"family": "x" * 300}]}
+    response = client.post("/fhir/Patient", json=body, headers={"Content-Type": FHIR})
+    assert response.status_code == 413
+    assert response.json()["resourceType"] == "OperationOutcome"
+
+
+def test_rate_limit_answers_429_with_retry_after(settings: Settings, database: Database) -> None:
+    client = _client(settings, database, rate_limit_per_second=0.5, rate_limit_burst=3)
+    statuses = [client.get("/fhir/Patient/x").status_code for _ in range(4)]
+    assert statuses[:3] == [404, 404, 404]
+    assert statuses[3] == 429
+    limited = client.get("/fhir/Patient/x")
+    assert limited.status_code == 429
+    assert int(limited.headers["Retry-After"]) >= 1
+    assert limited.json()["issue"][0]["code"] == "throttled"

@@ -1,0 +1,41 @@
+"""Real test databases: a temporary SQLite file or a temporary PostgreSQL database.
+
+``FHIR_GATEWAY_TEST_DATABASE`` chooses the engine (``sqlite`` by default, ``postgresql``),
+``FHIR_GATEWAY_TEST_PG_URL`` the PostgreSQL server (a database is created and dropped).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import create_engine, text
+
+DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def engine_kind() -> str:
+    return os.environ.get("FHIR_GATEWAY_TEST_DATABASE", "sqlite")
+
+
+@contextmanager
+def temporary_database_url(tmp_dir: Path, kind: str | None = None) -> Iterator[str]:
+    """A URL to a fresh, empty database of ``kind``; removed afterwards."""
+    kind = kind or engine_kind()
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp_dir / f'gateway-{uuid.uuid4().hex[:8]}.db'}"
+        return
+    server = os.environ.get("FHIR_GATEWAY_TEST_PG_URL", DEFAULT_PG_URL)
+    name = f"fgw_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield server.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
