@@ -47,6 +47,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.add_middleware(RequestLogMiddleware)
 
     from fhir_gateway.auth.endpoints import router as auth_router
+    from fhir_gateway.fhir.bundle_endpoints import router as bundle_router
     from fhir_gateway.fhir.capability import router as capability_router
     from fhir_gateway.fhir.endpoints import router as fhir_router
     from fhir_gateway.fhir.operations.router import router as operations_router
@@ -56,5 +57,6 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(auth_router)
     app.include_router(capability_router)
     app.include_router(operations_router)
+    app.include_router(bundle_router)
     app.include_router(fhir_router)
     return app

@@ -103,8 +103,18 @@ def _same_content(stored: str, body: dict[str, Any]) -> bool:
     return bool(old == new and old_meta == new_meta)
 
 
-def create(ctx: Ctx, res_type: str, body: dict[str, Any], if_none_exist: str | None = None) -> WriteResult:
-    """FHIR R4 http.html#create, with conditional create (``If-None-Exist``, #ccreate)."""
+def create(
+    ctx: Ctx,
+    res_type: str,
+    body: dict[str, Any],
+    if_none_exist: str | None = None,
+    *,
+    assigned_id: str | None = None,
+) -> WriteResult:
+    """FHIR R4 http.html#create, with conditional create (``If-None-Exist``, #ccreate).
+
+    ``assigned_id``: the id a transaction gave a ``urn:uuid`` entry beforehand.
+    """
     ctx.require_scope(res_type, "c")
     check_body(res_type, body)
     if if_none_exist:
@@ -114,7 +124,7 @@ def create(ctx: Ctx, res_type: str, body: dict[str, Any], if_none_exist: str | N
             return WriteResult(matches[0], created=False)
         if len(matches) > 1:
             raise PreconditionFailed(f"If-None-Exist '{if_none_exist}' matches {len(matches)} resources")
-    return _store(ctx, res_type, str(uuid.uuid4()), body, None, "POST")
+    return _store(ctx, res_type, assigned_id or str(uuid.uuid4()), body, None, "POST")
 
 
 def _check_if_match(current: StoredRow | None, if_match: int | None, res_type: str, res_id: str) -> None:
