@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from fhir_gateway import __version__
+from fhir_gateway.audit.writer import AuditWriter
 from fhir_gateway.auth.keys import SigningKeys
 from fhir_gateway.auth.validation import TokenValidator
 from fhir_gateway.errors_http import install_error_handlers
@@ -23,10 +24,12 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     settings = settings or get_settings()
     configure_logging(settings.log_level)
     database = database or Database(settings.database_url, settings.database_pool_size)
+    audit_writer = AuditWriter(database, mode=settings.audit_mode, interval=settings.audit_flush_seconds)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
+        audit_writer.close()
         database.dispose()
 
     app = FastAPI(
@@ -40,6 +43,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     )
     app.state.settings = settings
     app.state.database = database
+    app.state.audit_writer = audit_writer
     app.state.signing_keys = SigningKeys(database)
     app.state.token_validator = TokenValidator(settings, database, app.state.signing_keys)
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)

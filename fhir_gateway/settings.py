@@ -48,6 +48,13 @@ class Settings(BaseSettings):
     )
     demo_client: bool = Field(True, description="create a demo client on start (development only)")
 
+    # audit
+    audit_mode: Literal["batched", "sync"] = Field(
+        "batched",
+        description="batched: AuditEvents written by a background thread; sync: before each response",
+    )
+    audit_flush_seconds: float = Field(0.2, description="longest wait before batched AuditEvents are written")
+
     # consent (issue 4)
     consent_default_policy: Literal["care-team-opt-out", "opt-in"] = Field(
         "care-team-opt-out", description="decision when no Consent applies"

@@ -48,7 +48,9 @@ def _empty_tables(request: pytest.FixtureRequest) -> Iterator[None]:
 
 @pytest.fixture
 def settings(database: Database) -> Settings:
-    return Settings(database_url=database.url, base_url="http://testserver", env="development")
+    return Settings(
+        database_url=database.url, base_url="http://testserver", env="development", audit_mode="sync"
+    )
 
 
 @pytest.fixture

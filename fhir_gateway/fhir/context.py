@@ -7,7 +7,7 @@ short transaction of their own, so that a refused request is audited too.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +15,6 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection
 
 from fhir_gateway.audit.events import audit_event_for
-from fhir_gateway.audit.store import write_audit_events
 from fhir_gateway.auth.context import AccessContext
 from fhir_gateway.consent import visibility
 from fhir_gateway.consent.decision import decision_for
@@ -110,7 +109,12 @@ _READ_INTERACTIONS = frozenset(
 
 @contextmanager
 def unit_of_work(
-    database: Database, settings: Settings, access: AccessContext, *, write: bool
+    database: Database,
+    settings: Settings,
+    access: AccessContext,
+    *,
+    write: bool,
+    audit_sink: Callable[[list[dict[str, Any]]], None],
 ) -> Iterator[Ctx]:
     """Open the request's transaction; commit on success, rollback on error, then audit."""
     events: list[dict[str, Any]] = []
@@ -118,4 +122,4 @@ def unit_of_work(
         with database.transaction(write=write) as conn:
             yield Ctx(conn, access, settings, events)
     finally:
-        write_audit_events(database, events)
+        audit_sink(events)

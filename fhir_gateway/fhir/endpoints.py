@@ -41,7 +41,9 @@ Body = Annotated[bytes, Depends(read_body)]
 
 def _unit(request: Request, access: AccessContext, *, write: bool) -> AbstractContextManager[Ctx]:
     state = request.app.state
-    return unit_of_work(state.database, state.settings, access, write=write)
+    return unit_of_work(
+        state.database, state.settings, access, write=write, audit_sink=state.audit_writer.submit
+    )
 
 
 def _base(request: Request) -> str:

@@ -27,3 +27,16 @@ def replace_index(
             row["res_type"] = res_type
             row["res_id"] = res_id
         conn.execute(insert(INDEX_TABLES[kind]), rows)
+
+
+def insert_index_rows(conn: Connection, resources: list[tuple[str, str, dict[str, Any]]]) -> None:
+    """Index rows of new resources ``(type, id, body)``, one multi-row insert per kind."""
+    by_kind: dict[str, list[dict[str, Any]]] = {}
+    for res_type, res_id, body in resources:
+        for kind, rows in extract_index_rows(body).items():
+            for row in rows:
+                row["res_type"] = res_type
+                row["res_id"] = res_id
+            by_kind.setdefault(kind, []).extend(rows)
+    for kind, rows in by_kind.items():
+        conn.execute(insert(INDEX_TABLES[kind]), rows)

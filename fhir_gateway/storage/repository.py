@@ -117,6 +117,37 @@ def insert_first_version(
     conn.execute(insert(resource_history).values(method=method, **values))
 
 
+@dataclass(frozen=True, slots=True)
+class NewVersion:
+    """Version 1 of a new resource, for bulk inserts."""
+
+    res_type: str
+    res_id: str
+    content: str
+    patient_id: str | None
+    last_updated: datetime
+
+
+def insert_first_versions(conn: Connection, rows: Sequence[NewVersion], method: str = "POST") -> None:
+    """Bulk insert of new resources (ids known to be fresh, e.g. server-made UUIDs)."""
+    if not rows:
+        return
+    values = [
+        {
+            "res_type": r.res_type,
+            "res_id": r.res_id,
+            "version": 1,
+            "last_updated": r.last_updated,
+            "deleted": False,
+            "content": r.content,
+            "patient_id": r.patient_id,
+        }
+        for r in rows
+    ]
+    conn.execute(insert(resource), values)
+    conn.execute(insert(resource_history), [{**v, "method": method} for v in values])
+
+
 def write_next_version(
     conn: Connection,
     current: StoredRow,

@@ -1,0 +1,63 @@
+"""Every access is in the audit trail (issue 4, Audit): reads, searches, writes and refusals."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import FastAPI
+from starlette.testclient import TestClient
+
+from fhir_gateway.app import create_app
+from fhir_gateway.settings import Settings
+from fhir_gateway.storage.database import Database
+from tests.conftest import ClientFactory
+from tests.support.auth import issue_token, register_client
+
+FHIR = "application/fhir+json"
+
+
+def _events(fhir: TestClient, **params: str) -> list[dict[str, object]]:
+    bundle = fhir.get("/fhir/AuditEvent", params={"_count": "100", **params}).json()
+    return [e["resource"] for e in bundle.get("entry", []) if e["search"]["mode"] == "match"]
+
+
+def test_read_search_and_write_are_audited(fhir: TestClient) -> None:
+    patient = fhir.post(
+        "/fhir/Patient", json={"resourceType": "Patient"}, headers={"Content-Type": FHIR}
+    ).json()
+    fhir.get(f"/fhir/Patient/{patient['id']}")
+    fhir.get("/fhir/Patient", params={"name": "Martin"})
+    events = _events(fhir)
+    subtypes = sorted(e["subtype"][0]["code"] for e in events)  # type: ignore[index]
+    assert subtypes == ["create", "read", "search-type"]
+    read = next(e for e in events if e["subtype"][0]["code"] == "read")  # type: ignore[index]
+    assert read["outcome"] == "0"
+    assert any(ent.get("what", {}).get("reference") == f"Patient/{patient['id']}" for ent in read["entity"])  # type: ignore[union-attr, attr-defined]
+
+
+def test_refused_read_is_audited_as_a_denial(fhir: TestClient, make_client: ClientFactory) -> None:
+    patient = fhir.post(
+        "/fhir/Patient", json={"resourceType": "Patient"}, headers={"Content-Type": FHIR}
+    ).json()
+    partner = make_client("system/*.rs", organization="Organization/saad")
+    assert partner.get(f"/fhir/Patient/{patient['id']}").status_code == 404
+    denials = [e for e in _events(fhir) if e["outcome"] == "4"]
+    assert len(denials) == 1
+    assert denials[0]["agent"][0]["who"]["reference"] == "Organization/saad"  # type: ignore[index]
+
+
+def test_batched_writer_writes_after_the_response(settings: Settings, database: Database) -> None:
+    app: FastAPI = create_app(
+        settings.model_copy(update={"audit_mode": "batched", "audit_flush_seconds": 0.05}), database
+    )
+    with TestClient(app) as client:
+        client_id, secret = register_client(database, "batched", "system/*.cruds", trusted=True)
+        client.headers["Authorization"] = f"Bearer {issue_token(client, client_id, secret)}"
+        client.get("/fhir/Patient/unknown-but-audited")
+        client.get("/fhir/Patient", params={"_id": "x"})
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and app.state.audit_writer.pending():
+            time.sleep(0.02)
+        time.sleep(0.1)
+        events = _events(client)
+    assert [e["subtype"][0]["code"] for e in events] == ["search-type"]  # type: ignore[index]
