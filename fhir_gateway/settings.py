@@ -24,7 +24,7 @@ class Settings(BaseSettings):
     )
     log_level: str = Field("INFO", description="log level of the JSON logs (DEBUG, INFO, WARNING)")
     allow_sqlite_in_production: bool = Field(False, description="let production mode run on SQLite")
-    database_pool_size: int = Field(10, description="connections per worker (PostgreSQL)")
+    database_pool_size: int = Field(24, description="connections kept open per worker (PostgreSQL)")
     base_url: str = Field(
         "http://127.0.0.1:8000", description="public URL of the server, used in links and token audience"
     )

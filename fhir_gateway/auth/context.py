@@ -43,6 +43,7 @@ class AccessContext:
     purpose: str = "COC"
     break_glass: str | None = None
     raw_scope: str = ""
+    verify_client: bool = False  # a client of the built-in server: check it is not revoked
     extra: dict[str, str] = field(default_factory=dict)
 
     def allows(self, resource_type: str, interaction: Interaction) -> bool:

@@ -1,5 +1,8 @@
 """The FastAPI dependency that turns a bearer token into the request's AccessContext.
 
+CPU only (signature and claims): it runs on the event loop; the client's revocation
+status is checked in the request's own transaction (``fhir.context.unit_of_work``).
+
 RFC 6750 §2.1 (Authorization: Bearer), §3 (WWW-Authenticate on 401). The purpose of use
 comes from the token (``purpose_of_use``) or the ``X-Purpose-Of-Use`` header, else the
 deployment default. ``X-Break-Glass`` is honoured only for clients registered for it.
@@ -29,7 +32,7 @@ def _bearer(request: Request) -> str:
     return token.strip()
 
 
-def require_access(request: Request) -> AccessContext:
+async def require_access(request: Request) -> AccessContext:
     """Validate the request's token and build its AccessContext (401 when invalid)."""
     validator: TokenValidator = request.app.state.token_validator
     claims = validator.validate(_bearer(request))
@@ -39,7 +42,7 @@ def require_access(request: Request) -> AccessContext:
         or request.headers.get("x-purpose-of-use")
         or settings.default_purpose_of_use
     )
-    break_glass = request.headers.get("x-break-glass") if claims.get("break_glass_allowed") else None
+    break_glass = request.headers.get("x-break-glass") if claims.get("break_glass") else None
     patient = claims.get("patient")
     return AccessContext(
         client_id=str(claims.get("client_id", "")),
@@ -51,4 +54,5 @@ def require_access(request: Request) -> AccessContext:
         purpose=purpose.strip()[:64],
         break_glass=break_glass.strip()[:500] if break_glass and break_glass.strip() else None,
         raw_scope=str(claims.get("scope", "")),
+        verify_client=bool(claims.get("local_client")),
     )

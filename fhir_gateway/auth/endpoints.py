@@ -15,7 +15,7 @@ from fhir_gateway.auth.client_auth import OAuthError, authenticate_assertion, au
 from fhir_gateway.auth.keys import SigningKeys
 from fhir_gateway.auth.scopes import narrow
 from fhir_gateway.auth.tokens import issue_access_token
-from fhir_gateway.auth.validation import TokenValidator
+from fhir_gateway.auth.validation import TokenValidator, ensure_client_active
 from fhir_gateway.kit.errors import FhirError
 from fhir_gateway.settings import Settings
 from fhir_gateway.storage.client_repository import ClientRecord
@@ -86,6 +86,9 @@ async def introspect(request: Request) -> JSONResponse:
     validator: TokenValidator = request.app.state.token_validator
     try:
         claims = validator.validate(form.get("token", ""))
+        if claims.get("local_client"):
+            with request.app.state.database.transaction() as conn:
+                ensure_client_active(conn, str(claims.get("client_id", "")))
     except FhirError:
         return JSONResponse({"active": False}, headers=_NO_STORE)
     keep = ("scope", "client_id", "exp", "iat", "nbf", "sub", "aud", "iss", "jti", "organization", "patient")

@@ -56,6 +56,8 @@ def issue_access_token(
         claims["organization"] = client.organization
     if client.patient:
         claims["patient"] = client.patient
+    if client.break_glass:
+        claims["break_glass"] = True
     key = keys.current()
     token = jwt.encode({"alg": ALGORITHM, "kid": key.kid, "typ": "at+jwt"}, claims, key)
     return token, lifetime

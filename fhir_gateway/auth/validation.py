@@ -3,13 +3,16 @@
 A token is accepted when its signature verifies with one of our keys (or a trusted external
 issuer's), its algorithm is asymmetric (``none`` and HS* are refused), it is within its
 validity period, ``iss`` and ``aud`` are ours, and the client has not been revoked (checked
-in the database on every request, so that revocation takes effect at once).
+in the database on every request, inside the request's own transaction, so that
+revocation takes effect at once: ``ensure_client_active``).
 """
 
 from __future__ import annotations
 
 import base64
 from typing import Any
+
+from sqlalchemy import Connection
 
 from fhir_gateway.auth.external import ExternalIssuers
 from fhir_gateway.auth.keys import SigningKeys
@@ -61,7 +64,7 @@ class TokenValidator:
             claims = verify_signed(token, self.keys.key_set(kid), ACCEPTED_ALGORITHMS)
             if claims.get("aud") != self.settings.fhir_base:
                 raise invalid_token("wrong audience")
-            claims["break_glass_allowed"] = self._check_client(str(claims.get("client_id", "")))
+            claims["local_client"] = True
         else:
             claims = self._validate_external(token, issuer, kid)
         check_time_claims(claims)
@@ -87,10 +90,8 @@ class TokenValidator:
         claims["trusted"] = False
         return claims
 
-    def _check_client(self, client_id: str) -> bool:
-        """401 unless the client is registered and not revoked; whether it may break the glass."""
-        with self.database.engine.connect() as conn:
-            client = client_repository.get_client(conn, client_id)
-        if client is None or client.revoked:
-            raise invalid_token("client revoked or unknown")
-        return client.break_glass
+
+def ensure_client_active(conn: Connection, client_id: str) -> None:
+    """401 unless the client is registered and not revoked (one indexed lookup)."""
+    if not client_repository.is_active(conn, client_id):
+        raise invalid_token("client revoked or unknown")

@@ -16,6 +16,7 @@ from sqlalchemy import ColumnElement, Connection
 
 from fhir_gateway.audit.events import audit_event_for
 from fhir_gateway.auth.context import AccessContext
+from fhir_gateway.auth.validation import ensure_client_active
 from fhir_gateway.consent import visibility
 from fhir_gateway.consent.decision import decision_for
 from fhir_gateway.kit.errors import Forbidden
@@ -120,6 +121,8 @@ def unit_of_work(
     events: list[dict[str, Any]] = []
     try:
         with database.transaction(write=write) as conn:
+            if access.verify_client:
+                ensure_client_active(conn, access.client_id)
             yield Ctx(conn, access, settings, events)
     finally:
         audit_sink(events)

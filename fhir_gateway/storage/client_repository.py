@@ -55,6 +55,14 @@ def get_client(conn: Connection, client_id: str) -> ClientRecord | None:
     )
 
 
+def is_active(conn: Connection, client_id: str) -> bool:
+    """True when the client exists and is not revoked (checked on every request)."""
+    revoked = conn.execute(
+        select(oauth_client.c.revoked).where(oauth_client.c.client_id == client_id)
+    ).scalar_one_or_none()
+    return revoked is False
+
+
 def list_clients(conn: Connection) -> list[ClientRecord]:
     ids = conn.execute(select(oauth_client.c.client_id).order_by(oauth_client.c.client_id)).scalars().all()
     return [c for c in (get_client(conn, i) for i in ids) if c is not None]

@@ -42,7 +42,10 @@ def make_engine(url: str, pool_size: int = 10) -> Engine:
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    # Every checkout ends its own transaction (Database.transaction), so no reset round trip.
+    return create_engine(
+        url, pool_size=pool_size, max_overflow=10, pool_recycle=1800, pool_reset_on_return=None
+    )
 
 
 class Database:
