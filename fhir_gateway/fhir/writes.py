@@ -81,7 +81,7 @@ def _store(
         repository.insert_first_version(ctx.conn, res_type, res_id, content, patient_id, naive, method)
     elif not repository.write_next_version(ctx.conn, current, content, patient_id, naive, method):
         raise PreconditionFailed(f"{res_type}/{res_id} was changed by another request; read it again")
-    replace_index(ctx.conn, res_type, res_id, body)
+    replace_index(ctx.conn, res_type, res_id, body, fresh=current is None)
     hooks.after_write(ctx.conn, res_type, res_id, body)
     row = StoredRow(res_type, res_id, version, naive, False, content, patient_id, method)
     created = current is None or current.deleted
