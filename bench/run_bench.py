@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_BENCH = ROOT.parent / "shared" / "bench"
 BIN = Path(sys.executable).parent
 PG_SERVER = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432")
+PARTNER = "Organization/bench-partner"
 
 
 def free_port() -> int:
@@ -62,6 +63,22 @@ def new_database(engine: str, workdir: Path) -> tuple[str, str]:
     return f"postgresql+psycopg://{PG_SERVER.split('://', 1)[1]}/{name}", f"{PG_SERVER}/{name}"
 
 
+def analyze(engine: str, base: str) -> None:
+    """Refresh planner statistics after the bulk seed, as autovacuum would shortly after a load."""
+    databases = ANALYZE_TARGETS.get(base, [])
+    for target in databases:
+        if engine == "postgresql":
+            subprocess.run(["psql", target, "-qc", "ANALYZE"], check=True)
+        else:
+            import sqlite3
+
+            with sqlite3.connect(target) as conn:
+                conn.execute("ANALYZE")
+
+
+ANALYZE_TARGETS: dict[str, list[str]] = {}
+
+
 def fhirload(base: str, token: str | None, state: Path, *args: str) -> dict[str, object]:
     cmd = [str(BIN / "python"), str(SHARED_BENCH / "fhirload.py"), "--base", base, "--state", str(state)]
     if token:
@@ -70,19 +87,99 @@ def fhirload(base: str, token: str | None, state: Path, *args: str) -> dict[str,
     return dict(json.loads(out))
 
 
-def run_scenarios(base: str, token: str | None, args: argparse.Namespace, workdir: Path) -> dict[str, object]:
+def run_scenarios(
+    base: str,
+    token: str | None,
+    args: argparse.Namespace,
+    workdir: Path,
+    run_token: str | None = None,
+    between: object = None,
+) -> dict[str, object]:
+    """Seed with ``token``, call ``between(state)`` if given, run the scenarios with ``run_token``."""
     state = workdir / f"state-{uuid.uuid4().hex[:6]}.json"
     seed = fhirload(base, token, state, "seed", "--patients", str(args.patients), "--tasks", str(args.tasks))
+    extra = between(json.loads(state.read_text())) if callable(between) else None
+    analyze(args.engine, base)
     run = fhirload(
-        base, token, state, "run", "--seconds", str(args.seconds), "--concurrency", str(args.concurrency)
+        base,
+        run_token or token,
+        state,
+        "run",
+        "--seconds",
+        str(args.seconds),
+        "--concurrency",
+        str(args.concurrency),
     )
-    return {"seed": seed, "run": run}
+    out: dict[str, object] = {"seed": seed, "run": run}
+    if extra is not None:
+        out["consents"] = extra
+    return out
+
+
+def _consent(patient_id: str, actor: str, kind: str) -> dict[str, object]:
+    return {
+        "resourceType": "Consent",
+        "status": "active",
+        "scope": {
+            "coding": [
+                {"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}
+            ]
+        },
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        "patient": {"reference": f"Patient/{patient_id}"},
+        "provision": {
+            "type": kind,
+            "actor": [
+                {
+                    "role": {
+                        "coding": [
+                            {
+                                "system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
+                                "code": "IRCP",
+                            }
+                        ]
+                    },
+                    "reference": {"reference": actor},
+                }
+            ],
+        },
+    }
+
+
+def add_consents(base: str, token: str, state: dict[str, list[str]]) -> dict[str, object]:
+    """Two Consents per person: a permit for the partner, a deny for another organisation."""
+    entries = []
+    for patient_id in state.get("Patient", []):
+        for actor, kind in ((PARTNER, "permit"), ("Organization/bench-other", "deny")):
+            entries.append(
+                {
+                    "resource": _consent(patient_id, actor, kind),
+                    "request": {"method": "POST", "url": "Consent"},
+                }
+            )
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/fhir+json"}
+    started = time.perf_counter()
+    for i in range(0, len(entries), 100):
+        bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries[i : i + 100]}
+        httpx.post(base, json=bundle, headers=headers, timeout=120).raise_for_status()
+    return {"consents": len(entries), "seconds": round(time.perf_counter() - started, 2)}
+
+
+def _token(base_url: str, client: str) -> str:
+    response = httpx.post(
+        f"{base_url}/auth/token",
+        auth=(client, "bench-secret"),
+        data={"grant_type": "client_credentials", "scope": "system/*.cruds"},
+    )
+    response.raise_for_status()
+    return str(response.json()["access_token"])
 
 
 def gateway(args: argparse.Namespace, workdir: Path) -> dict[str, object]:
-    url, _ = new_database(args.engine, workdir)
+    url, plain_url = new_database(args.engine, workdir)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
+    ANALYZE_TARGETS[base + "/fhir"] = [plain_url.removeprefix("sqlite:")]
     env = {
         **os.environ,
         "FHIR_GATEWAY_DATABASE_URL": url,
@@ -91,25 +188,13 @@ def gateway(args: argparse.Namespace, workdir: Path) -> dict[str, object]:
     }
     cli = str(BIN / "fhir-gateway")
     subprocess.run([cli, "migrate"], env=env, check=True, capture_output=True)
-    client_args = (
-        ["--trusted"] if args.client == "trusted" else ["--organization", "Organization/bench-partner"]
-    )
-    subprocess.run(
-        [
-            cli,
-            "clients",
-            "add",
-            "bench",
-            "--scope",
-            "system/*.cruds",
-            "--secret",
-            "bench-secret",
-            *client_args,
-        ],
-        env=env,
-        check=True,
-        capture_output=True,
-    )
+    for name, actor in (("bench", ["--trusted"]), ("bench-partner", ["--organization", PARTNER])):
+        subprocess.run(
+            [cli, "clients", "add", name, "--scope", "system/*.cruds", "--secret", "bench-secret", *actor],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
     process = subprocess.Popen(
         [cli, "serve", "--port", str(port), "--workers", str(args.workers), "--no-migrate"],
         env=env,
@@ -118,16 +203,18 @@ def gateway(args: argparse.Namespace, workdir: Path) -> dict[str, object]:
     )
     try:
         wait_ready(f"{base}/health/live", process)
-        token = httpx.post(
-            f"{base}/auth/token",
-            auth=("bench", "bench-secret"),
-            data={"grant_type": "client_credentials", "scope": "system/*.cruds"},
-        ).json()
-        result = run_scenarios(base + "/fhir", token["access_token"], args, workdir)
-        result["token_lifetime_note"] = (
-            "token valid for the whole run: set FHIR_GATEWAY_TOKEN_LIFETIME_SECONDS"
-        )
-        return result
+        trusted = _token(base, "bench")
+        if args.client == "partner":
+            partner = _token(base, "bench-partner")
+            return run_scenarios(
+                base + "/fhir",
+                trusted,
+                args,
+                workdir,
+                run_token=partner,
+                between=lambda state: add_consents(base + "/fhir", trusted, state),
+            )
+        return run_scenarios(base + "/fhir", trusted, args, workdir)
     finally:
         process.terminate()
         process.wait(timeout=20)
@@ -136,6 +223,7 @@ def gateway(args: argparse.Namespace, workdir: Path) -> dict[str, object]:
 def floor(args: argparse.Namespace, workdir: Path) -> dict[str, object]:
     _, limit_url = new_database(args.engine, workdir)
     port = free_port()
+    ANALYZE_TARGETS[f"http://127.0.0.1:{port}/fhir"] = [limit_url.removeprefix("sqlite:")]
     env = {**os.environ, "LIMIT_DB": limit_url}
     process = subprocess.Popen(
         [

@@ -18,7 +18,7 @@ from fhir_gateway.auth.dependency import require_access
 from fhir_gateway.fhir import reads, searching, writes
 from fhir_gateway.fhir.context import Ctx, unit_of_work
 from fhir_gateway.fhir.history_bundle import history_bundle
-from fhir_gateway.fhir.requests import parse_if_match, parse_resource, read_body
+from fhir_gateway.fhir.requests import parse_if_match, parse_resource, read_body, read_form_body
 from fhir_gateway.fhir.resource_types import require_stored_type
 from fhir_gateway.fhir.responses import fhir_response, resource_response, write_response
 from fhir_gateway.kit import jsonutil
@@ -37,6 +37,7 @@ def limited_access(
 
 Access = Annotated[AccessContext, Depends(limited_access)]
 Body = Annotated[bytes, Depends(read_body)]
+FormBody = Annotated[bytes, Depends(read_form_body)]
 
 
 def _unit(request: Request, access: AccessContext, *, write: bool) -> AbstractContextManager[Ctx]:
@@ -101,7 +102,7 @@ def search_get(res_type: str, request: Request, access: Access) -> Response:
 
 
 @router.post("/{res_type}/_search")
-def search_post(res_type: str, request: Request, access: Access, body: Body) -> Response:
+def search_post(res_type: str, request: Request, access: Access, body: FormBody) -> Response:
     require_stored_type(res_type)
     items = list(request.query_params.multi_items()) + parse_qsl(body.decode(), keep_blank_values=True)
     return _search(request, access, res_type, items)

@@ -14,6 +14,15 @@ _JSON_TYPES = ("application/fhir+json", "application/json", "application/json-pa
 
 async def read_body(request: Request) -> bytes:
     """The raw body, refused with 413 above the configured size, 415 unless JSON."""
+    return await _read(request, _JSON_TYPES)
+
+
+async def read_form_body(request: Request) -> bytes:
+    """A search's form body (FHIR R4 http.html#search: POST [type]/_search)."""
+    return await _read(request, ("application/x-www-form-urlencoded",))
+
+
+async def _read(request: Request, accepted: tuple[str, ...]) -> bytes:
     limit: int = request.app.state.settings.max_body_bytes
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
@@ -27,9 +36,10 @@ async def read_body(request: Request) -> bytes:
         chunks.append(chunk)
     body = b"".join(chunks)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if body and content_type not in _JSON_TYPES and not content_type.endswith("+json"):
+    json_ok = accepted is _JSON_TYPES and content_type.endswith("+json")
+    if body and content_type not in accepted and not json_ok:
         raise UnsupportedMediaType(
-            f"Content-Type '{content_type or '(none)'}' is not supported; send application/fhir+json"
+            f"Content-Type '{content_type or '(none)'}' is not supported here; send {accepted[0]}"
         )
     return body
 

@@ -69,8 +69,8 @@ def _tokens(value: Any) -> list[tuple[str | None, str | None, str | None]]:
             for c in value.get("coding", [])
             if isinstance(c, dict)
         ]
-        if value.get("text") and not out:
-            out.append((None, None, value["text"]))
+        if isinstance(value.get("text"), str):
+            out.append((None, None, value["text"]))  # for :text (search.html#modifiers)
         return out
     if "value" in value and ("system" in value or "use" in value or "type" in value):
         return [(value.get("system"), str(value["value"]), None)]  # Identifier, ContactPoint

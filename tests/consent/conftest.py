@@ -1,4 +1,4 @@
-"""A real database per engine (SQLite file and a temporary PostgreSQL database)."""
+"""A real database of the engine under test (``FHIR_GATEWAY_TEST_DATABASE``: SQLite or PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from sqlalchemy import text
 from fhir_gateway.storage import consent_tables  # noqa: F401  (registers the consent tables)
 from fhir_gateway.storage.database import Database
 from fhir_gateway.storage.tables import metadata
-from tests.support.databases import temporary_database_url
+from tests.support.databases import engine_kind, temporary_database_url
 
 
-@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+@pytest.fixture(scope="session", params=[engine_kind()])
 def engine_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
     """One database per engine for the session; tables made by ``metadata.create_all``."""
     tmp: Path = tmp_path_factory.mktemp(f"consent-{request.param}")
