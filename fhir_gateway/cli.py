@@ -43,10 +43,16 @@ def serve(
     no_migrate: bool = typer.Option(False, "--no-migrate", help="do not upgrade the schema on start"),
 ) -> None:
     """Start the FHIR server (base URL /fhir)."""
+    import os
+
     import uvicorn
 
     from fhir_gateway.startup import prepare
 
+    if "FHIR_GATEWAY_BASE_URL" not in os.environ:  # links and token audience follow --host/--port
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        os.environ["FHIR_GATEWAY_BASE_URL"] = f"http://{shown}:{port}"
+        get_settings.cache_clear()
     settings = get_settings()
     problems = prepare(settings, migrate=not no_migrate)
     if problems:
