@@ -28,9 +28,10 @@ from fhir_gateway.storage.consent_tables import careteam_member, consent_grant
 CARE_TEAM_OPT_OUT = "care-team-opt-out"
 OPT_IN = "opt-in"
 ClassExpr = ColumnElement[Any] | str
+Moment = datetime | ColumnElement[Any]  # a value, or the per-execution ``consent_now`` parameter
 
 
-def _covers(table: Any, now: datetime) -> ColumnElement[bool]:
+def _covers(table: Any, now: Moment) -> ColumnElement[bool]:
     """``table``'s period covers ``now`` (open bounds allowed, end exclusive)."""
     return and_(
         or_(table.c.period_start.is_(None), table.c.period_start <= now),
@@ -38,7 +39,7 @@ def _covers(table: Any, now: datetime) -> ColumnElement[bool]:
     )
 
 
-def current_teams(actors: list[str], now: datetime) -> Select[Any]:
+def current_teams(actors: list[str], now: Moment) -> Select[Any]:
     """``CareTeam/<id>`` of the teams one of ``actors`` currently belongs to."""
     m = careteam_member.alias()
     return select(m.c.careteam_ref).where(m.c.member.in_(actors), _covers(m, now))
@@ -51,7 +52,7 @@ def _class_matches(g: Any, cls: ClassExpr) -> ColumnElement[bool]:
 
 
 def _matches(
-    g: Any, actors: list[str], purpose: str, action: str, cls: ClassExpr, now: datetime
+    g: Any, actors: list[str], purpose: str, action: str, cls: ClassExpr, now: Moment
 ) -> ColumnElement[bool]:
     """Grant row ``g`` applies to this actor, purpose, action, class, now."""
     actor_ok: ColumnElement[bool] = g.c.actor.in_(["*", *actors])
@@ -67,7 +68,7 @@ def _matches(
 
 
 def _deny_rows(
-    actors: list[str], purpose: str, action: str, cls: ClassExpr, now: datetime
+    actors: list[str], purpose: str, action: str, cls: ClassExpr, now: Moment
 ) -> tuple[Any, ColumnElement[bool]]:
     """Matching deny rows not carved out by a matching nested permit of their Consent."""
     g = consent_grant.alias()
@@ -87,16 +88,14 @@ def _deny_rows(
     return g, cond
 
 
-def denied_patients(
-    actors: list[str], purpose: str, action: str, cls: ClassExpr, now: datetime
-) -> Select[Any]:
+def denied_patients(actors: list[str], purpose: str, action: str, cls: ClassExpr, now: Moment) -> Select[Any]:
     """Persons whose whole class ``cls`` is denied to the caller."""
     g, cond = _deny_rows(actors, purpose, action, cls, now)
     return select(g.c.patient_id).where(cond, g.c.data_id == "*")
 
 
 def denied_instances(
-    actors: list[str], purpose: str, action: str, cls: ClassExpr, now: datetime
+    actors: list[str], purpose: str, action: str, cls: ClassExpr, now: Moment
 ) -> Select[Any]:
     """``(person, resource id)`` pairs denied one by one (Consent.provision.data)."""
     g, cond = _deny_rows(actors, purpose, action, cls, now)
@@ -104,7 +103,7 @@ def denied_instances(
 
 
 def permitted_patients(
-    actors: list[str], purpose: str, action: str, cls: ClassExpr, now: datetime
+    actors: list[str], purpose: str, action: str, cls: ClassExpr, now: Moment
 ) -> Select[Any]:
     """Persons whose class ``cls`` a Consent permits to the caller."""
     g = consent_grant.alias()
@@ -114,7 +113,7 @@ def permitted_patients(
 
 
 def permitted_instances(
-    actors: list[str], purpose: str, action: str, cls: ClassExpr, now: datetime
+    actors: list[str], purpose: str, action: str, cls: ClassExpr, now: Moment
 ) -> Select[Any]:
     """``(person, resource id)`` pairs a Consent permits one by one."""
     g = consent_grant.alias()
@@ -123,7 +122,7 @@ def permitted_instances(
     )
 
 
-def team_patients(actors: list[str], now: datetime) -> Select[Any]:
+def team_patients(actors: list[str], now: Moment) -> Select[Any]:
     """Persons one of whose active CareTeams the caller currently belongs to."""
     m = careteam_member.alias()
     return select(m.c.patient_id).where(m.c.member.in_(actors), m.c.patient_id.is_not(None), _covers(m, now))
@@ -138,7 +137,7 @@ def permitted(
     purpose: str,
     action: str,
     policy: str,
-    now: datetime,
+    now: Moment,
 ) -> ColumnElement[bool]:
     """SQL: the decision on ``person`` (and resource ``res_id``) is permit."""
     if not actors:

@@ -15,12 +15,18 @@ so that paging and totals stay right and a denied resource is never counted.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BindParameter,
     ColumnElement,
     Connection,
+    DateTime,
     and_,
+    bindparam,
     case,
     false,
     literal,
@@ -34,6 +40,7 @@ from fhir_gateway.auth.context import AccessContext
 from fhir_gateway.consent.predicates import CARE_TEAM_OPT_OUT, permitted
 from fhir_gateway.kit.errors import Forbidden
 from fhir_gateway.kit.timeutil import utcnow
+from fhir_gateway.storage.tables import resource, resource_history
 
 AUDIT_TYPE = "AuditEvent"
 OWN_ONLY_WRITES = frozenset({"Consent"})
@@ -66,13 +73,60 @@ def now_naive() -> Any:
     return utcnow().replace(tzinfo=None)
 
 
+# "Now" as a bind parameter evaluated at each execution: a filter built once can be reused
+# by every later request and still compare periods with the moment of that request.
+NOW: BindParameter[datetime] = bindparam("consent_now", callable_=now_naive, type_=DateTime())
+_CACHE_SIZE = 4096
+_clauses: OrderedDict[tuple[Any, ...], ColumnElement[bool]] = OrderedDict()
+_clauses_lock = threading.Lock()
+
+
+def _cache_key(
+    access: AccessContext, alias: Any, res_type: str | None, policy: str
+) -> tuple[Any, ...] | None:
+    """Key of a reusable filter: only for the shared tables (aliases are per query)."""
+    if alias is not resource and alias is not resource_history:
+        return None
+    return (
+        alias.name,
+        res_type,
+        policy,
+        access.trusted,
+        access.patient,
+        tuple(caller_actors(access)),
+        access.purpose,
+        bool(access.break_glass),
+        is_auditor(access),
+    )
+
+
 def visible_clause(
     access: AccessContext, alias: Any, res_type: str | None, *, policy: str = CARE_TEAM_OPT_OUT
 ) -> ColumnElement[bool]:
     """SQL condition on ``alias`` (``resource`` or ``resource_history``) for rows ``access`` may read.
 
-    ``res_type`` None: the rows may be of several types (system search or history).
+    ``res_type`` None: the rows may be of several types (system search or history). Filters
+    on the shared tables are built once per kind of caller and reused (they hold no time).
     """
+    key = _cache_key(access, alias, res_type, policy)
+    if key is None:
+        return _build_clause(access, alias, res_type, policy)
+    with _clauses_lock:
+        cached = _clauses.get(key)
+        if cached is not None:
+            _clauses.move_to_end(key)
+            return cached
+    clause = _build_clause(access, alias, res_type, policy)
+    with _clauses_lock:
+        _clauses[key] = clause
+        while len(_clauses) > _CACHE_SIZE:
+            _clauses.popitem(last=False)
+    return clause
+
+
+def _build_clause(
+    access: AccessContext, alias: Any, res_type: str | None, policy: str
+) -> ColumnElement[bool]:
     if access.trusted:
         return true()
     if access.patient is not None:
@@ -113,7 +167,7 @@ def _partner_clause(
         purpose=access.purpose,
         action="read",
         policy=policy,
-        now=now_naive(),
+        now=NOW,
     )
     if res_type == "Patient":
         return decision
