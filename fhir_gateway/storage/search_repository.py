@@ -129,7 +129,8 @@ def _includes(
 def _include_rows(
     conn: Connection, inc: Include, frontier_type: str, ids: list[str], visible: Visible, limit: int
 ) -> list[tuple[str, str, str]]:
-    r, i = resource.alias(), idx_reference.alias()
+    # The shared ``resource`` table (not an alias): its visibility filter is built once and reused.
+    r, i = resource, idx_reference.alias()
     if inc.reverse:
         join = and_(i.c.res_type == r.c.res_type, i.c.res_id == r.c.res_id)
         where = [
