@@ -7,16 +7,14 @@ from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import text
 from starlette.testclient import TestClient
 
 from fhir_gateway.app import create_app
 from fhir_gateway.settings import Settings
 from fhir_gateway.storage.database import Database
 from fhir_gateway.storage.migrate import upgrade
-from fhir_gateway.storage.schema import full_metadata
 from tests.support.auth import issue_token, register_client
-from tests.support.databases import temporary_database_url
+from tests.support.databases import empty_all_tables, temporary_database_url
 
 EXAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "fhir-examples"
 
@@ -36,14 +34,7 @@ def _empty_tables(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     if "database" not in request.fixturenames:
         return
-    db: Database = request.getfixturevalue("database")
-    names = [t.name for t in reversed(full_metadata().sorted_tables)]
-    with db.engine.begin() as conn:
-        if db.dialect == "postgresql":
-            conn.execute(text("TRUNCATE " + ", ".join(f'"{n}"' for n in names)))
-        else:
-            for name in names:
-                conn.execute(text(f'DELETE FROM "{name}"'))
+    empty_all_tables(request.getfixturevalue("database"))
 
 
 @pytest.fixture

@@ -6,12 +6,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
 
 from fhir_gateway.storage import consent_tables  # noqa: F401  (registers the consent tables)
 from fhir_gateway.storage.database import Database
 from fhir_gateway.storage.tables import metadata
-from tests.support.databases import engine_kind, temporary_database_url
+from tests.support.databases import empty_all_tables, engine_kind, temporary_database_url
 
 
 @pytest.fixture(scope="session", params=[engine_kind()])
@@ -29,10 +28,4 @@ def engine_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
 def consent_db(engine_db: Database) -> Iterator[Database]:
     """The engine's database, emptied after the test."""
     yield engine_db
-    names = [t.name for t in reversed(metadata.sorted_tables)]
-    with engine_db.engine.begin() as conn:
-        if engine_db.dialect == "postgresql":
-            conn.execute(text("TRUNCATE " + ", ".join(f'"{n}"' for n in names)))
-        else:
-            for name in names:
-                conn.execute(text(f'DELETE FROM "{name}"'))
+    empty_all_tables(engine_db)

@@ -14,6 +14,9 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
+from fhir_gateway.storage.database import Database
+from fhir_gateway.storage.schema import full_metadata
+
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
@@ -39,3 +42,14 @@ def temporary_database_url(tmp_dir: Path, kind: str | None = None) -> Iterator[s
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+def empty_all_tables(database: Database) -> None:
+    """Delete every row of every table (between tests), keeping the schema."""
+    names = [t.name for t in reversed(full_metadata().sorted_tables)]
+    with database.engine.begin() as conn:
+        if database.dialect == "postgresql":
+            conn.execute(text("TRUNCATE " + ", ".join(f'"{n}"' for n in names)))
+        else:
+            for name in names:
+                conn.execute(text(f'DELETE FROM "{name}"'))
