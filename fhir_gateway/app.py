@@ -56,8 +56,10 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     from fhir_gateway.fhir.endpoints import router as fhir_router
     from fhir_gateway.fhir.operations.router import router as operations_router
     from fhir_gateway.health import router as health_router
+    from fhir_gateway.observability.metrics import router as metrics_router
 
     app.include_router(health_router)
+    app.include_router(metrics_router)
     app.include_router(auth_router)
     app.include_router(capability_router)
     app.include_router(operations_router)

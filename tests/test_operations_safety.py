@@ -69,3 +69,17 @@ def test_logs_hold_no_personal_data_on_a_full_cycle(fhir: TestClient, log_lines:
         assert secret not in text
     assert '"route":"/fhir/{res_type}/{res_id}"' in text
     assert '"request_id"' in text
+
+
+def test_metrics_count_interactions_and_consent_denials(fhir: TestClient, make_client: object) -> None:
+    patient = fhir.post(
+        "/fhir/Patient", json={"resourceType": "Patient"}, headers={"Content-Type": FHIR}
+    ).json()
+    fhir.get(f"/fhir/Patient/{patient['id']}")
+    partner = make_client("system/*.rs", organization="Organization/outsider")  # type: ignore[operator]
+    partner.get(f"/fhir/Patient/{patient['id']}")
+    text = fhir.get("/metrics").text
+    assert 'fhir_requests_total{interaction="read",resource_type="Patient",status="200"}' in text
+    assert 'fhir_consent_denials_total{resource_type="Patient"}' in text
+    assert "fhir_request_seconds_bucket" in text
+    assert "fhir_audit_queue_depth" in text

@@ -20,6 +20,7 @@ from fhir_gateway.auth.validation import ensure_client_active
 from fhir_gateway.consent import visibility
 from fhir_gateway.consent.decision import decision_for
 from fhir_gateway.kit.errors import Forbidden
+from fhir_gateway.observability.metrics import CONSENT_DENIALS
 from fhir_gateway.settings import Settings
 from fhir_gateway.storage import repository
 from fhir_gateway.storage.database import Database
@@ -77,6 +78,8 @@ class Ctx:
     ) -> None:
         """Record this access for the audit trail, with the Consent or policy that decided it."""
         decided_by = None
+        if not ok:
+            CONSENT_DENIALS.labels(res_type or "").inc()
         if patient_id is not None:
             action = "read" if interaction in _READ_INTERACTIONS else "write"
             decided_by = decision_for(

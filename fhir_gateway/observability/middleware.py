@@ -14,6 +14,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from fhir_gateway.observability.metrics import observe
+
 log = logging.getLogger("fhir_gateway.access")
 
 
@@ -55,15 +57,18 @@ class RequestLogMiddleware:
         finally:
             route = scope.get("route")
             params = scope.get("path_params") or {}
+            elapsed = time.perf_counter() - started
+            route_path = getattr(route, "path", "unmatched")
+            observe(scope["method"], route_path, params.get("res_type"), status, elapsed)
             log.info(
                 "request",
                 extra={
                     "request_id": request_id,
                     "method": scope["method"],
-                    "route": getattr(route, "path", "unmatched"),
+                    "route": route_path,
                     "resource_type": params.get("res_type"),
                     "client_id": state.get("client_id"),
                     "status": status,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    "duration_ms": round(elapsed * 1000, 2),
                 },
             )

@@ -1,0 +1,81 @@
+"""Prometheus metrics at ``/metrics`` (text exposition format 0.0.4).
+
+Request count and latency by FHIR interaction and resource type, consent refusals, and the
+depth of the audit writer's queue. Each worker process exposes its own figures.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from starlette.responses import Response
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+REQUESTS = Counter(
+    "fhir_requests_total",
+    "HTTP requests by interaction, type and status",
+    ["interaction", "resource_type", "status"],
+    registry=REGISTRY,
+)
+LATENCY = Histogram(
+    "fhir_request_seconds",
+    "request duration by interaction and type",
+    ["interaction", "resource_type"],
+    registry=REGISTRY,
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+CONSENT_DENIALS = Counter(
+    "fhir_consent_denials_total",
+    "accesses refused by consent or scope decision",
+    ["resource_type"],
+    registry=REGISTRY,
+)
+AUDIT_QUEUE = Gauge("fhir_audit_queue_depth", "AuditEvents waiting to be written", registry=REGISTRY)
+
+_INTERACTIONS = {
+    ("GET", "/fhir/{res_type}/{res_id}"): "read",
+    ("GET", "/fhir/{res_type}/{res_id}/_history/{version}"): "vread",
+    ("GET", "/fhir/{res_type}"): "search-type",
+    ("POST", "/fhir/{res_type}/_search"): "search-type",
+    ("POST", "/fhir/{res_type}"): "create",
+    ("PUT", "/fhir/{res_type}/{res_id}"): "update",
+    ("PUT", "/fhir/{res_type}"): "update",
+    ("PATCH", "/fhir/{res_type}/{res_id}"): "patch",
+    ("DELETE", "/fhir/{res_type}/{res_id}"): "delete",
+    ("GET", "/fhir/{res_type}/{res_id}/_history"): "history-instance",
+    ("GET", "/fhir/{res_type}/_history"): "history-type",
+    ("GET", "/fhir/_history"): "history-system",
+    ("POST", "/fhir"): "transaction",
+    ("GET", "/fhir/metadata"): "capabilities",
+}
+
+
+def interaction_of(method: str, route: str) -> str:
+    """The FHIR interaction (restful-interaction code) a route stands for, else ``other``."""
+    if "$" in route:
+        return "operation"
+    return _INTERACTIONS.get((method, route), "other")
+
+
+def observe(method: str, route: str, resource_type: str | None, status: int, seconds: float) -> None:
+    interaction = interaction_of(method, route)
+    kind = resource_type or ""
+    REQUESTS.labels(interaction, kind, str(status)).inc()
+    LATENCY.labels(interaction, kind).observe(seconds)
+
+
+router = APIRouter()
+
+
+@router.get("/metrics", include_in_schema=False)
+def metrics(request: Request) -> Response:
+    """Prometheus scrape endpoint (open, like the health checks: no personal data in it)."""
+    AUDIT_QUEUE.set(request.app.state.audit_writer.pending())
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
