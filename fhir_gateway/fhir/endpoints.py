@@ -22,6 +22,7 @@ from fhir_gateway.fhir.requests import parse_if_match, parse_resource, read_body
 from fhir_gateway.fhir.resource_types import require_stored_type
 from fhir_gateway.fhir.responses import fhir_response, resource_response, write_response
 from fhir_gateway.kit import jsonutil
+from fhir_gateway.kit.errors import MethodNotAllowed
 
 router = APIRouter(prefix="/fhir")
 
@@ -160,8 +161,6 @@ def conditional_update(
     resource = parse_resource(request, body)
     query = request.url.query
     if not query:
-        from fhir_gateway.kit.errors import MethodNotAllowed
-
         raise MethodNotAllowed("PUT on a type needs search criteria (conditional update) or an id")
     with _unit(request, access, write=True) as ctx:
         result = writes.conditional_update(ctx, res_type, query, resource, parse_if_match(if_match))

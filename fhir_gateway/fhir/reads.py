@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from fhir_gateway.fhir.context import Ctx
-from fhir_gateway.kit.errors import BadRequest, Gone, NotFound
+from fhir_gateway.kit.errors import BadRequest, Forbidden, Gone, NotFound
+from fhir_gateway.search.dates import parse_date_range
 from fhir_gateway.storage import repository
 from fhir_gateway.storage.repository import StoredRow
 from fhir_gateway.storage.tables import resource, resource_history
@@ -64,8 +65,6 @@ class HistoryPage:
 def _parse_instant(name: str, value: str | None) -> datetime | None:
     if value is None:
         return None
-    from fhir_gateway.search.dates import parse_date_range
-
     try:
         low, _high = parse_date_range(value)
     except ValueError:
@@ -83,8 +82,6 @@ def history(
     if res_type is not None:
         ctx.require_scope(res_type, "r" if res_id else "s")
     elif not ctx.access.allows("*", "s"):
-        from fhir_gateway.kit.errors import Forbidden
-
         raise Forbidden("System history needs a wildcard search scope (*.s)")
     count = _int_param(params, "_count", ctx.settings.default_count, ctx.settings.max_count)
     offset = _int_param(params, "_offset", 0, 10**9)
@@ -98,8 +95,15 @@ def history(
         count=count,
         offset=offset,
     )
-    if res_id is not None and total == 0:
+    visible_now = res_id is None or total > 0
+    if res_id is not None and total == 0 and res_type is not None:
+        visible_now = (
+            repository.get_current(ctx.conn, res_type, res_id, visible=ctx.visible(resource, res_type))
+            is not None
+        )
+    if not visible_now:
         assert res_type is not None
+        assert res_id is not None
         _audit_hidden(ctx, "history-instance", res_type, res_id)
         raise NotFound(f"{res_type}/{res_id} is not known")
     interaction = "history-instance" if res_id else "history-type" if res_type else "history-system"

@@ -214,3 +214,18 @@ def test_type_and_system_history(fhir: TestClient) -> None:
     newest = fhir.get("/fhir/_history", params={"_count": 50}).json()["entry"]
     stored = [e["resource"] for e in newest if e["resource"]["resourceType"] != "AuditEvent"]
     assert stored[0]["id"] == org["id"]
+
+
+def test_history_since_and_bad_since(fhir: TestClient) -> None:
+    created = create(fhir, patient("H1"))
+    stamp = created["meta"]["lastUpdated"]
+    fhir.put(
+        f"/fhir/Patient/{created['id']}", json={**created, "gender": "male"}, headers={"Content-Type": FHIR}
+    )
+    since = fhir.get(f"/fhir/Patient/{created['id']}/_history", params={"_since": stamp}).json()
+    assert since["total"] == 2
+    later = fhir.get(f"/fhir/Patient/{created['id']}/_history", params={"_since": "2999-01-01"}).json()
+    assert later["total"] == 0
+    bad = fhir.get(f"/fhir/Patient/{created['id']}/_history", params={"_since": "yesterday"})
+    assert bad.status_code == 400
+    assert "_since" in bad.json()["issue"][0]["diagnostics"]
