@@ -25,11 +25,12 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     DateTime,
+    Select,
+    String,
     and_,
     bindparam,
     case,
     false,
-    literal,
     literal_column,
     or_,
     select,
@@ -174,21 +175,43 @@ def _partner_clause(
     return or_(person.is_(None), decision)
 
 
+_PATIENT = bindparam("consent_patient", type_=String())
+_write_checks: OrderedDict[tuple[Any, ...], Select[Any]] = OrderedDict()
+
+
+def _write_check(access: AccessContext, res_type: str, policy: str) -> Select[Any]:
+    """``SELECT 1 WHERE <write permitted for :consent_patient>``, built once per kind of caller."""
+    actors = tuple(caller_actors(access))
+    key = (actors, access.purpose, res_type, policy)
+    with _clauses_lock:
+        cached = _write_checks.get(key)
+        if cached is not None:
+            _write_checks.move_to_end(key)
+            return cached
+    clause = permitted(
+        _PATIENT,
+        None,
+        res_type,
+        actors=list(actors),
+        purpose=access.purpose,
+        action="write",
+        policy=policy,
+        now=NOW,
+    )
+    query: Select[Any] = select(literal_column("1")).where(clause)
+    with _clauses_lock:
+        _write_checks[key] = query
+        while len(_write_checks) > _CACHE_SIZE:
+            _write_checks.popitem(last=False)
+    return query
+
+
 def may_write(
     conn: Connection, access: AccessContext, res_type: str, patient_id: str, *, policy: str
 ) -> bool:
     """The consent decision with action ``write`` for data of ``patient_id``."""
-    clause = permitted(
-        literal(patient_id),
-        None,
-        res_type,
-        actors=caller_actors(access),
-        purpose=access.purpose,
-        action="write",
-        policy=policy,
-        now=now_naive(),
-    )
-    return conn.execute(select(literal_column("1")).where(clause)).first() is not None
+    query: Select[Any] = _write_check(access, res_type, policy)
+    return conn.execute(query, {"consent_patient": patient_id}).first() is not None
 
 
 def check_write(
