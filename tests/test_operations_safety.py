@@ -83,3 +83,7 @@ def test_metrics_count_interactions_and_consent_denials(fhir: TestClient, make_c
     assert 'fhir_consent_denials_total{resource_type="Patient"}' in text
     assert "fhir_request_seconds_bucket" in text
     assert "fhir_audit_queue_depth" in text
+
+
+def test_metrics_need_a_token(http: TestClient) -> None:
+    assert http.get("/metrics").status_code == 401

@@ -6,7 +6,9 @@ depth of the audit writer's queue. Each worker process exposes its own figures.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -16,6 +18,9 @@ from prometheus_client import (
     generate_latest,
 )
 from starlette.responses import Response
+
+from fhir_gateway.auth.context import AccessContext
+from fhir_gateway.auth.dependency import require_access
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 REQUESTS = Counter(
@@ -75,7 +80,8 @@ router = APIRouter()
 
 
 @router.get("/metrics", include_in_schema=False)
-def metrics(request: Request) -> Response:
-    """Prometheus scrape endpoint (open, like the health checks: no personal data in it)."""
+def metrics(request: Request, _access: Annotated[AccessContext, Depends(require_access)]) -> Response:
+    """Prometheus scrape endpoint; like every non-discovery URL it needs an access token
+    (Prometheus sends one with ``authorization: {type: Bearer}``). No personal data in it."""
     AUDIT_QUEUE.set(request.app.state.audit_writer.pending())
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

@@ -182,3 +182,20 @@ def test_unsupported_grant_and_scope_outside_registration(http: TestClient, data
         auth=(cid, secret),
     )
     assert narrowed.json()["scope"] == "system/Task.r"
+
+
+def test_key_rotation_keeps_old_tokens_valid_until_they_expire(
+    app: FastAPI, http: TestClient, database: Database, secret_data: str
+) -> None:
+    cid, secret = register_client(database, "rotating", "system/*.cruds", trusted=True)
+    old_token = issue_token(http, cid, secret)
+    old_kid = app.state.signing_keys.current().kid
+    new_kid = app.state.signing_keys.rotate()
+    assert new_kid != old_kid
+    new_token = issue_token(http, cid, secret)
+    assert json.loads(base64.urlsafe_b64decode(new_token.split(".")[0] + "=="))["kid"] == new_kid
+    for token in (old_token, new_token):
+        ok = http.get(f"/fhir/Patient/{secret_data}", headers={"Authorization": f"Bearer {token}"})
+        assert ok.status_code == 200
+    published = {k["kid"] for k in http.get("/auth/jwks").json()["keys"]}
+    assert {old_kid, new_kid} <= published
