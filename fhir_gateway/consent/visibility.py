@@ -15,8 +15,6 @@ so that paging and totals stay right and a denied resource is never counted.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from datetime import datetime
 from typing import Any
 
@@ -40,6 +38,7 @@ from sqlalchemy import (
 from fhir_gateway.auth.context import AccessContext
 from fhir_gateway.consent.predicates import CARE_TEAM_OPT_OUT, permitted
 from fhir_gateway.kit.errors import Forbidden
+from fhir_gateway.kit.lru import Lru
 from fhir_gateway.kit.timeutil import utcnow
 from fhir_gateway.storage.tables import resource, resource_history
 
@@ -77,9 +76,7 @@ def now_naive() -> Any:
 # "Now" as a bind parameter evaluated at each execution: a filter built once can be reused
 # by every later request and still compare periods with the moment of that request.
 NOW: BindParameter[datetime] = bindparam("consent_now", callable_=now_naive, type_=DateTime())
-_CACHE_SIZE = 4096
-_clauses: OrderedDict[tuple[Any, ...], ColumnElement[bool]] = OrderedDict()
-_clauses_lock = threading.Lock()
+_clauses: Lru[ColumnElement[bool]] = Lru(4096)
 
 
 def _cache_key(
@@ -112,17 +109,7 @@ def visible_clause(
     key = _cache_key(access, alias, res_type, policy)
     if key is None:
         return _build_clause(access, alias, res_type, policy)
-    with _clauses_lock:
-        cached = _clauses.get(key)
-        if cached is not None:
-            _clauses.move_to_end(key)
-            return cached
-    clause = _build_clause(access, alias, res_type, policy)
-    with _clauses_lock:
-        _clauses[key] = clause
-        while len(_clauses) > _CACHE_SIZE:
-            _clauses.popitem(last=False)
-    return clause
+    return _clauses.get_or_build(key, lambda: _build_clause(access, alias, res_type, policy))
 
 
 def _build_clause(
@@ -176,34 +163,27 @@ def _partner_clause(
 
 
 _PATIENT = bindparam("consent_patient", type_=String())
-_write_checks: OrderedDict[tuple[Any, ...], Select[Any]] = OrderedDict()
+_write_checks: Lru[Select[Any]] = Lru(4096)
 
 
 def _write_check(access: AccessContext, res_type: str, policy: str) -> Select[Any]:
     """``SELECT 1 WHERE <write permitted for :consent_patient>``, built once per kind of caller."""
-    actors = tuple(caller_actors(access))
-    key = (actors, access.purpose, res_type, policy)
-    with _clauses_lock:
-        cached = _write_checks.get(key)
-        if cached is not None:
-            _write_checks.move_to_end(key)
-            return cached
-    clause = permitted(
-        _PATIENT,
-        None,
-        res_type,
-        actors=list(actors),
-        purpose=access.purpose,
-        action="write",
-        policy=policy,
-        now=NOW,
-    )
-    query: Select[Any] = select(literal_column("1")).where(clause)
-    with _clauses_lock:
-        _write_checks[key] = query
-        while len(_write_checks) > _CACHE_SIZE:
-            _write_checks.popitem(last=False)
-    return query
+    actors = caller_actors(access)
+
+    def build() -> Select[Any]:
+        clause = permitted(
+            _PATIENT,
+            None,
+            res_type,
+            actors=actors,
+            purpose=access.purpose,
+            action="write",
+            policy=policy,
+            now=NOW,
+        )
+        return select(literal_column("1")).where(clause)
+
+    return _write_checks.get_or_build((tuple(actors), access.purpose, res_type, policy), build)
 
 
 def may_write(
