@@ -46,11 +46,6 @@ def store_audit_events(conn: Connection, events: Sequence[dict[str, Any]]) -> li
     return [row.res_id for row in rows]
 
 
-def store_audit_event(conn: Connection, event: dict[str, Any]) -> str:
-    """Store one ``event``; its id."""
-    return store_audit_events(conn, [event])[0]
-
-
 def write_audit_events(database: Database, events: Sequence[dict[str, Any]]) -> None:
     """Store ``events`` in one short write transaction of their own.
 

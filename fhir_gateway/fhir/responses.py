@@ -15,7 +15,6 @@ from fhir_gateway.kit.errors import Issue, operation_outcome
 from fhir_gateway.kit.timeutil import http_date
 from fhir_gateway.storage.repository import StoredRow
 
-FHIR_JSON = "application/fhir+json"
 FHIR_JSON_UTF8 = "application/fhir+json; charset=utf-8"
 
 
