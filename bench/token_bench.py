@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from fhir_gateway.auth.keys import SigningKeys
-from fhir_gateway.auth.tokens import issue_access_token
+from fhir_gateway.auth.oauth_models import GatewayTokenGenerator, RegisteredClient
 from fhir_gateway.auth.validation import TokenValidator
 from fhir_gateway.settings import Settings
 from fhir_gateway.storage.client_repository import ClientRecord
@@ -51,12 +51,16 @@ def main() -> None:
         client = ClientRecord(
             "bench", "system/*.cruds", None, None, None, "Organization/1", False, None, False, False
         )
-        token, _ = issue_access_token(keys, settings, client, "system/*.cruds")
+        generator = GatewayTokenGenerator(settings, keys)
+        registered = RegisteredClient(client)
+
+        def issue(scope: str) -> str:
+            return str(generator.generate("client_credentials", registered, scope=scope)["access_token"])
+
+        token = issue("system/*.cruds")
         result = {
             "tokens_verified_per_s": round(rate(lambda: validator.validate(token), args.seconds)),
-            "tokens_signed_per_s": round(
-                rate(lambda: issue_access_token(keys, settings, client, "system/*.rs"), args.seconds)
-            ),
+            "tokens_signed_per_s": round(rate(lambda: issue("system/*.rs"), args.seconds)),
             "algorithm": "ES256",
         }
         database.dispose()

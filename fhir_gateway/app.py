@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from fhir_gateway import __version__
 from fhir_gateway.audit.writer import AuditWriter
+from fhir_gateway.auth.authorization_server import GatewayAuthorizationServer, allow_plain_http_in_development
 from fhir_gateway.auth.keys import SigningKeys
 from fhir_gateway.auth.validation import TokenValidator
 from fhir_gateway.errors_http import install_error_handlers
@@ -46,6 +47,10 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.state.audit_writer = audit_writer
     app.state.signing_keys = SigningKeys(database)
     app.state.token_validator = TokenValidator(settings, database, app.state.signing_keys)
+    allow_plain_http_in_development(settings)
+    app.state.authorization_server = GatewayAuthorizationServer(
+        database, settings, app.state.signing_keys, app.state.token_validator
+    )
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
     install_error_handlers(app)
     app.add_middleware(RequestLogMiddleware)

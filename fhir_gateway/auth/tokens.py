@@ -1,4 +1,6 @@
-"""Access tokens: signed JWTs issued by the built-in server (RFC 9068 profile, SMART v2).
+"""Access tokens: verification of the signed JWTs (RFC 9068 profile, SMART v2).
+
+Issued by ``oauth_models.GatewayTokenGenerator``.
 
 Claims: iss (our base URL), aud (our FHIR base), sub = client_id, client_id, scope, iat,
 nbf, exp, jti, ``organization`` (the client's Organization: the actor consent is checked
@@ -8,16 +10,12 @@ against), ``trusted``, and ``patient`` for a patient-context client.
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Any
 
 from joserfc import jwt
 from joserfc.errors import JoseError
 
-from fhir_gateway.auth.keys import ALGORITHM, SigningKeys
 from fhir_gateway.kit.errors import Unauthorized
-from fhir_gateway.settings import Settings
-from fhir_gateway.storage.client_repository import ClientRecord
 
 ACCEPTED_ALGORITHMS = ["ES256", "ES384", "RS256", "RS384"]
 LEEWAY_SECONDS = 10
@@ -32,35 +30,6 @@ def invalid_token(reason: str) -> Unauthorized:
             f'error_description="{reason}"'
         },
     )
-
-
-def issue_access_token(
-    keys: SigningKeys, settings: Settings, client: ClientRecord, scope: str
-) -> tuple[str, int]:
-    """A signed access token for ``client`` with ``scope``, and its lifetime in seconds."""
-    now = int(time.time())
-    lifetime = settings.token_lifetime_seconds
-    claims: dict[str, Any] = {
-        "iss": settings.base_url,
-        "aud": settings.fhir_base,
-        "sub": client.client_id,
-        "client_id": client.client_id,
-        "scope": scope,
-        "iat": now,
-        "nbf": now,
-        "exp": now + lifetime,
-        "jti": uuid.uuid4().hex,
-        "trusted": client.trusted,
-    }
-    if client.organization:
-        claims["organization"] = client.organization
-    if client.patient:
-        claims["patient"] = client.patient
-    if client.break_glass:
-        claims["break_glass"] = True
-    key = keys.current()
-    token = jwt.encode({"alg": ALGORITHM, "kid": key.kid, "typ": "at+jwt"}, claims, key)
-    return token, lifetime
 
 
 def decode_header_kid(token: str) -> tuple[str | None, str | None]:

@@ -3,6 +3,7 @@ lifetime and audience checks, through POST /auth/token."""
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -67,6 +68,37 @@ def test_rs384_assertion_gives_a_token(http: TestClient, database: Database, tmp
     name = _client(database, tmp_path, "rs-client", key)
     status, body = _exchange(http, make_private_key_jwt(name, key, TOKEN_URL, alg="RS384"))
     assert status == 200, body
+
+
+def test_access_token_is_an_rfc9068_jwt_named_in_the_jwks(
+    http: TestClient, database: Database, tmp_path: Path, ec_key: ECKey
+) -> None:
+    name = _client(database, tmp_path, "profile", ec_key)
+    _, body = _exchange(http, make_private_key_jwt(name, ec_key, TOKEN_URL))
+    header = json.loads(base64.urlsafe_b64decode(str(body["access_token"]).split(".")[0] + "=="))
+    assert header["typ"] == "at+jwt"
+    assert header["alg"] == "ES256"
+    published = {key["kid"] for key in http.get("/auth/jwks").json()["keys"]}
+    assert header["kid"] in published
+    assert body["expires_in"] == 300
+    assert body["scope"] == "system/*.rs"
+
+
+def test_assertion_with_a_symmetric_algorithm_is_refused(
+    http: TestClient, database: Database, tmp_path: Path, ec_key: ECKey
+) -> None:
+    name = _client(database, tmp_path, "hs-client", ec_key)
+    header = base64.urlsafe_b64encode(b'{"alg":"HS256"}').rstrip(b"=").decode()
+    payload = (
+        base64.urlsafe_b64encode(
+            json.dumps({"iss": name, "sub": name, "aud": TOKEN_URL, "exp": 9999999999, "jti": "x"}).encode()
+        )
+        .rstrip(b"=")
+        .decode()
+    )
+    status, body = _exchange(http, f"{header}.{payload}.c2lnbmF0dXJl")
+    assert status == 401
+    assert body["error"] == "invalid_client"
 
 
 def test_replayed_assertion_is_refused(
