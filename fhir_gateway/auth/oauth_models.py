@@ -165,7 +165,8 @@ class SmartClientAssertion(JWTBearerClientAssertion):  # type: ignore[misc]
 
 class GatewayTokenGenerator(JWTBearerTokenGenerator):  # type: ignore[misc]
     """RFC 9068 access tokens: ``iss`` our base URL, ``aud`` our FHIR base, signed ES256 with a
-    ``kid`` of /auth/jwks; extra claims ``organization``, ``trusted``, ``patient``, ``break_glass``."""
+    ``kid`` of /auth/jwks; extra claims ``organization``
+    (also as a SMART ``fhirUser`` URL), ``trusted``, ``patient``, ``break_glass``."""
 
     def __init__(self, settings: Settings, keys: SigningKeys) -> None:
         super().__init__(
@@ -191,6 +192,7 @@ class GatewayTokenGenerator(JWTBearerTokenGenerator):  # type: ignore[misc]
         claims: dict[str, Any] = {"nbf": int(time.time()), "trusted": record.trusted}
         if record.organization:
             claims["organization"] = record.organization
+            claims["fhirUser"] = f"{self.settings.fhir_base}/{record.organization}"
         if record.patient:
             claims["patient"] = record.patient
         if record.break_glass:

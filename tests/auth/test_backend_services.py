@@ -82,6 +82,9 @@ def test_access_token_is_an_rfc9068_jwt_named_in_the_jwks(
     assert header["kid"] in published
     assert body["expires_in"] == 300
     assert body["scope"] == "system/*.rs"
+    claims = json.loads(base64.urlsafe_b64decode(str(body["access_token"]).split(".")[1] + "=="))
+    assert claims["fhirUser"] == "http://testserver/fhir/Organization/saad-1"
+    assert claims["organization"] == "Organization/saad-1"
 
 
 def test_assertion_with_a_symmetric_algorithm_is_refused(
