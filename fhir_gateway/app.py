@@ -31,6 +31,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
         audit_writer.close()
+        await database.dispose_async()
         database.dispose()
 
     app = FastAPI(

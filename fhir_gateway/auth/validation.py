@@ -25,9 +25,12 @@ from fhir_gateway.auth.tokens import (
 )
 from fhir_gateway.kit import jsonutil
 from fhir_gateway.kit.errors import FhirError
+from fhir_gateway.kit.lru import Lru
 from fhir_gateway.settings import Settings
 from fhir_gateway.storage import client_repository
 from fhir_gateway.storage.database import Database
+
+VERIFIED_TOKENS_KEPT = 10_000
 
 
 def _unverified_issuer(token: str) -> str | None:
@@ -53,9 +56,23 @@ class TokenValidator:
         self.database = database
         self.keys = keys
         self.issuers = issuers or ExternalIssuers(settings.trusted_issuers)
+        self._verified: Lru[dict[str, Any]] = Lru(VERIFIED_TOKENS_KEPT)
 
     def validate(self, token: str) -> dict[str, Any]:
-        """The token's claims, or a 401 FhirError saying why not."""
+        """The token's claims, or a 401 FhirError saying why not.
+
+        A token whose signature was verified once is remembered until it expires (the
+        signature cannot change); its time claims are checked again on every use.
+        """
+        cached = self._verified.get(token)
+        if cached is not None:
+            check_time_claims(cached)
+            return dict(cached)
+        claims = self._verify(token)
+        self._verified.put(token, claims)
+        return dict(claims)
+
+    def _verify(self, token: str) -> dict[str, Any]:
         alg, kid = decode_header_kid(token)
         if alg not in ACCEPTED_ALGORITHMS:
             raise invalid_token(f"algorithm {alg!r} is not accepted")

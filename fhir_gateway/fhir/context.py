@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Connection
 
@@ -127,5 +127,31 @@ def unit_of_work(
             if access.verify_client:
                 ensure_client_active(conn, access.client_id)
             yield Ctx(conn, access, settings, events)
+    finally:
+        audit_sink(events)
+
+
+T = TypeVar("T")
+
+
+async def run_unit(
+    database: Database,
+    settings: Settings,
+    access: AccessContext,
+    work: Callable[[Ctx], T],
+    *,
+    write: bool,
+    audit_sink: Callable[[list[dict[str, Any]]], None],
+) -> T:
+    """``work(ctx)`` in the request's transaction (``Database.run``), then audit, as ``unit_of_work``."""
+    events: list[dict[str, Any]] = []
+
+    def in_transaction(conn: Connection) -> T:
+        if access.verify_client:
+            ensure_client_active(conn, access.client_id)
+        return work(Ctx(conn, access, settings, events))
+
+    try:
+        return await database.run(in_transaction, write=write)
     finally:
         audit_sink(events)

@@ -29,3 +29,18 @@ class Lru(Generic[V]):  # noqa: UP046 - Python 3.11 has no type parameter syntax
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
         return value
+
+    def get(self, key: Hashable) -> V | None:
+        """The cached value of ``key``, if any."""
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: Hashable, value: V) -> None:
+        """Remember ``value`` under ``key``, forgetting the least recently used beyond ``size``."""
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)

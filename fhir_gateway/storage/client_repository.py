@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from fhir_gateway.storage.auth_tables import oauth_client, signing_key, used_assertion
@@ -57,10 +57,11 @@ def get_client(conn: Connection, client_id: str) -> ClientRecord | None:
 
 def is_active(conn: Connection, client_id: str) -> bool:
     """True when the client exists and is not revoked (checked on every request)."""
-    revoked = conn.execute(
-        select(oauth_client.c.revoked).where(oauth_client.c.client_id == client_id)
-    ).scalar_one_or_none()
+    revoked = conn.execute(_REVOKED, {"active_client": client_id}).scalar_one_or_none()
     return revoked is False
+
+
+_REVOKED = select(oauth_client.c.revoked).where(oauth_client.c.client_id == bindparam("active_client"))
 
 
 def list_clients(conn: Connection) -> list[ClientRecord]:

@@ -7,16 +7,19 @@ that concurrent writers queue on the database lock instead of failing half-way.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from starlette.concurrency import run_in_threadpool
 
 from fhir_gateway.kit.errors import ServiceUnavailable
 
 _WRITE_FLAG = "fhir_gateway_write"
+T = TypeVar("T")
 
 
 def make_engine(url: str, pool_size: int = 10) -> Engine:
@@ -55,10 +58,46 @@ class Database:
         self.url = url
         self.engine = make_engine(url, pool_size)
         self.dialect = self.engine.dialect.name
+        self.async_engine: AsyncEngine | None = None
+        if self.dialect == "postgresql":
+            self.async_engine = create_async_engine(
+                self.engine.url,
+                pool_size=pool_size,
+                max_overflow=10,
+                pool_recycle=1800,
+                pool_reset_on_return=None,
+            )
+
+    async def run(self, work: Callable[[Connection], T], *, write: bool = False) -> T:
+        """``work(conn)`` in one transaction, without blocking the event loop.
+
+        PostgreSQL: on the asyncio driver, ``work`` runs as ordinary synchronous code whose
+        statements are awaited underneath (SQLAlchemy ``AsyncConnection.run_sync``): no
+        thread per request. SQLite: in the thread pool, as its driver is synchronous.
+        """
+        if self.async_engine is None:
+            return await run_in_threadpool(self._run_sync, work, write)
+        try:
+            async_conn = await self.async_engine.connect()
+        except (OperationalError, DBAPIError) as exc:
+            raise ServiceUnavailable("The database is not reachable; try again shortly") from exc
+        try:
+            if not write:
+                async_conn = await async_conn.execution_options(isolation_level="AUTOCOMMIT")
+            return await async_conn.run_sync(_in_transaction, work)
+        finally:
+            await async_conn.close()
+
+    def _run_sync(self, work: Callable[[Connection], T], write: bool) -> T:
+        with self.transaction(write=write) as conn:
+            return work(conn)
 
     @contextmanager
     def transaction(self, *, write: bool = False) -> Iterator[Connection]:
-        """One database transaction: commit on success, rollback on error."""
+        """One database transaction: commit on success, rollback on error.
+
+        ``write=False`` on PostgreSQL: autocommit, each statement on its own (no BEGIN/COMMIT).
+        """
         try:
             conn = self.engine.connect()
         except (OperationalError, DBAPIError) as exc:
@@ -66,6 +105,10 @@ class Database:
         try:
             if write:
                 conn.info[_WRITE_FLAG] = True
+            elif self.dialect == "postgresql":
+                # A read needs no BEGIN/COMMIT round trips: each statement sees committed data
+                # and carries its own consent filter. Writes keep one transaction.
+                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
             with conn.begin():
                 yield conn
         finally:
@@ -82,3 +125,12 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+    async def dispose_async(self) -> None:
+        if self.async_engine is not None:
+            await self.async_engine.dispose()
+
+
+def _in_transaction(conn: Connection, work: Callable[[Connection], T]) -> T:
+    with conn.begin():
+        return work(conn)

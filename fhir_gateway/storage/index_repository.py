@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert
+from sqlalchemy import Connection, delete
 
 from fhir_gateway.search.indexing import extract_index_rows
+from fhir_gateway.storage.bulk import insert_rows
 from fhir_gateway.storage.tables import INDEX_TABLES
 
 
@@ -26,7 +27,7 @@ def replace_index(
         for row in rows:
             row["res_type"] = res_type
             row["res_id"] = res_id
-        conn.execute(insert(INDEX_TABLES[kind]), rows)
+        insert_rows(conn, INDEX_TABLES[kind], rows)
 
 
 def insert_index_rows(conn: Connection, resources: list[tuple[str, str, dict[str, Any]]]) -> None:
@@ -39,4 +40,4 @@ def insert_index_rows(conn: Connection, resources: list[tuple[str, str, dict[str
                 row["res_id"] = res_id
             by_kind.setdefault(kind, []).extend(rows)
     for kind, rows in by_kind.items():
-        conn.execute(insert(INDEX_TABLES[kind]), rows)
+        insert_rows(conn, INDEX_TABLES[kind], rows)

@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Row, and_, func, insert, select, update
+from sqlalchemy import ColumnElement, Connection, Row, Select, and_, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from fhir_gateway.kit.errors import Conflict
+from fhir_gateway.kit.lru import Lru
+from fhir_gateway.storage.bulk import insert_rows
 from fhir_gateway.storage.tables import resource, resource_history
 
 
@@ -64,13 +66,32 @@ def get_current(
     for_update: bool = False,
 ) -> StoredRow | None:
     """The current version of ``res_type/res_id`` (deleted ones too), if ``visible``."""
-    query = select(*_CURRENT_COLUMNS).where(resource.c.res_type == res_type, resource.c.res_id == res_id)
-    if visible is not None:
-        query = query.where(visible)
-    if for_update and conn.dialect.name == "postgresql":
-        query = query.with_for_update()
-    found = conn.execute(query).first()
+    locking = for_update and conn.dialect.name == "postgresql"
+    query = _current_query(visible, locking)
+    found = conn.execute(query, {"cur_type": res_type, "cur_id": res_id}).first()
     return _row(found) if found else None
+
+
+_current_queries: Lru[tuple[ColumnElement[bool] | None, Select[Any]]] = Lru(4096)
+
+
+def _current_query(visible: ColumnElement[bool] | None, locking: bool) -> Select[Any]:
+    """The read-by-id statement, built once per visibility filter (filters are shared objects)."""
+
+    def build() -> tuple[ColumnElement[bool] | None, Select[Any]]:
+        query = select(*_CURRENT_COLUMNS).where(
+            resource.c.res_type == bindparam("cur_type"), resource.c.res_id == bindparam("cur_id")
+        )
+        if visible is not None:
+            query = query.where(visible)
+        return visible, query.with_for_update() if locking else query
+
+    key = (id(visible), locking)
+    owner, query = _current_queries.get_or_build(key, build)
+    if owner is not visible:  # an id reused by another filter after the first was freed
+        owner, query = build()
+        _current_queries.put(key, (owner, query))
+    return query
 
 
 def get_version(
@@ -144,8 +165,8 @@ def insert_first_versions(conn: Connection, rows: Sequence[NewVersion], method: 
         }
         for r in rows
     ]
-    conn.execute(insert(resource), values)
-    conn.execute(insert(resource_history), [{**v, "method": method} for v in values])
+    insert_rows(conn, resource, values)
+    insert_rows(conn, resource_history, [{**v, "method": method} for v in values])
 
 
 def write_next_version(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from fhir_gateway.fhir.endpoints import Access, unit_for
+from fhir_gateway.fhir.endpoints import Access, run_in_unit
 from fhir_gateway.fhir.responses import json_response
 from fhir_gateway.kit.errors import BadRequest
 
@@ -13,7 +13,7 @@ router = APIRouter(prefix="/fhir")
 
 
 @router.get("/Patient/{patient_id}/$access")
-def patient_access(patient_id: str, request: Request, access: Access) -> Response:
+async def patient_access(patient_id: str, request: Request, access: Access) -> Response:
     """Explain the consent decision for an actor on this person (issue 4, ``$access``)."""
     from fhir_gateway.fhir.operations.access import access_operation
 
@@ -22,7 +22,11 @@ def patient_access(patient_id: str, request: Request, access: Access) -> Respons
         raise BadRequest("$access needs an 'actor' parameter such as Organization/123", expression=["actor"])
     purpose = request.query_params.get("purpose") or request.app.state.settings.default_purpose_of_use
     res_type = request.query_params.get("type")
-    with unit_for(request, access, write=False) as ctx:
-        policy = request.app.state.settings.consent_default_policy
-        result = access_operation(ctx.conn, access, patient_id, actor, purpose, res_type, policy=policy)
+    policy = request.app.state.settings.consent_default_policy
+    result = await run_in_unit(
+        request,
+        access,
+        lambda ctx: access_operation(ctx.conn, access, patient_id, actor, purpose, res_type, policy=policy),
+        write=False,
+    )
     return json_response(result)
