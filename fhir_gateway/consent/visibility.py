@@ -40,7 +40,7 @@ from fhir_gateway.consent.predicates import CARE_TEAM_OPT_OUT, permitted
 from fhir_gateway.kit.errors import Forbidden
 from fhir_gateway.kit.lru import Lru
 from fhir_gateway.kit.timeutil import utcnow
-from fhir_gateway.storage.tables import resource, resource_history
+from fhir_gateway.storage.tables import is_shared
 
 AUDIT_TYPE = "AuditEvent"
 OWN_ONLY_WRITES = frozenset({"Consent"})
@@ -82,8 +82,8 @@ _clauses: Lru[ColumnElement[bool]] = Lru(4096)
 def _cache_key(
     access: AccessContext, alias: Any, res_type: str | None, policy: str
 ) -> tuple[Any, ...] | None:
-    """Key of a reusable filter: only for the shared tables (aliases are per query)."""
-    if alias is not resource and alias is not resource_history:
+    """Key of a reusable filter: for the tables and their shared aliases (others are per query)."""
+    if not is_shared(alias):
         return None
     return (
         alias.name,

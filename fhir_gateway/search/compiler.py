@@ -15,7 +15,7 @@ from sqlalchemy import ColumnElement, and_, exists, false, not_, or_, select, tr
 
 from fhir_gateway.search.indexing import normalize
 from fhir_gateway.search.model import Criterion, Has, Value
-from fhir_gateway.storage.tables import INDEX_TABLES, idx_reference, resource
+from fhir_gateway.storage.tables import INDEX_TABLES, idx_reference, resource, shared_alias
 
 Visible = Callable[[Any, str | None], ColumnElement[bool]]
 
@@ -127,13 +127,15 @@ def _value_condition(i: Any, kind: str, v: Value, modifier: str | None) -> Colum
     return i.c.value == v.code  # type: ignore[no-any-return]
 
 
-def criterion_clause(row: Any, res_type: str, c: Criterion, visible: Visible) -> ColumnElement[bool]:
-    """SQL condition on resource alias ``row`` for one criterion."""
-    i = INDEX_TABLES[c.param.type].alias()
+def criterion_clause(
+    row: Any, res_type: str, c: Criterion, visible: Visible, depth: int = 0
+) -> ColumnElement[bool]:
+    """SQL condition on resource alias ``row`` for one criterion (``depth``: nesting level)."""
+    i = shared_alias(INDEX_TABLES[c.param.type], depth)
     owner = and_(i.c.res_type == res_type, i.c.res_id == row.c.res_id, i.c.param == c.param.code)
     if c.chain is not None:
-        t = resource.alias()
-        inner = criterion_clause(t, c.chain.target_type, c.chain.criterion, visible)
+        t = shared_alias(resource, depth)
+        inner = criterion_clause(t, c.chain.target_type, c.chain.criterion, visible, depth + 1)
         return exists(
             select(1)
             .select_from(i)
@@ -155,14 +157,14 @@ def criterion_clause(row: Any, res_type: str, c: Criterion, visible: Visible) ->
     return exists(select(1).select_from(i).where(owner, values))
 
 
-def has_clause(row: Any, res_type: str, h: Has, visible: Visible) -> ColumnElement[bool]:
+def has_clause(row: Any, res_type: str, h: Has, visible: Visible, depth: int = 0) -> ColumnElement[bool]:
     """``_has``: a visible resource of ``h.source_type`` points at ``row`` and matches."""
-    s = resource.alias()
-    i = idx_reference.alias()
+    s = shared_alias(resource, depth)
+    i = shared_alias(idx_reference, depth)
     inner = (
-        criterion_clause(s, h.source_type, h.criterion, visible)
+        criterion_clause(s, h.source_type, h.criterion, visible, depth + 1)
         if h.criterion is not None
-        else has_clause(s, h.source_type, h.nested, visible)
+        else has_clause(s, h.source_type, h.nested, visible, depth + 1)
         if h.nested is not None
         else true()
     )

@@ -14,7 +14,7 @@ from sqlalchemy import ColumnElement, Connection, and_, false, func, select
 from fhir_gateway.search.compiler import Visible, criterion_clause, has_clause
 from fhir_gateway.search.model import Include, SearchRequest
 from fhir_gateway.search.registry import param
-from fhir_gateway.storage.tables import INDEX_TABLES, idx_reference, resource
+from fhir_gateway.storage.tables import INDEX_TABLES, idx_reference, resource, shared_alias
 
 
 @dataclass
@@ -44,7 +44,7 @@ def _sort_key(request: SearchRequest, code: str, desc: bool) -> Any:
         return r.c.last_updated
     p = param(request.resource_type, code)
     assert p is not None
-    i = INDEX_TABLES[p.type].alias()
+    i = shared_alias(INDEX_TABLES[p.type], 0)
     column = {
         "string": "value_norm",
         "token": "code",
@@ -130,7 +130,7 @@ def _include_rows(
     conn: Connection, inc: Include, frontier_type: str, ids: list[str], visible: Visible, limit: int
 ) -> list[tuple[str, str, str]]:
     # The shared ``resource`` table (not an alias): its visibility filter is built once and reused.
-    r, i = resource, idx_reference.alias()
+    r, i = resource, shared_alias(idx_reference, 0)
     if inc.reverse:
         join = and_(i.c.res_type == r.c.res_type, i.c.res_id == r.c.res_id)
         where = [

@@ -9,6 +9,9 @@ compare them the same way.
 
 from __future__ import annotations
 
+from functools import cache
+from typing import Any
+
 from sqlalchemy import (
     Boolean,
     Column,
@@ -138,3 +141,24 @@ INDEX_TABLES: dict[str, Table] = {
     "number": idx_number,
     "uri": idx_uri,
 }
+
+
+@cache
+def shared_alias(table: Table, depth: int) -> Any:
+    """A named alias of ``table`` for sub-queries nested ``depth`` levels deep, built once.
+
+    Sibling EXISTS sub-queries may share one alias; a nested one needs another (a FROM of
+    the enclosing query would be correlated away). Building aliases per query costs more
+    than running the query; these also let the consent filter on them be cached.
+    """
+    alias = table.alias(f"{table.name}_{depth}")
+    _SHARED_ALIASES.add(id(alias))
+    return alias
+
+
+def is_shared(selectable: Any) -> bool:
+    """True for the tables themselves and the aliases of ``shared_alias``."""
+    return selectable is resource or selectable is resource_history or id(selectable) in _SHARED_ALIASES
+
+
+_SHARED_ALIASES: set[int] = set()
