@@ -127,6 +127,38 @@ def _value_condition(i: Any, kind: str, v: Value, modifier: str | None) -> Colum
     return i.c.value == v.code  # type: ignore[no-any-return]
 
 
+# (type, parameter) whose reference is the resource's patient compartment (indexing.py): a
+# search on it by Patient/<id> is also ``patient_id = <id>``, which the planner can use first.
+_COMPARTMENT_PARAMS = frozenset(
+    {
+        ("Task", "patient"),
+        ("Task", "subject"),
+        ("CarePlan", "patient"),
+        ("CarePlan", "subject"),
+        ("CareTeam", "patient"),
+        ("CareTeam", "subject"),
+        ("Goal", "patient"),
+        ("Goal", "subject"),
+        ("ServiceRequest", "patient"),
+        ("ServiceRequest", "subject"),
+        ("Consent", "patient"),
+        ("RelatedPerson", "patient"),
+    }
+)
+
+
+def compartment_clause(row: Any, res_type: str, c: Criterion) -> ColumnElement[bool] | None:
+    """``row.patient_id IN (...)`` implied by ``c`` (a redundant, indexable condition), if any."""
+    if (res_type, c.param.code) not in _COMPARTMENT_PARAMS or c.modifier or c.chain or c.missing is not None:
+        return None
+    ids = []
+    for v in c.values:
+        if v.target_type != "Patient" or not v.target_id or "://" in v.raw:
+            return None
+        ids.append(v.target_id)
+    return row.c.patient_id.in_(ids) if ids else None
+
+
 def criterion_clause(
     row: Any, res_type: str, c: Criterion, visible: Visible, depth: int = 0
 ) -> ColumnElement[bool]:

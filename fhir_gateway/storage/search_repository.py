@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, and_, false, func, select
 
-from fhir_gateway.search.compiler import Visible, criterion_clause, has_clause
+from fhir_gateway.search.compiler import Visible, compartment_clause, criterion_clause, has_clause
 from fhir_gateway.search.model import Include, SearchRequest
 from fhir_gateway.search.registry import param
 from fhir_gateway.storage.tables import INDEX_TABLES, idx_reference, resource, shared_alias
@@ -32,6 +32,7 @@ def _where(request: SearchRequest, visible: Visible) -> list[ColumnElement[bool]
     for ids in request.ids:
         conditions.append(r.c.res_id.in_(ids))
     conditions += [criterion_clause(r, t, c, visible) for c in request.criteria]
+    conditions += [x for c in request.criteria if (x := compartment_clause(r, t, c)) is not None]
     conditions += [has_clause(r, t, h, visible) for h in request.has]
     return conditions
 
