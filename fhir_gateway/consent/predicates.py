@@ -10,10 +10,10 @@ a person is:
 3. else the default policy: ``care-team-opt-out`` permits current members of one of the
    person's active CareTeams, ``opt-in`` denies.
 
-Each step is a sub-select of patient ids. When the class is a constant (one resource
-type is searched) the sub-selects do not depend on the outer row, so both PostgreSQL
-(hashed SubPlan) and SQLite (ephemeral index) compute them once per query: filtering
-costs a few index lookups on ``consent_grant``/``careteam_member``, not one per row.
+Each step is an EXISTS correlated with the person (and resource) of the row: an index
+probe of ``consent_grant (patient_id, effect)`` or ``careteam_member (patient_id, member)``
+per row. The cost follows the rows read, not the number of people who consented to the
+caller (a set of all of them, hashed once per query, cost a read 0.4 ms per 500 people).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, exists, false, not_, or_, select, tuple_, union_all
+from sqlalchemy import ColumnElement, Select, and_, exists, false, not_, or_, select
 
 from fhir_gateway.storage.consent_tables import careteam_member, consent_grant
 
@@ -29,6 +29,13 @@ CARE_TEAM_OPT_OUT = "care-team-opt-out"
 OPT_IN = "opt-in"
 ClassExpr = ColumnElement[Any] | str
 Moment = datetime | ColumnElement[Any]  # a value, or the per-execution ``consent_now`` parameter
+_Args = tuple[list[str], str, str, ClassExpr, Moment]  # actors, purpose, action, class, now
+
+
+def any_of(column: Any, values: list[str]) -> ColumnElement[bool]:
+    """``column = v1 OR column = v2 ...``: plain bound parameters, unlike ``IN (list)``, whose
+    "expanding" parameters make SQLAlchemy re-render the statement at every execution."""
+    return or_(*(column == v for v in values))
 
 
 def _covers(table: Any, now: Moment) -> ColumnElement[bool]:
@@ -42,12 +49,12 @@ def _covers(table: Any, now: Moment) -> ColumnElement[bool]:
 def current_teams(actors: list[str], now: Moment) -> Select[Any]:
     """``CareTeam/<id>`` of the teams one of ``actors`` currently belongs to."""
     m = careteam_member.alias()
-    return select(m.c.careteam_ref).where(m.c.member.in_(actors), _covers(m, now))
+    return select(m.c.careteam_ref).where(any_of(m.c.member, actors), _covers(m, now))
 
 
 def _class_matches(g: Any, cls: ClassExpr) -> ColumnElement[bool]:
     if isinstance(cls, str):
-        return g.c.res_class.in_([cls, "*"])  # type: ignore[no-any-return]
+        return any_of(g.c.res_class, [cls, "*"])
     return or_(g.c.res_class == cls, g.c.res_class == "*")
 
 
@@ -55,14 +62,14 @@ def _matches(
     g: Any, actors: list[str], purpose: str, action: str, cls: ClassExpr, now: Moment
 ) -> ColumnElement[bool]:
     """Grant row ``g`` applies to this actor, purpose, action, class, now."""
-    actor_ok: ColumnElement[bool] = g.c.actor.in_(["*", *actors])
+    actor_ok: ColumnElement[bool] = any_of(g.c.actor, ["*", *actors])
     if actors:
         actor_ok = or_(actor_ok, g.c.actor.in_(current_teams(actors, now)))
     return and_(
         actor_ok,
         _class_matches(g, cls),
-        g.c.purpose.in_([purpose, "*"]),
-        g.c.action.in_([action, "*"]),
+        any_of(g.c.purpose, [purpose, "*"]),
+        any_of(g.c.action, [action, "*"]),
         _covers(g, now),
     )
 
@@ -75,7 +82,7 @@ def _deny_rows(
     o = consent_grant.alias()
     override = exists().where(
         o.c.consent_id == g.c.consent_id,
-        o.c.effect.in_(["permit", "except"]),
+        any_of(o.c.effect, ["permit", "except"]),
         o.c.path.like(g.c.path + ".%"),
         o.c.data_id == "*",
         _matches(o, actors, purpose, action, cls, now),
@@ -88,44 +95,28 @@ def _deny_rows(
     return g, cond
 
 
-def denied_patients(actors: list[str], purpose: str, action: str, cls: ClassExpr, now: Moment) -> Select[Any]:
-    """Persons whose whole class ``cls`` is denied to the caller."""
-    g, cond = _deny_rows(actors, purpose, action, cls, now)
-    return select(g.c.patient_id).where(cond, g.c.data_id == "*")
+def _denied(
+    person: ColumnElement[Any], res_id: ColumnElement[Any] | None, args: _Args
+) -> ColumnElement[bool]:
+    """A deny grant on ``person``'s whole class (``res_id`` None) or on that one resource."""
+    g, cond = _deny_rows(*args)
+    target = g.c.data_id == "*" if res_id is None else g.c.data_id == res_id
+    return exists().where(g.c.patient_id == person, target, cond)
 
 
-def denied_instances(
-    actors: list[str], purpose: str, action: str, cls: ClassExpr, now: Moment
-) -> Select[Any]:
-    """``(person, resource id)`` pairs denied one by one (Consent.provision.data)."""
-    g, cond = _deny_rows(actors, purpose, action, cls, now)
-    return select(g.c.patient_id, g.c.data_id).where(cond, g.c.data_id != "*")
-
-
-def permitted_patients(
-    actors: list[str], purpose: str, action: str, cls: ClassExpr, now: Moment
-) -> Select[Any]:
-    """Persons whose class ``cls`` a Consent permits to the caller."""
+def _permitted(
+    person: ColumnElement[Any], res_id: ColumnElement[Any] | None, args: _Args
+) -> ColumnElement[bool]:
+    """A permit grant on ``person``'s whole class (``res_id`` None) or on that one resource."""
     g = consent_grant.alias()
-    return select(g.c.patient_id).where(
-        g.c.effect == "permit", g.c.data_id == "*", _matches(g, actors, purpose, action, cls, now)
-    )
+    target = g.c.data_id == "*" if res_id is None else g.c.data_id == res_id
+    return exists().where(g.c.patient_id == person, target, g.c.effect == "permit", _matches(g, *args))
 
 
-def permitted_instances(
-    actors: list[str], purpose: str, action: str, cls: ClassExpr, now: Moment
-) -> Select[Any]:
-    """``(person, resource id)`` pairs a Consent permits one by one."""
-    g = consent_grant.alias()
-    return select(g.c.patient_id, g.c.data_id).where(
-        g.c.effect == "permit", g.c.data_id != "*", _matches(g, actors, purpose, action, cls, now)
-    )
-
-
-def team_patients(actors: list[str], now: Moment) -> Select[Any]:
-    """Persons one of whose active CareTeams the caller currently belongs to."""
+def _in_care_team(person: ColumnElement[Any], actors: list[str], now: Moment) -> ColumnElement[bool]:
+    """One of the person's active CareTeams has the caller as a current member."""
     m = careteam_member.alias()
-    return select(m.c.patient_id).where(m.c.member.in_(actors), m.c.patient_id.is_not(None), _covers(m, now))
+    return exists().where(m.c.patient_id == person, any_of(m.c.member, actors), _covers(m, now))
 
 
 def permitted(
@@ -142,14 +133,12 @@ def permitted(
     """SQL: the decision on ``person`` (and resource ``res_id``) is permit."""
     if not actors:
         return false()
-    args = (actors, purpose, action, cls, now)
-    patients: Any = permitted_patients(*args)
+    args: _Args = (actors, purpose, action, cls, now)
+    allowed: list[ColumnElement[bool]] = [_permitted(person, None, args)]
     if policy == CARE_TEAM_OPT_OUT:
-        patients = union_all(patients, team_patients(actors, now))
-    allowed: list[ColumnElement[bool]] = [person.in_(patients)]
-    not_denied: list[ColumnElement[bool]] = [person.not_in(denied_patients(*args))]
+        allowed.append(_in_care_team(person, actors, now))
+    not_denied: list[ColumnElement[bool]] = [not_(_denied(person, None, args))]
     if res_id is not None:
-        pair = tuple_(person, res_id)
-        allowed.append(pair.in_(permitted_instances(*args)))
-        not_denied.append(pair.not_in(denied_instances(*args)))
+        allowed.append(_permitted(person, res_id, args))
+        not_denied.append(not_(_denied(person, res_id, args)))
     return and_(or_(*allowed), *not_denied)
