@@ -142,3 +142,34 @@ def permitted(
         allowed.append(_permitted(person, res_id, args))
         not_denied.append(not_(_denied(person, res_id, args)))
     return and_(or_(*allowed), *not_denied)
+
+
+def deciding_consents(
+    person: ColumnElement[Any],
+    cls: ClassExpr,
+    *,
+    actors: list[str],
+    purpose: str,
+    action: str,
+    policy: str,
+    now: Moment,
+) -> Select[Any]:
+    """One row: the first deny Consent, the first permit Consent, and care-team membership.
+
+    The same rules as ``permitted`` for a whole class, answering *what* decided in one
+    statement (the audit trail's "decided by"); ``decision.decide`` explains it in full.
+    """
+    args: _Args = (actors, purpose, action, cls, now)
+    g, cond = _deny_rows(*args)
+    order = (g.c.consent_id, g.c.path, g.c.grant_id)
+    deny = select(g.c.consent_id).where(g.c.patient_id == person, g.c.data_id == "*", cond)
+    p = consent_grant.alias()
+    permit = select(p.c.consent_id).where(
+        p.c.patient_id == person, p.c.data_id == "*", p.c.effect == "permit", _matches(p, *args)
+    )
+    team = _in_care_team(person, actors, now) if policy == CARE_TEAM_OPT_OUT else false()
+    return select(
+        deny.order_by(*order).limit(1).scalar_subquery().label("deny_by"),
+        permit.order_by(p.c.consent_id, p.c.path, p.c.grant_id).limit(1).scalar_subquery().label("permit_by"),
+        team.label("in_team"),
+    )

@@ -36,7 +36,7 @@ from sqlalchemy import (
 )
 
 from fhir_gateway.auth.context import AccessContext
-from fhir_gateway.consent.predicates import CARE_TEAM_OPT_OUT, permitted
+from fhir_gateway.consent.predicates import CARE_TEAM_OPT_OUT, deciding_consents, permitted
 from fhir_gateway.kit.errors import Forbidden
 from fhir_gateway.kit.lru import Lru
 from fhir_gateway.kit.timeutil import utcnow
@@ -184,6 +184,29 @@ def _write_check(access: AccessContext, res_type: str, policy: str) -> Select[An
         return select(literal_column("1")).where(clause)
 
     return _write_checks.get_or_build((tuple(actors), access.purpose, res_type, policy), build)
+
+
+_deciders: Lru[Select[Any]] = Lru(4096)
+
+
+def deciding_consents_query(
+    access: AccessContext, res_type: str | None, action: str, policy: str
+) -> Select[Any]:
+    """``predicates.deciding_consents`` for this kind of caller, person bound at execution."""
+    actors = caller_actors(access)
+
+    def build() -> Select[Any]:
+        return deciding_consents(
+            _PATIENT,
+            res_type or "*",
+            actors=actors,
+            purpose=access.purpose,
+            action=action,
+            policy=policy,
+            now=NOW,
+        )
+
+    return _deciders.get_or_build((tuple(actors), access.purpose, res_type, action, policy), build)
 
 
 def may_write(

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from fhir_gateway.auth.context import AccessContext
-from fhir_gateway.consent.decision import explain
+from fhir_gateway.consent.decision import decision_for, explain
 from fhir_gateway.storage.database import Database
 from tests.consent.support import caller, careteam, consent, day, provision, store, visible
 
@@ -341,6 +341,8 @@ def _check(db: Database, case: Case, expected: set[str]) -> None:
                 decision = explain(
                     conn, "p1", case.access.organization, case.access.purpose, res_type, case.policy
                 )
+                audited = decision_for(conn, case.access, "p1", res_type, policy=case.policy)
+                assert (audited.permit, audited.decided_by) == (decision.permit, decision.decided_by)
                 shown = bool({r for r in expected if r.startswith(res_type + "/") and r in P1_ROWS})
                 if res_type == "Task" and case.name.startswith("one resource"):
                     continue  # instance rules do not decide a whole class
