@@ -29,7 +29,15 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        worker = None
+        if settings.subscription_worker_in_serve:
+            from fhir_gateway.subscriptions.worker import SubscriptionWorker
+
+            worker = SubscriptionWorker(database, settings, audit_sink=audit_writer.submit)
+            worker.start()
         yield
+        if worker is not None:
+            worker.stop()
         audit_writer.close()
         await database.dispose_async()
         database.dispose()

@@ -70,6 +70,28 @@ def serve(
     )
 
 
+@app.command()
+def worker() -> None:
+    """Deliver Subscription notifications (run as many as needed beside the servers)."""
+    import signal
+
+    from fhir_gateway.audit.writer import AuditWriter
+    from fhir_gateway.storage.database import Database
+    from fhir_gateway.subscriptions.worker import SubscriptionWorker
+
+    settings = get_settings()
+    database = Database(settings.database_url, 2)
+    audit_writer = AuditWriter(database, mode="sync")
+    delivery = SubscriptionWorker(database, settings, audit_sink=audit_writer.submit)
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, lambda *_: delivery.request_stop())
+    typer.echo(f"subscription worker {delivery.name} on {_safe_url(settings.database_url)}")
+    delivery.run_forever()
+    delivery.stop()
+    audit_writer.close()
+    database.dispose()
+
+
 def _safe_url(url: str) -> str:
     """The database URL without its password."""
     if "@" in url and "://" in url:

@@ -61,6 +61,24 @@ class Settings(BaseSettings):
     )
     default_purpose_of_use: str = Field("COC", description="v3 PurposeOfUse when none is given")
 
+    # subscriptions (issue 7)
+    subscription_worker_in_serve: bool = Field(
+        True, description="deliver notifications inside `fhir-gateway serve` (else: `fhir-gateway worker`)"
+    )
+    subscription_allow_private_endpoints: bool = Field(
+        False, description="let Subscriptions call loopback and private network addresses (SSRF guard off)"
+    )
+    subscription_max_attempts: int = Field(
+        8, description="failed deliveries in a row after which a Subscription goes to status error"
+    )
+    subscription_retry_seconds: float = Field(2.0, description="first retry delay; doubles, jittered")
+    subscription_retry_max_seconds: float = Field(900.0, description="longest delay between two retries")
+    subscription_timeout_seconds: float = Field(10.0, description="HTTP timeout of one notification")
+    subscription_poll_seconds: float = Field(1.0, description="how often an idle worker looks for work")
+    subscription_lease_seconds: float = Field(
+        120.0, description="how long a worker holds a subscription before another may take it over"
+    )
+
     @property
     def fhir_base(self) -> str:
         """The FHIR base URL (FHIR R4 http.html#root)."""

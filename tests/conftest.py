@@ -40,7 +40,11 @@ def _empty_tables(request: pytest.FixtureRequest) -> Iterator[None]:
 @pytest.fixture
 def settings(database: Database) -> Settings:
     return Settings(
-        database_url=database.url, base_url="http://testserver", env="development", audit_mode="sync"
+        database_url=database.url,
+        base_url="http://testserver",
+        env="development",
+        audit_mode="sync",
+        subscription_worker_in_serve=False,  # tests drive SubscriptionWorker.run_once themselves
     )
 
 

@@ -41,7 +41,10 @@ _ACTIONS = {
     "update": "U",
     "patch": "U",
     "delete": "D",
+    "notify": "R",
 }
+# Interactions of the gateway that are not REST interactions (restful-interaction has no code)
+_GATEWAY_INTERACTIONS = {"notify": "Subscription notification (FHIR R4 subscription.html)"}
 _PERSONAL_PARAMS = frozenset(
     {"name", "family", "given", "phonetic", "birthdate", "address", "address-city", "address-postalcode",
      "address-state", "address-country", "telecom", "phone", "email", "identifier", "_content", "_text"}
@@ -119,7 +122,10 @@ def audit_event_for(
         entities.append(
             _entity(None, "2", "13", detail=[{"type": "break-glass-reason", "valueString": reason}])
         )
-    subtypes = [_coding(INTERACTION_SYSTEM, interaction)]
+    if interaction in _GATEWAY_INTERACTIONS:
+        subtypes = [_coding(AUDIT_SYSTEM, interaction, _GATEWAY_INTERACTIONS[interaction])]
+    else:
+        subtypes = [_coding(INTERACTION_SYSTEM, interaction)]
     event: dict[str, Any] = {
         "resourceType": "AuditEvent",
         "id": str(uuid.uuid4()),

@@ -9,6 +9,8 @@ so that paging and totals stay right and a denied resource is never counted.
 - partners: rows tied to no person (Organization, Practitioner...) and rows of persons
   for whom the consent decision (``consent.predicates``) is permit; break-glass callers
   see every person's data (the request is audited with its reason);
+- Subscription rows: only the client that created them (FHIR R4 subscription.html: a
+  subscription is its owner's business; trusted clients administer all);
 - AuditEvent rows: only auditors (an explicit ``AuditEvent`` scope: ``system/AuditEvent.rs``;
   a ``*`` scope is not enough), trusted clients and the person themself.
 """
@@ -28,6 +30,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
+    exists,
     false,
     literal_column,
     or_,
@@ -40,9 +43,11 @@ from fhir_gateway.consent.predicates import CARE_TEAM_OPT_OUT, deciding_consents
 from fhir_gateway.kit.errors import Forbidden
 from fhir_gateway.kit.lru import Lru
 from fhir_gateway.kit.timeutil import utcnow
+from fhir_gateway.storage.outbox_tables import subscription
 from fhir_gateway.storage.tables import is_shared
 
 AUDIT_TYPE = "AuditEvent"
+SUBSCRIPTION_TYPE = "Subscription"
 OWN_ONLY_WRITES = frozenset({"Consent"})
 
 
@@ -95,6 +100,7 @@ def _cache_key(
         access.purpose,
         bool(access.break_glass),
         is_auditor(access),
+        access.client_id if res_type in (SUBSCRIPTION_TYPE, None) else None,
     )
 
 
@@ -127,13 +133,22 @@ def _build_clause(
     audit_ok: ColumnElement[bool] = true() if is_auditor(access) else false()
     if res_type == AUDIT_TYPE:
         return audit_ok
+    if res_type == SUBSCRIPTION_TYPE:
+        return _owned_subscription(access, alias)
     consent_ok = _partner_clause(access, alias, res_type, policy)
     if res_type is None:
         return or_(
             and_(alias.c.res_type == AUDIT_TYPE, audit_ok),
-            and_(alias.c.res_type != AUDIT_TYPE, consent_ok),
+            and_(alias.c.res_type == SUBSCRIPTION_TYPE, _owned_subscription(access, alias)),
+            and_(alias.c.res_type.not_in([AUDIT_TYPE, SUBSCRIPTION_TYPE]), consent_ok),
         )
     return consent_ok
+
+
+def _owned_subscription(access: AccessContext, alias: Any) -> ColumnElement[bool]:
+    """The Subscription rows created by this client (``subscription.owner_client``)."""
+    mine = subscription.c.owner_client == access.client_id
+    return exists().where(subscription.c.sub_id == alias.c.res_id, mine)
 
 
 def _partner_clause(

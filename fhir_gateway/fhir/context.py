@@ -107,6 +107,7 @@ _READ_INTERACTIONS = frozenset(
         "history-type",
         "history-system",
         "operation",
+        "notify",
     }
 )
 

@@ -26,6 +26,7 @@ from fhir_gateway.storage.index_repository import replace_index
 from fhir_gateway.storage.locks import lock_for_transaction
 from fhir_gateway.storage.repository import StoredRow
 from fhir_gateway.storage.tables import resource
+from fhir_gateway.subscriptions import hooks as subscription_hooks
 from fhir_gateway.validation.structural import validate_structure
 
 _INTERACTIONS = {"POST": "create", "PUT": "update", "PATCH": "patch"}
@@ -64,6 +65,8 @@ def _store(
     interaction = _INTERACTIONS[method]
     patient_id = patient_compartment_id(body)
     ctx.check_write(res_type, patient_id, interaction)
+    if res_type == subscription_hooks.SUBSCRIPTION:
+        subscription_hooks.prepare(ctx, res_id, body)
     if current is not None and not current.deleted:
         ctx.check_write(res_type, current.patient_id, interaction)
         if current.content is not None and _same_content(current.content, body):
@@ -83,6 +86,8 @@ def _store(
         raise PreconditionFailed(f"{res_type}/{res_id} was changed by another request; read it again")
     replace_index(ctx.conn, res_type, res_id, body, fresh=current is None)
     hooks.after_write(ctx.conn, res_type, res_id, body)
+    person = res_id if res_type == "Patient" else patient_id
+    subscription_hooks.after_store(ctx, res_type, res_id, body, version, person)
     row = StoredRow(res_type, res_id, version, naive, False, content, patient_id, method)
     created = current is None or current.deleted
     ctx.audit("create" if created else interaction, res_type, res_id, patient_id)
@@ -230,6 +235,7 @@ def delete(ctx: Ctx, res_type: str, res_id: str) -> StoredRow | None:
         raise PreconditionFailed(f"{res_type}/{res_id} was changed by another request")
     replace_index(ctx.conn, res_type, res_id, None)
     hooks.after_write(ctx.conn, res_type, res_id, None)
+    subscription_hooks.after_delete(ctx, res_type, res_id)
     ctx.audit("delete", res_type, res_id, current.patient_id)
     return current
 

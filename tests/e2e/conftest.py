@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,16 +47,18 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+@contextmanager
+def running_gateway(tmp_dir: Path, **settings: str) -> Iterator[LiveServer]:
+    """``fhir-gateway serve`` on a fresh database, with extra ``FHIR_GATEWAY_*`` settings."""
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
-    with temporary_database_url(tmp_path_factory.mktemp("live")) as url:
+    with temporary_database_url(tmp_dir) as url:
         env = {
             **os.environ,
             "FHIR_GATEWAY_DATABASE_URL": url,
             "FHIR_GATEWAY_BASE_URL": base,
             "FHIR_GATEWAY_DEMO_CLIENT": "false",
+            **{f"FHIR_GATEWAY_{k.upper()}": v for k, v in settings.items()},
         }
         process = subprocess.Popen(
             [str(BIN / "fhir-gateway"), "serve", "--host", "127.0.0.1", "--port", str(port)],
@@ -83,3 +86,9 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
                 process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+@pytest.fixture(scope="module")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    with running_gateway(tmp_path_factory.mktemp("live")) as server:
+        yield server

@@ -1,0 +1,271 @@
+"""SQL of the subscription engine: subscriptions, the outbox, leases (issue 7).
+
+The outbox pattern: ``add_event`` runs in the transaction of the change it reports, so a
+change commits with its notifications or not at all. ``next_event_number`` increments the
+subscription's counter with an ``UPDATE``: its row lock orders concurrent writers, so the
+numbers follow commit order. Workers ``claim`` subscriptions (``FOR UPDATE SKIP LOCKED`` on
+PostgreSQL, so that several workers never take the same one) and hold them by a lease
+that expires if the worker dies.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, and_, delete, exists, func, insert, or_, select, update
+
+from fhir_gateway.storage.auth_tables import oauth_client
+from fhir_gateway.storage.outbox_tables import subscription, subscription_event
+
+sub, ev = subscription, subscription_event
+
+
+@dataclass(frozen=True)
+class SubscriptionOwner:
+    """The client a Subscription belongs to, as it was when it subscribed."""
+
+    client_id: str
+    organization: str | None
+    practitioner: str | None
+    trusted: bool
+    verify: bool
+    scope: str
+    purpose: str
+
+
+@dataclass(frozen=True)
+class SubscriptionRow:
+    """One subscription with its owner and delivery state."""
+
+    sub_id: str
+    owner: SubscriptionOwner
+    res_type: str
+    criteria: str
+    endpoint: str
+    headers: tuple[str, ...]
+    payload: str | None
+    status: str
+    failures: int
+
+
+@dataclass(frozen=True)
+class EventRow:
+    """One notification waiting in the outbox."""
+
+    event_id: int
+    sub_id: str
+    event_number: int
+    res_type: str
+    res_id: str
+    version: int
+    attempts: int
+
+
+def _subscription(r: Any) -> SubscriptionRow:
+    owner = SubscriptionOwner(
+        r.owner_client,
+        r.owner_organization,
+        r.owner_practitioner,
+        r.owner_trusted,
+        r.owner_verify,
+        r.owner_scope,
+        r.owner_purpose,
+    )
+    return SubscriptionRow(
+        r.sub_id,
+        owner,
+        r.res_type,
+        r.criteria,
+        r.endpoint,
+        tuple(json.loads(r.headers)),
+        r.payload,
+        r.status,
+        r.failures,
+    )
+
+
+def get(conn: Connection, sub_id: str) -> SubscriptionRow | None:
+    found = conn.execute(select(sub).where(sub.c.sub_id == sub_id)).first()
+    return _subscription(found) if found else None
+
+
+def save(
+    conn: Connection,
+    sub_id: str,
+    *,
+    res_type: str,
+    criteria: str,
+    endpoint: str,
+    headers: tuple[str, ...],
+    payload: str | None,
+    status: str,
+    owner: SubscriptionOwner,
+) -> None:
+    """Insert the subscription (owned by ``owner``) or update what it asks for and its status.
+
+    Going back to ``requested`` or ``active`` starts afresh: no failure count, no backoff.
+    """
+    values: dict[str, Any] = {
+        "res_type": res_type,
+        "criteria": criteria,
+        "endpoint": endpoint,
+        "headers": json.dumps(list(headers)),
+        "payload": payload,
+        "status": status,
+    }
+    if status in ("requested", "active"):
+        values.update(failures=0, retry_at=None)
+    if conn.execute(update(sub).where(sub.c.sub_id == sub_id).values(**values)).rowcount:
+        return
+    conn.execute(
+        insert(sub).values(
+            sub_id=sub_id,
+            owner_client=owner.client_id,
+            owner_organization=owner.organization,
+            owner_practitioner=owner.practitioner,
+            owner_trusted=owner.trusted,
+            owner_verify=owner.verify,
+            owner_scope=owner.scope,
+            owner_purpose=owner.purpose,
+            events_count=0,
+            failures=0,
+            **{k: v for k, v in values.items() if k not in ("failures", "retry_at")},
+        )
+    )
+
+
+def remove(conn: Connection, sub_id: str) -> None:
+    """A deleted Subscription: its row and its undelivered notifications go."""
+    conn.execute(delete(ev).where(ev.c.sub_id == sub_id))
+    conn.execute(delete(sub).where(sub.c.sub_id == sub_id))
+
+
+def active_for_type(conn: Connection, res_type: str) -> list[SubscriptionRow]:
+    """The active subscriptions whose criteria are on ``res_type``."""
+    rows = conn.execute(select(sub).where(sub.c.res_type == res_type, sub.c.status == "active"))
+    return [_subscription(r) for r in rows]
+
+
+def add_event(conn: Connection, sub_id: str, res_type: str, res_id: str, version: int, now: datetime) -> int:
+    """Queue a notification in the current transaction; its event number."""
+    number = conn.execute(
+        update(sub)
+        .where(sub.c.sub_id == sub_id)
+        .values(events_count=sub.c.events_count + 1)
+        .returning(sub.c.events_count)
+    ).scalar_one()
+    conn.execute(
+        insert(ev).values(
+            sub_id=sub_id,
+            event_number=number,
+            res_type=res_type,
+            res_id=res_id,
+            version=version,
+            created_at=now,
+            state="pending",
+            attempts=0,
+        )
+    )
+    return int(number)
+
+
+def claim(
+    conn: Connection, worker: str, now: datetime, lease_seconds: float, limit: int
+) -> list[SubscriptionRow]:
+    """Lease up to ``limit`` subscriptions that have work: a handshake, a due notification, or
+    an owner revoked since (the worker turns those off)."""
+    pending = exists().where(ev.c.sub_id == sub.c.sub_id, ev.c.state == "pending")
+    revoked = and_(
+        sub.c.owner_verify,
+        exists().where(oauth_client.c.client_id == sub.c.owner_client, oauth_client.c.revoked),
+    )
+    candidates = (
+        select(sub.c.sub_id)
+        .where(
+            or_(sub.c.status == "requested", and_(sub.c.status == "active", or_(pending, revoked))),
+            or_(sub.c.lease_until.is_(None), sub.c.lease_until < now),
+            or_(sub.c.retry_at.is_(None), sub.c.retry_at <= now),
+        )
+        .order_by(sub.c.sub_id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    ids = [r.sub_id for r in conn.execute(candidates)]
+    if not ids:
+        return []
+    until = now + timedelta(seconds=lease_seconds)
+    conn.execute(update(sub).where(sub.c.sub_id.in_(ids)).values(lease_owner=worker, lease_until=until))
+    return [_subscription(r) for r in conn.execute(select(sub).where(sub.c.sub_id.in_(ids)))]
+
+
+def release(conn: Connection, sub_id: str, worker: str) -> None:
+    conn.execute(
+        update(sub)
+        .where(sub.c.sub_id == sub_id, sub.c.lease_owner == worker)
+        .values(lease_owner=None, lease_until=None)
+    )
+
+
+def holds_lease(conn: Connection, sub_id: str, worker: str, now: datetime) -> bool:
+    """True while ``worker`` still holds the subscription (its lease did not run out)."""
+    found = conn.execute(
+        select(sub.c.sub_id).where(
+            sub.c.sub_id == sub_id, sub.c.lease_owner == worker, sub.c.lease_until > now
+        )
+    ).first()
+    return found is not None
+
+
+def pending_events(conn: Connection, sub_id: str, limit: int) -> list[EventRow]:
+    """The oldest undelivered notifications of a subscription, in event order."""
+    rows = conn.execute(
+        select(ev)
+        .where(ev.c.sub_id == sub_id, ev.c.state == "pending")
+        .order_by(ev.c.event_number)
+        .limit(limit)
+    )
+    return [
+        EventRow(r.event_id, r.sub_id, r.event_number, r.res_type, r.res_id, r.version, r.attempts)
+        for r in rows
+    ]
+
+
+def mark_delivered(conn: Connection, event_id: int, now: datetime) -> None:
+    conn.execute(
+        update(ev)
+        .where(ev.c.event_id == event_id)
+        .values(state="delivered", delivered_at=now, attempts=ev.c.attempts + 1, last_error=None)
+    )
+    conn.execute(
+        update(sub)
+        .where(sub.c.sub_id == select(ev.c.sub_id).where(ev.c.event_id == event_id).scalar_subquery())
+        .values(failures=0, retry_at=None)
+    )
+
+
+def record_failure(
+    conn: Connection, sub_id: str, event_id: int | None, error: str, retry_at: datetime
+) -> int:
+    """One more failed attempt; the subscription waits until ``retry_at``. Its failure count."""
+    if event_id is not None:
+        conn.execute(
+            update(ev)
+            .where(ev.c.event_id == event_id)
+            .values(attempts=ev.c.attempts + 1, last_error=error[:500])
+        )
+    return int(
+        conn.execute(
+            update(sub)
+            .where(sub.c.sub_id == sub_id)
+            .values(failures=sub.c.failures + 1, retry_at=retry_at)
+            .returning(sub.c.failures)
+        ).scalar_one()
+    )
+
+
+def outbox_depth(conn: Connection) -> int:
+    """Notifications not yet delivered (for metrics)."""
+    return int(conn.execute(select(func.count()).select_from(ev).where(ev.c.state == "pending")).scalar_one())

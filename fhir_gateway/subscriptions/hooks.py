@@ -1,0 +1,152 @@
+"""The write path's side of subscriptions: Subscription writes, and the outbox (issue 7).
+
+Called by ``fhir.writes`` inside the write transaction (DESIGN.md, A request's way):
+
+- ``prepare``: before a Subscription is stored. Its criteria and channel are checked, it
+  must belong to the caller, and a client cannot make it ``active`` itself: a new or changed
+  Subscription is ``requested`` until the worker's handshake succeeds (FHIR R4
+  subscription.html#lifecycle). ``off`` is the client's to set.
+- ``after_store``: mirror a Subscription in the ``subscription`` table, then queue one
+  notification per active subscription whose criteria the new version matches **as its
+  owner would search it**: the owner's SMART scopes and the person's consent at the moment
+  of the change decide, with the very SQL of the REST search. No change commits without its
+  notifications, no notification exists without its change.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qsl
+
+from sqlalchemy import ColumnElement
+
+from fhir_gateway.auth.context import AccessContext
+from fhir_gateway.auth.scopes import parse_scopes
+from fhir_gateway.consent import visibility
+from fhir_gateway.fhir.context import Ctx
+from fhir_gateway.kit.errors import Forbidden
+from fhir_gateway.kit.timeutil import utcnow
+from fhir_gateway.search.parser import parse_search
+from fhir_gateway.storage import client_repository, subscription_repository
+from fhir_gateway.storage.search_repository import find_ids
+from fhir_gateway.storage.subscription_repository import SubscriptionOwner, SubscriptionRow
+from fhir_gateway.subscriptions.endpoint_safety import check_endpoint_url
+from fhir_gateway.subscriptions.model import SubscriptionSpec, parse_subscription
+
+SUBSCRIPTION = "Subscription"
+WORKER_CLIENT_ID = "fhir-gateway:subscription-worker"
+WORKER_ACCESS = AccessContext(
+    client_id=WORKER_CLIENT_ID, scopes=parse_scopes("system/Subscription.ru"), trusted=True
+)
+
+
+def prepare(ctx: Ctx, res_id: str, body: dict[str, Any]) -> None:
+    """Check a Subscription about to be stored and set the status the client may set."""
+    spec = parse_subscription(body)
+    if ctx.access.client_id == WORKER_CLIENT_ID:
+        return  # the worker records a handshake or delivery outcome
+    access = ctx.access
+    if access.patient is not None:
+        raise Forbidden("Subscriptions are for system clients, not patient-context tokens")
+    existing = subscription_repository.get(ctx.conn, res_id)
+    if existing is not None and not access.trusted and existing.owner.client_id != access.client_id:
+        raise Forbidden(f"Subscription/{res_id} belongs to another client")
+    if not (access.allows(spec.res_type, "s") or access.allows(spec.res_type, "r")):
+        raise Forbidden(f"The token's scopes do not allow reading {spec.res_type}: nothing could be notified")
+    check_endpoint_url(
+        spec.endpoint,
+        production=ctx.settings.env == "production",
+        allow_private=ctx.settings.subscription_allow_private_endpoints,
+    )
+    status = body.get("status")
+    unchanged = existing is not None and existing.status == "active" and _same_spec(existing, spec)
+    if status == "off" or (status == "active" and unchanged):
+        return
+    body["status"] = "requested"
+    body.pop("error", None)
+
+
+def after_store(
+    ctx: Ctx, res_type: str, res_id: str, body: dict[str, Any], version: int, patient_id: str | None
+) -> None:
+    """Mirror a Subscription; queue the notifications this new version causes."""
+    if res_type == SUBSCRIPTION:
+        spec = parse_subscription(body)
+        subscription_repository.save(
+            ctx.conn,
+            res_id,
+            res_type=spec.res_type,
+            criteria=spec.criteria,
+            endpoint=spec.endpoint,
+            headers=spec.headers,
+            payload=spec.payload,
+            status=str(body.get("status")),
+            owner=_owner(ctx.access),
+        )
+    for subscribed in subscription_repository.active_for_type(ctx.conn, res_type):
+        subscriber = owner_access(subscribed.owner)
+        if _matches(ctx, subscriber, subscribed, res_id):
+            subscription_repository.add_event(
+                ctx.conn, subscribed.sub_id, res_type, res_id, version, utcnow().replace(tzinfo=None)
+            )
+            Ctx(ctx.conn, subscriber, ctx.settings, ctx.audit_events).audit(
+                "notify", res_type, res_id, patient_id, query=subscribed.criteria
+            )
+
+
+def after_delete(ctx: Ctx, res_type: str, res_id: str) -> None:
+    """A deleted Subscription stops at once, its undelivered notifications with it."""
+    if res_type == SUBSCRIPTION:
+        subscription_repository.remove(ctx.conn, res_id)
+
+
+def owner_access(owner: SubscriptionOwner) -> AccessContext:
+    """The AccessContext of a subscription's owner, as when it subscribed."""
+    return AccessContext(
+        client_id=owner.client_id,
+        scopes=parse_scopes(owner.scope),
+        organization=owner.organization,
+        practitioner=owner.practitioner,
+        trusted=owner.trusted,
+        purpose=owner.purpose,
+        raw_scope=owner.scope,
+        verify_client=owner.verify,
+    )
+
+
+def _owner(access: AccessContext) -> SubscriptionOwner:
+    return SubscriptionOwner(
+        access.client_id,
+        access.organization,
+        access.practitioner,
+        access.trusted,
+        access.verify_client,
+        access.raw_scope,
+        access.purpose,
+    )
+
+
+def _matches(ctx: Ctx, subscriber: AccessContext, subscribed: SubscriptionRow, res_id: str) -> bool:
+    res_type = subscribed.res_type
+    if not (subscriber.allows(res_type, "s") or subscriber.allows(res_type, "r")):
+        return False
+    if subscriber.verify_client and not client_repository.is_active(ctx.conn, subscriber.client_id):
+        return False
+    items = [*parse_qsl(subscribed.criteria, keep_blank_values=True), ("_id", res_id)]
+    request = parse_search(res_type, items, default_count=1, max_count=1, strict=True)
+    policy = ctx.settings.consent_default_policy
+
+    def visible(alias: Any, t: str | None) -> ColumnElement[bool]:
+        return visibility.visible_clause(subscriber, alias, t, policy=policy)
+
+    return bool(find_ids(ctx.conn, request, visible, 1))
+
+
+def _same_spec(existing: SubscriptionRow, spec: SubscriptionSpec) -> bool:
+    return (existing.res_type, existing.criteria, existing.endpoint, existing.headers, existing.payload) == (
+        spec.res_type,
+        spec.criteria,
+        spec.endpoint,
+        spec.headers,
+        spec.payload,
+    )

@@ -1,0 +1,133 @@
+"""End to end (issue 7): a live gateway notifies a real HTTP receiver, from the worker inside
+``fhir-gateway serve`` and from a separate ``fhir-gateway worker`` process; fhirpy is the client."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fhirpy import SyncFHIRClient
+
+from tests.e2e.conftest import BIN, LiveServer, running_gateway
+
+pytestmark = pytest.mark.e2e
+FAST = {"subscription_allow_private_endpoints": "true", "subscription_poll_seconds": "0.1"}
+
+
+class Receiver:
+    """A partner's webhook: records every request it gets."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        received = self.requests
+
+        class Handler(BaseHTTPRequestHandler):
+            def _record(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                received.append({"method": self.command, "path": self.path, "headers": dict(self.headers),
+                                 "body": body})  # fmt: skip
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_POST = do_PUT = _record  # noqa: N815
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/fhir"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    partner = Receiver()
+    yield partner
+    partner.close()
+
+
+def _client(server: LiveServer) -> SyncFHIRClient:
+    scope = "system/*.cruds"
+    result = server.cli(
+        "clients", "add", "coordination", "--scope", scope, "--secret", "s3cret-e2e", "--trusted"
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    answer = httpx.post(
+        server.base_url + "/auth/token",
+        data={"grant_type": "client_credentials"},
+        auth=("coordination", "s3cret-e2e"),
+    )
+    assert answer.status_code == 200, answer.text
+    return SyncFHIRClient(server.fhir, authorization=f"Bearer {answer.json()['access_token']}")
+
+
+def _wait_for(condition: Callable[[], bool], seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError("the condition was not met in time")
+
+
+def _subscribe_and_change(client: SyncFHIRClient, receiver: Receiver) -> None:
+    patient = client.resource("Patient", name=[{"family": "Lefebvre"}])
+    patient.save()
+    subscription = client.resource(
+        "Subscription",
+        status="requested",
+        reason="visites à domicile",
+        criteria="Task?status=requested",
+        channel={"type": "rest-hook", "endpoint": receiver.url, "payload": "application/fhir+json"},
+    )
+    subscription.save()
+    _wait_for(lambda: client.reference("Subscription", subscription.id).to_resource()["status"] == "active")
+    assert receiver.requests[0]["method"] == "POST"
+    assert receiver.requests[0]["body"] == b""
+    visit = client.resource(
+        "Task",
+        status="requested",
+        intent="order",
+        description="Aide au lever",
+        **{"for": patient.to_reference()},
+    )
+    visit.save()
+    _wait_for(lambda: len(receiver.requests) >= 2)
+    notification = receiver.requests[1]
+    assert notification["method"] == "PUT"
+    assert notification["path"] == f"/fhir/Task/{visit.id}"
+    assert notification["headers"]["X-FHIR-Event-Number"] == "1"
+    assert json.loads(notification["body"])["description"] == "Aide au lever"
+
+
+def test_the_worker_inside_serve_delivers(tmp_path: Path, receiver: Receiver) -> None:
+    with running_gateway(tmp_path, **FAST) as server:
+        _subscribe_and_change(_client(server), receiver)
+
+
+def test_a_separate_worker_process_delivers(tmp_path: Path, receiver: Receiver) -> None:
+    with running_gateway(tmp_path, subscription_worker_in_serve="false", **FAST) as server:
+        worker = subprocess.Popen(
+            [str(BIN / "fhir-gateway"), "worker"],
+            env=server.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            _subscribe_and_change(_client(server), receiver)
+        finally:
+            worker.terminate()
+            assert worker.wait(timeout=20) == 0
