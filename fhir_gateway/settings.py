@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -78,6 +78,17 @@ class Settings(BaseSettings):
     subscription_lease_seconds: float = Field(
         120.0, description="how long a worker holds a subscription before another may take it over"
     )
+
+    @model_validator(mode="after")
+    def _lease_outlasts_a_delivery(self) -> Settings:
+        """A worker's lease must outlast two deliveries, or another worker could take the
+        subscription over mid-delivery and break the order of notifications."""
+        if self.subscription_lease_seconds < 2 * self.subscription_timeout_seconds:
+            raise ValueError(
+                "FHIR_GATEWAY_SUBSCRIPTION_LEASE_SECONDS must be at least twice "
+                "FHIR_GATEWAY_SUBSCRIPTION_TIMEOUT_SECONDS"
+            )
+        return self
 
     @property
     def fhir_base(self) -> str:

@@ -19,6 +19,7 @@ from sqlalchemy import Connection, and_, delete, exists, func, insert, or_, sele
 
 from fhir_gateway.storage.auth_tables import oauth_client
 from fhir_gateway.storage.outbox_tables import subscription, subscription_event
+from fhir_gateway.storage.tables import resource_history
 
 sub, ev = subscription, subscription_event
 
@@ -62,6 +63,7 @@ class EventRow:
     res_id: str
     version: int
     attempts: int
+    content: str | None = None  # the version's JSON, None when deleted since
 
 
 def _subscription(r: Any) -> SubscriptionRow:
@@ -220,15 +222,19 @@ def holds_lease(conn: Connection, sub_id: str, worker: str, now: datetime) -> bo
 
 
 def pending_events(conn: Connection, sub_id: str, limit: int) -> list[EventRow]:
-    """The oldest undelivered notifications of a subscription, in event order."""
+    """The oldest undelivered notifications of a subscription, in event order, with the
+    resource version each one reports (one query)."""
+    h = resource_history
+    version = and_(h.c.res_type == ev.c.res_type, h.c.res_id == ev.c.res_id, h.c.version == ev.c.version)
     rows = conn.execute(
-        select(ev)
+        select(ev, h.c.content)
+        .select_from(ev.outerjoin(h, version))
         .where(ev.c.sub_id == sub_id, ev.c.state == "pending")
         .order_by(ev.c.event_number)
         .limit(limit)
     )
     return [
-        EventRow(r.event_id, r.sub_id, r.event_number, r.res_type, r.res_id, r.version, r.attempts)
+        EventRow(r.event_id, r.sub_id, r.event_number, r.res_type, r.res_id, r.version, r.attempts, r.content)
         for r in rows
     ]
 

@@ -123,19 +123,20 @@ class SubscriptionWorker:
         return self._deliver_pending(row)
 
     def _deliver_pending(self, row: SubscriptionRow) -> int:
-        started = time.monotonic()
+        settings = self.settings
+        # the last call may take a whole timeout and must still end within the lease
+        deadline = (
+            time.monotonic()
+            + settings.subscription_lease_seconds
+            - 1.5 * settings.subscription_timeout_seconds
+        )
         with self.database.transaction() as conn:
             events = subscription_repository.pending_events(conn, row.sub_id, self.batch)
         calls = 0
         for event in events:
-            if time.monotonic() - started > self.settings.subscription_lease_seconds / 2:
+            if time.monotonic() > deadline:
                 break  # leave the rest to the next lease rather than outlive this one
-            content = None
-            if row.payload:
-                with self.database.transaction() as conn:
-                    stored = repository.get_version(conn, event.res_type, event.res_id, event.version)
-                content = stored.content if stored is not None else None
-            outcome = self._call(row, partial(delivery.notify, self.http, row, event, content))
+            outcome = self._call(row, partial(delivery.notify, self.http, row, event, event.content))
             calls += 1
             if outcome.ok:
                 with self.database.transaction(write=True) as conn:

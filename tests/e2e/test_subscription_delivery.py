@@ -131,3 +131,101 @@ def test_a_separate_worker_process_delivers(tmp_path: Path, receiver: Receiver) 
         finally:
             worker.terminate()
             assert worker.wait(timeout=20) == 0
+
+
+def _worker(server: LiveServer) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [str(BIN / "fhir-gateway"), "worker"],
+        env=server.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _tasks_bundle(patient_ref: str, first: int, count: int) -> dict[str, Any]:
+    entries = [
+        {
+            "resource": {
+                "resourceType": "Task",
+                "status": "requested",
+                "intent": "order",
+                "description": f"visite {k}",
+                "for": {"reference": patient_ref},
+            },
+            "request": {"method": "POST", "url": "Task"},
+        }
+        for k in range(first, first + count)
+    ]
+    return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+
+
+def _notifications(receiver: Receiver) -> dict[str, list[int]]:
+    """Event numbers received per subscription, in arrival order (duplicates kept)."""
+    seen: dict[str, list[int]] = {}
+    for request in list(receiver.requests):
+        number = request["headers"].get("X-FHIR-Event-Number")
+        if number is not None:
+            seen.setdefault(request["headers"]["X-FHIR-Subscription"], []).append(int(number))
+    return seen
+
+
+def test_two_workers_deliver_1000_changes_once_each_in_order_across_a_worker_crash(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    changes = 1000
+    settings = {**FAST, "subscription_worker_in_serve": "false", "subscription_lease_seconds": "3",
+                "subscription_timeout_seconds": "1"}  # fmt: skip
+    with running_gateway(tmp_path, **settings) as server:
+        client = _client(server)
+        workers = [_worker(server), _worker(server)]
+        try:
+            patient = client.resource("Patient", name=[{"family": "Moreau"}])
+            patient.save()
+            subscriptions = []
+            for payload in ("application/fhir+json", None):
+                channel = {
+                    "type": "rest-hook",
+                    "endpoint": receiver.url,
+                    **({"payload": payload} if payload else {}),
+                }
+                sub = client.resource(
+                    "Subscription",
+                    status="requested",
+                    reason="e2e",
+                    criteria="Task?status=requested",
+                    channel=channel,
+                )
+                sub.save()
+                subscriptions.append(f"Subscription/{sub.id}")
+            for sub_ref in subscriptions:
+                sub_id = sub_ref.split("/")[1]
+                _wait_for(
+                    lambda s=sub_id: client.reference("Subscription", s).to_resource()["status"] == "active"
+                )
+            for first in range(0, changes, 100):
+                answer = httpx.post(
+                    server.fhir,
+                    json=_tasks_bundle(f"Patient/{patient.id}", first, 100),
+                    headers={"Authorization": client.authorization, "Content-Type": "application/fhir+json"},
+                    timeout=60,
+                )
+                assert answer.status_code == 200, answer.text
+                if first == 300:  # a worker dies in the middle of the run, then comes back
+                    _wait_for(lambda: sum(len(v) for v in _notifications(receiver).values()) > 200)
+                    workers[0].kill()
+                    workers[0].wait()
+                    workers[0] = _worker(server)
+
+            def complete() -> bool:
+                seen = _notifications(receiver)
+                return all(set(seen.get(s, [])) == set(range(1, changes + 1)) for s in subscriptions)
+
+            _wait_for(complete, seconds=180)
+        finally:
+            for worker in workers:
+                worker.terminate()
+                worker.wait(timeout=20)
+    for numbers in _notifications(receiver).values():
+        first_seen = list(dict.fromkeys(numbers))
+        assert first_seen == list(range(1, changes + 1))  # in order; a re-sent one is a duplicate
+        assert len(numbers) - changes <= 2  # at most the one in flight when the worker died
