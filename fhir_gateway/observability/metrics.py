@@ -1,7 +1,7 @@
 """Prometheus metrics at ``/metrics`` (text exposition format 0.0.4).
 
-Request count and latency by FHIR interaction and resource type, consent refusals, and the
-depth of the audit writer's queue. Each worker process exposes its own figures.
+Request count and latency by FHIR interaction and resource type, consent refusals, the
+depth of the audit writer's queue and of the subscription outbox. Each worker process exposes its own figures.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from starlette.responses import Response
 
 from fhir_gateway.auth.context import AccessContext
 from fhir_gateway.auth.dependency import require_access
+from fhir_gateway.storage import subscription_repository
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 REQUESTS = Counter(
@@ -43,6 +44,9 @@ CONSENT_DENIALS = Counter(
     registry=REGISTRY,
 )
 AUDIT_QUEUE = Gauge("fhir_audit_queue_depth", "AuditEvents waiting to be written", registry=REGISTRY)
+OUTBOX_DEPTH = Gauge(
+    "fhir_subscription_outbox_depth", "Subscription notifications not yet delivered", registry=REGISTRY
+)
 
 _INTERACTIONS = {
     ("GET", "/fhir/{res_type}/{res_id}"): "read",
@@ -84,4 +88,6 @@ def metrics(request: Request, _access: Annotated[AccessContext, Depends(require_
     """Prometheus scrape endpoint; like every non-discovery URL it needs an access token
     (Prometheus sends one with ``authorization: {type: Bearer}``). No personal data in it."""
     AUDIT_QUEUE.set(request.app.state.audit_writer.pending())
+    with request.app.state.database.transaction() as conn:
+        OUTBOX_DEPTH.set(subscription_repository.outbox_depth(conn))
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

@@ -211,16 +211,6 @@ def release(conn: Connection, sub_id: str, worker: str) -> None:
     )
 
 
-def holds_lease(conn: Connection, sub_id: str, worker: str, now: datetime) -> bool:
-    """True while ``worker`` still holds the subscription (its lease did not run out)."""
-    found = conn.execute(
-        select(sub.c.sub_id).where(
-            sub.c.sub_id == sub_id, sub.c.lease_owner == worker, sub.c.lease_until > now
-        )
-    ).first()
-    return found is not None
-
-
 def pending_events(conn: Connection, sub_id: str, limit: int) -> list[EventRow]:
     """The oldest undelivered notifications of a subscription, in event order, with the
     resource version each one reports (one query)."""
@@ -239,17 +229,23 @@ def pending_events(conn: Connection, sub_id: str, limit: int) -> list[EventRow]:
     ]
 
 
-def mark_delivered(conn: Connection, event_id: int, now: datetime) -> None:
-    conn.execute(
-        update(ev)
-        .where(ev.c.event_id == event_id)
-        .values(state="delivered", delivered_at=now, attempts=ev.c.attempts + 1, last_error=None)
-    )
-    conn.execute(
+def mark_delivered(
+    conn: Connection, sub_id: str, event_ids: list[int], now: datetime, worker: str, lease_until: datetime
+) -> bool:
+    """These events reached the endpoint; the worker's lease is renewed. False when the lease
+    was lost (another worker may have taken the subscription over: stop delivering)."""
+    if event_ids:
+        conn.execute(
+            update(ev)
+            .where(ev.c.event_id.in_(event_ids))
+            .values(state="delivered", delivered_at=now, attempts=ev.c.attempts + 1, last_error=None)
+        )
+    renewed = conn.execute(
         update(sub)
-        .where(sub.c.sub_id == select(ev.c.sub_id).where(ev.c.event_id == event_id).scalar_subquery())
-        .values(failures=0, retry_at=None)
+        .where(sub.c.sub_id == sub_id, sub.c.lease_owner == worker)
+        .values(failures=0, retry_at=None, lease_until=lease_until)
     )
+    return bool(renewed.rowcount)
 
 
 def record_failure(

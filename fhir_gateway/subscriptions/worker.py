@@ -26,8 +26,8 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
-from functools import partial
 from typing import Any
 
 import httpx
@@ -51,6 +51,7 @@ from fhir_gateway.subscriptions.endpoint_safety import (
 from fhir_gateway.subscriptions.hooks import WORKER_ACCESS
 
 log = logging.getLogger(__name__)
+ACK_BATCH = 10  # deliveries recorded per transaction
 AuditSink = Callable[[list[dict[str, Any]]], None]
 
 
@@ -78,7 +79,8 @@ class SubscriptionWorker:
         http: httpx.Client | None = None,
         resolve: Resolver = system_resolver,
         jitter: Callable[[], float] = random.random,
-        batch: int = 50,
+        batch: int = 100,
+        threads: int = 4,
     ) -> None:
         self.database = database
         self.settings = settings
@@ -87,71 +89,99 @@ class SubscriptionWorker:
         self.resolve = resolve
         self.jitter = jitter
         self.batch = batch
+        self.threads = threads
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="subscription-delivery")
         self.name = f"worker-{uuid.uuid4().hex[:12]}"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     # -- one round -------------------------------------------------------------------------
-    def run_once(self, limit: int = 10) -> int:
-        """Serve the subscriptions that have work now; the number of HTTP calls made."""
+    def run_once(self, limit: int | None = None) -> int:
+        """Serve the subscriptions that have work now, several at once; the HTTP calls made.
+
+        Subscriptions are served in parallel threads (one slow endpoint does not hold the
+        others back); the events of one subscription go one after the other, in order.
+        """
         with self.database.transaction(write=True) as conn:
             claimed = subscription_repository.claim(
-                conn, self.name, _now(), self.settings.subscription_lease_seconds, limit
+                conn, self.name, _now(), self.settings.subscription_lease_seconds, limit or self.threads
             )
-        calls = 0
-        for row in claimed:
-            try:
-                calls += self._serve(row)
-            except Exception:  # one subscription's trouble must not stop the others
-                log.exception("subscription_delivery_failed", extra={"subscription": row.sub_id})
-            finally:
-                with self.database.transaction(write=True) as conn:
-                    subscription_repository.release(conn, row.sub_id, self.name)
-        return calls
+        if len(claimed) == 1:
+            return self._serve_and_release(claimed[0])
+        return sum(self._pool.map(self._serve_and_release, claimed))
+
+    def _serve_and_release(self, row: SubscriptionRow) -> int:
+        try:
+            return self._serve(row)
+        except Exception:  # one subscription's trouble must not stop the others
+            log.exception("subscription_delivery_failed", extra={"subscription": row.sub_id})
+            return 0
+        finally:
+            with self.database.transaction(write=True) as conn:
+                subscription_repository.release(conn, row.sub_id, self.name)
 
     def _serve(self, row: SubscriptionRow) -> int:
         if row.owner.verify and not self._client_active(row.owner.client_id):
             self._set_status(row, "off", "the client that created this Subscription was revoked")
             return 0
+        refused = self._refused(row)
         if row.status == "requested":
-            outcome = self._call(row, lambda: delivery.handshake(self.http, row))
+            outcome = refused or delivery.handshake(self.http, row)
             if outcome.ok:
                 self._set_status(row, "active", None)
             else:
                 self._set_status(row, "error", f"handshake failed: {outcome.error}")
             return 1
-        return self._deliver_pending(row)
+        return self._deliver_pending(row, refused)
 
-    def _deliver_pending(self, row: SubscriptionRow) -> int:
-        settings = self.settings
-        # the last call may take a whole timeout and must still end within the lease
-        deadline = (
-            time.monotonic()
-            + settings.subscription_lease_seconds
-            - 1.5 * settings.subscription_timeout_seconds
-        )
+    def _deliver_pending(self, row: SubscriptionRow, refused: delivery.Outcome | None) -> int:
+        """Deliver waiting events in order, recorded ``ACK_BATCH`` at a time with the lease
+        renewed (a worker that dies re-sends at most that many: receivers drop them by event
+        number). Stops when the lease could run out before the next call would end."""
+        lease, timeout = self.settings.subscription_lease_seconds, self.settings.subscription_timeout_seconds
+        deadline = time.monotonic() + lease - 1.5 * timeout
         with self.database.transaction() as conn:
             events = subscription_repository.pending_events(conn, row.sub_id, self.batch)
+        delivered: list[int] = []
         calls = 0
-        for event in events:
-            if time.monotonic() > deadline:
-                break  # leave the rest to the next lease rather than outlive this one
-            outcome = self._call(row, partial(delivery.notify, self.http, row, event, event.content))
-            calls += 1
-            if outcome.ok:
-                with self.database.transaction(write=True) as conn:
-                    subscription_repository.mark_delivered(conn, event.event_id, _now())
-                continue
-            if outcome.gone:
-                self._set_status(row, "off", outcome.error)
-            else:
-                self._failed(row, event.event_id, outcome.error or "delivery failed")
-            break
+        try:
+            for event in events:
+                if time.monotonic() > deadline:
+                    break  # leave the rest to the next lease rather than outlive this one
+                outcome = refused or delivery.notify(self.http, row, event, event.content)
+                calls += 1
+                if outcome.ok:
+                    delivered.append(event.event_id)
+                    if len(delivered) >= ACK_BATCH:
+                        renewed_at = time.monotonic()
+                        if not self._acknowledge(row, delivered):
+                            return calls  # lease lost: another worker carries on
+                        deadline = renewed_at + lease - 1.5 * timeout
+                    continue
+                if delivered:
+                    self._acknowledge(row, delivered)
+                if outcome.gone:
+                    self._set_status(row, "off", outcome.error)
+                else:
+                    self._failed(row, event.event_id, outcome.error or "delivery failed")
+                break
+        finally:
+            if delivered:
+                self._acknowledge(row, delivered)
         return calls
 
+    def _acknowledge(self, row: SubscriptionRow, delivered: list[int]) -> bool:
+        """Record ``delivered`` and renew the lease; False when the lease was lost."""
+        now = _now()
+        until = now + timedelta(seconds=self.settings.subscription_lease_seconds)
+        with self.database.transaction(write=True) as conn:
+            kept = subscription_repository.mark_delivered(conn, row.sub_id, delivered, now, self.name, until)
+        delivered.clear()
+        return kept
+
     # -- outcomes ----------------------------------------------------------------------------
-    def _call(self, row: SubscriptionRow, send: Callable[[], delivery.Outcome]) -> delivery.Outcome:
-        """``send()`` unless the endpoint's addresses, resolved now, may not be called."""
+    def _refused(self, row: SubscriptionRow) -> delivery.Outcome | None:
+        """A failure when the endpoint's addresses, resolved now, may not be called."""
         try:
             check_before_delivery(
                 row.endpoint,
@@ -161,7 +191,7 @@ class SubscriptionWorker:
             )
         except UnsafeEndpoint as exc:
             return delivery.Outcome(False, error=f"endpoint refused: {exc}")
-        return send()
+        return None
 
     def _failed(self, row: SubscriptionRow, event_id: int, error: str) -> None:
         retry_at = _now() + timedelta(seconds=self.backoff(row.failures + 1))
@@ -227,4 +257,5 @@ class SubscriptionWorker:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=self.settings.subscription_timeout_seconds + 5)
+        self._pool.shutdown(wait=True)
         self.http.close()

@@ -84,3 +84,11 @@ def test_two_workers_deliver_every_event_once_and_in_order(
     assert {host: numbers for host, numbers in received.items()} == {
         f"hooks-{k}.example": list(range(1, 13)) for k in range(3)
     }
+
+
+def test_the_outbox_depth_is_a_metric(fhir: TestClient, database: Database) -> None:
+    put(fhir, {"resourceType": "Patient", "id": "p1", "name": [{"family": "Martin"}]})
+    _activate(database, subscribe(fhir, "Task?status=requested")["id"])
+    put(fhir, task("p1", "t1"))
+    put(fhir, task("p1", "t2"))
+    assert "fhir_subscription_outbox_depth 2.0" in fhir.get("/metrics").text
