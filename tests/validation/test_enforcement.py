@@ -1,0 +1,55 @@
+"""``FHIR_GATEWAY_ENFORCE_PROFILES``: every write of a type meets the deployment's profile."""
+
+from __future__ import annotations
+
+import pytest
+from starlette.testclient import TestClient
+
+from fhir_gateway.settings import Settings
+from fhir_gateway.storage.database import Database
+from fhir_gateway.validation.profiles import parse_enforced
+from tests.validation.examples import BASE, valid
+
+JSON = {"Content-Type": "application/fhir+json"}
+
+
+@pytest.fixture
+def settings(database: Database) -> Settings:
+    return Settings(
+        database_url=database.url,
+        base_url="http://testserver",
+        audit_mode="sync",
+        subscription_worker_in_serve=False,
+        enforce_profiles=f"Patient={BASE}fg-patient, Consent={BASE}fg-consent",
+    )
+
+
+def test_enforced_type_is_validated_without_a_claim(fhir: TestClient) -> None:
+    resource = valid("fg-patient")
+    del resource["meta"]
+    assert fhir.post("/fhir/Patient", json=resource, headers=JSON).status_code == 201
+    del resource["birthDate"]
+    answer = fhir.post("/fhir/Patient", json=resource, headers=JSON)
+    assert answer.status_code == 422
+    assert answer.json()["issue"][0]["expression"] == ["Patient.birthDate"]
+    consent = valid("fg-consent")
+    del consent["meta"], consent["provision"]["purpose"]
+    assert fhir.post("/fhir/Consent", json=consent, headers=JSON).status_code == 422
+
+
+def test_other_types_are_free(fhir: TestClient) -> None:
+    task = {"resourceType": "Task", "status": "requested", "intent": "order"}
+    assert fhir.post("/fhir/Task", json=task, headers=JSON).status_code == 201
+
+
+@pytest.mark.parametrize(
+    "spec",
+    ["Patient", f"Task={BASE}fg-patient", f"Patient={BASE}fg-nothing", "=x"],
+)
+def test_bad_settings_are_refused(spec: str) -> None:
+    with pytest.raises(ValueError, match="FHIR_GATEWAY_ENFORCE_PROFILES"):
+        parse_enforced(spec)
+
+
+def test_empty_setting_enforces_nothing() -> None:
+    assert parse_enforced("") == {}
