@@ -42,6 +42,15 @@ def test_other_types_are_free(fhir: TestClient) -> None:
     assert fhir.post("/fhir/Task", json=task, headers=JSON).status_code == 201
 
 
+def test_validate_applies_the_enforced_profile(fhir: TestClient) -> None:
+    answer = fhir.post("/fhir/Patient/$validate", json={"resourceType": "Patient"}, headers=JSON)
+    assert {e for i in answer.json()["issue"] for e in i["expression"]} == {
+        "Patient.identifier",
+        "Patient.name",
+        "Patient.birthDate",
+    }
+
+
 @pytest.mark.parametrize(
     "spec",
     ["Patient", f"Task={BASE}fg-patient", f"Patient={BASE}fg-nothing", "=x"],

@@ -1,5 +1,5 @@
 """Every profile through the real HTTP API: valid examples stored, each defect refused with
-the exact element path, on create, update and patch."""
+the exact element path, on create, update and patch, and the same answers from ``$validate``."""
 
 from __future__ import annotations
 
@@ -38,6 +38,10 @@ def test_defect_is_refused_with_its_path(
     assert _expressions(outcome) == [path], outcome
     assert fhir.get(f"/fhir/{res_type}").json().get("total", 0) == 0
 
+    validated = fhir.post(f"/fhir/{res_type}/$validate", json=resource, headers=JSON)
+    assert validated.status_code == 200, validated.text
+    assert _expressions(validated.json()) == [path]
+    assert validated.json()["issue"][0]["severity"] == "error"
 
 
 def test_update_and_patch_are_validated(fhir: TestClient) -> None:
