@@ -13,9 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from antlr4 import CommonTokenStream, InputStream
+from antlr4.error.ErrorListener import ErrorListener
 from fhirpathpy import compile as fhirpath_compile
 from fhirpathpy.engine.nodes import ResourceNode
 from fhirpathpy.models import models
+from fhirpathpy.parser.generated.FHIRPathLexer import FHIRPathLexer
+from fhirpathpy.parser.generated.FHIRPathParser import FHIRPathParser
 
 from fhir_gateway.validation.terminology import ProfileLoadError
 
@@ -43,12 +47,31 @@ class Invariant:
         return bool(result == [True])
 
 
+class _Raise(ErrorListener):  # type: ignore[misc]
+    def syntaxError(self, recognizer: Any, symbol: Any, line: int, column: int, msg: str, e: Any) -> None:  # noqa: N802
+        raise ValueError(f"column {column}: {msg}")
+
+
+def check_syntax(expression: str) -> None:
+    """Raise ValueError when ``expression`` is not FHIRPath (fhirpathpy's parser recovers silently)."""
+    lexer = FHIRPathLexer(InputStream(expression))
+    lexer.removeErrorListeners()
+    lexer.addErrorListener(_Raise())
+    parser = FHIRPathParser(CommonTokenStream(lexer))
+    parser.removeErrorListeners()
+    parser.addErrorListener(_Raise())
+    parser.expression()
+    if parser.getCurrentToken().type != FHIRPathParser.EOF:
+        raise ValueError(f"unexpected text after the expression at column {parser.getCurrentToken().column}")
+
+
 def compile_invariant(constraint: dict[str, Any], element_path: str) -> Invariant:
     """Parse ``constraint.expression`` once (fhirpathpy ``compile`` with the R4 model)."""
     expression = constraint.get("expression")
     if not expression:
         raise ProfileLoadError(f"{element_path}: constraint {constraint.get('key')} has no expression")
     try:
+        check_syntax(expression)
         function = fhirpath_compile(expression, _R4)
     except Exception as exc:  # noqa: BLE001 - report which invariant does not parse
         raise ProfileLoadError(f"{element_path}: constraint {constraint.get('key')}: {exc}") from None
