@@ -4,7 +4,9 @@ elementdefinition.html#constraints, fhirpath.html).
 Each expression is parsed once when the profile is loaded. It is evaluated with the
 element as its context (a ``ResourceNode`` carrying the element's path, so that choice
 types such as ``value.ofType(integer)`` resolve against the R4 model). An invariant holds
-when the expression gives ``true``; ``false`` or an empty result is a violation.
+when the expression gives ``true``; ``false`` or an empty result is a violation. The
+subset the profiles use runs on ``fastpath`` closures; fhirpathpy remains the reference
+and evaluates anything outside that subset.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from fhirpathpy.models import models
 from fhirpathpy.parser.generated.FHIRPathLexer import FHIRPathLexer
 from fhirpathpy.parser.generated.FHIRPathParser import FHIRPathParser
 
+from fhir_gateway.validation.fastpath import Fn, Unsupported, compile_fast
 from fhir_gateway.validation.terminology import ProfileLoadError
 
 _R4 = models["r4"]
@@ -36,9 +39,19 @@ class Invariant:
     expression: str
     element_path: str
     function: Callable[..., Any]
+    fast: Fn | None = None
 
     def holds(self, value: Any) -> bool:
-        """True when the expression gives exactly ``true`` on ``value``."""
+        """True when the expression gives exactly ``true`` on ``value`` (fast path first)."""
+        if self.fast is not None:
+            try:
+                return self.fast([value]) == [True]
+            except Unsupported:
+                pass
+        return self.holds_fhirpathpy(value)
+
+    def holds_fhirpathpy(self, value: Any) -> bool:
+        """The same answer from fhirpathpy (the reference implementation)."""
         node = ResourceNode.create_node(value, self.element_path)  # type: ignore[no-untyped-call]
         try:
             result = self.function(node)
@@ -82,4 +95,5 @@ def compile_invariant(constraint: dict[str, Any], element_path: str) -> Invarian
         expression=str(expression),
         element_path=element_path,
         function=function,
+        fast=compile_fast(expression),
     )
