@@ -112,7 +112,10 @@ def _check_element(rule: Rule, key: str, raw: Any, parent_path: str, issues: lis
             allowed = ", ".join(rule.choice_types)
             issues.append(Issue("error", "structure", f"{path}: the type must be one of {allowed}", [path]))
     items, indexed = _items(raw)
-    _check_count(rule, len(items), path, issues)
+    if rule.min is not None or rule.max is not None:
+        _check_count(rule, len(items), path, issues)
+    if not items and not rule.slices:
+        return
     in_slice: dict[str, list[tuple[int, Any]]] = {name: [] for name in rule.slices}
     for i, item in enumerate(items):
         item_path = f"{path}[{i}]" if indexed else path

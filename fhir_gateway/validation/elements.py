@@ -49,10 +49,10 @@ class Rule:
     slices: dict[str, Rule] = field(default_factory=dict)
     children: dict[str, Rule] = field(default_factory=dict)
     definition: dict[str, Any] = field(default_factory=dict)
+    is_choice: bool = field(init=False)
 
-    @property
-    def is_choice(self) -> bool:
-        return self.name.endswith("[x]")
+    def __post_init__(self) -> None:
+        self.is_choice = self.name.endswith("[x]")
 
 
 def _split_id(element_id: str) -> list[tuple[str, str | None]]:
