@@ -46,8 +46,8 @@ class Invariant:
         if self.fast is not None:
             try:
                 return self.fast([value]) == [True]
-            except Unsupported:
-                pass
+            except (Unsupported, TypeError, ValueError, AttributeError):
+                pass  # outside the subset, or a malformed value: the reference implementation decides
         return self.holds_fhirpathpy(value)
 
     def holds_fhirpathpy(self, value: Any) -> bool:

@@ -110,3 +110,39 @@ def test_capability_statement_lists_validate_and_profiles(http: TestClient) -> N
     task = next(r for r in rest["resource"] if r["type"] == "Task")
     assert len(task["supportedProfile"]) == 3
     assert "validate" in [op["name"] for op in task["operation"]]
+
+
+@pytest.mark.parametrize(
+    "resource",
+    [
+        {"resourceType": "Patient", "meta": {"profile": [PATIENT]}, "identifier": "x", "name": 5},
+        {
+            "resourceType": "Patient",
+            "meta": {"profile": [PATIENT]},
+            "identifier": [{"system": 3, "value": []}],
+        },
+        {"resourceType": "Patient", "meta": {"profile": [PATIENT]}, "identifier": [7, None, {"value": 12}]},
+        {"resourceType": "Patient", "meta": {"profile": [PATIENT]}, "birthDate": {"a": 1}, "name": [[]]},
+        {
+            "resourceType": "Task",
+            "meta": {"profile": [BASE + "fg-task-home-care-visit"]},
+            "output": [{"valueInteger": "x"}],
+        },
+        {
+            "resourceType": "Task",
+            "meta": {"profile": [BASE + "fg-task-home-care-visit"]},
+            "status": ["cancelled"],
+        },
+        {
+            "resourceType": "ServiceRequest",
+            "meta": {"profile": [BASE + "fg-servicerequest-mdph-right"]},
+            "category": 1,
+        },
+        {"resourceType": "Patient", "meta": {"profile": "not-a-list"}},
+    ],
+)
+def test_malformed_resources_get_an_outcome_not_a_crash(fhir: TestClient, resource: dict[str, Any]) -> None:
+    answer = fhir.post(f"/fhir/{resource['resourceType']}/$validate", json=resource, headers=JSON)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["issue"][0]["severity"] == "error"
+    assert fhir.post(f"/fhir/{resource['resourceType']}", json=resource, headers=JSON).status_code == 422
