@@ -12,6 +12,7 @@ of the element, with indexes (``Patient.identifier[0].value``).
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -66,16 +67,28 @@ def _check_binding(rule: Rule, value: Any, path: str, issues: list[Issue]) -> No
     else:
         ok = False
     if not ok:
+        found = _shown_codes(value)
         issues.append(
-            Issue("error", "code-invalid", f"{path}: the code is not in the value set {binding.url}", [path])
+            Issue("error", "code-invalid", f"{path}: {found} is not in the value set {binding.url}", [path])
         )
+
+
+def _shown_codes(value: Any) -> str:
+    """The code(s) of a code, Coding or CodeableConcept, for a diagnostic."""
+    if isinstance(value, str):
+        return f"'{value}'"
+    codings = value.get("coding") if isinstance(value, dict) and "coding" in value else [value]
+    shown = [
+        f"{c.get('system', '(no system)')}|{c.get('code', '')}" for c in codings or [] if isinstance(c, dict)
+    ]
+    return " / ".join(shown) or "no code"
 
 
 def _check_value(rule: Rule, value: Any, path: str, issues: list[Issue]) -> None:
     if rule.fixed is not None and value != rule.fixed:
-        issues.append(Issue("error", "value", f"{path}: must be exactly {rule.fixed!r}", [path]))
+        issues.append(Issue("error", "value", f"{path}: must be exactly {json.dumps(rule.fixed)}", [path]))
     if rule.pattern is not None and not matches_pattern(rule.pattern, value):
-        issues.append(Issue("error", "value", f"{path}: must match the pattern {rule.pattern}", [path]))
+        issues.append(Issue("error", "value", f"{path}: must contain {json.dumps(rule.pattern)}", [path]))
     if rule.binding is not None:
         _check_binding(rule, value, path, issues)
     if rule.targets is not None:
