@@ -25,7 +25,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     """The gateway application for ``settings`` (default: from the environment)."""
     settings = settings or get_settings()
     configure_logging(settings.log_level)
-    configure_profiles(settings.enforce_profiles)
+    configure_profiles(settings.enforce_profiles, settings.profiles_dir)
     database = database or Database(settings.database_url, settings.database_pool_size)
     audit_writer = AuditWriter(database, mode=settings.audit_mode, interval=settings.audit_flush_seconds)
 

@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     default_purpose_of_use: str = Field("COC", description="v3 PurposeOfUse when none is given")
 
     # profiles (issue 6)
+    profiles_dir: str = Field(
+        "", description="folder of the FHIR profiles (default: the project's profiles/)"
+    )
     enforce_profiles: str = Field(
         "",
         description="profiles every write of a type must meet, as Type=<url>,Type=<url> "

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from fhir_gateway.kit.errors import Issue, Unprocessable
-from fhir_gateway.validation.registry import Profile, registry
+from fhir_gateway.validation.registry import Profile, registry, use_folder
 
 CORE_PREFIX = "http://hl7.org/fhir/StructureDefinition/"
 _ERRORS = ("error", "fatal")
@@ -38,9 +38,10 @@ def parse_enforced(spec: str) -> dict[str, str]:
     return out
 
 
-def configure(spec: str) -> None:
-    """Set the enforced profiles of this process (called by ``create_app``)."""
+def configure(spec: str, folder: str = "") -> None:
+    """Set the profiles folder and the enforced profiles of this process (called by ``create_app``)."""
     global _enforced
+    use_folder(folder)
     _enforced = parse_enforced(spec)
 
 

@@ -80,7 +80,32 @@ def load_registry(folder: Path) -> Registry:
     return Registry(profiles, value_sets, resources)
 
 
+_folder: Path | None = None
+
+
+def use_folder(folder: str) -> None:
+    """Read the profiles from ``folder`` (the app's ``profiles_dir`` setting; empty: the default)."""
+    global _folder
+    _folder = Path(folder) if folder else None
+
+
 @cache
-def registry(folder: Path = PROFILES_DIR) -> Registry:
-    """The registry of ``folder``, built once per process."""
+def default_folder() -> Path:
+    """``FHIR_GATEWAY_PROFILES_DIR``, else the project's ``profiles/`` (beside the package in a
+    checkout, or in the working directory of an installed image)."""
+    from fhir_gateway.settings import get_settings
+
+    configured = get_settings().profiles_dir
+    if configured:
+        return Path(configured)
+    return PROFILES_DIR if PROFILES_DIR.is_dir() else Path.cwd() / "profiles"
+
+
+def registry() -> Registry:
+    """The registry of the deployment's profiles folder, built once per process and folder."""
+    return _registry(_folder or default_folder())
+
+
+@cache
+def _registry(folder: Path) -> Registry:
     return load_registry(folder)

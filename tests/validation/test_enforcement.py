@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from starlette.testclient import TestClient
 
+from fhir_gateway.app import create_app
 from fhir_gateway.settings import Settings
 from fhir_gateway.storage.database import Database
-from fhir_gateway.validation.profiles import parse_enforced
+from fhir_gateway.validation.profiles import configure, parse_enforced
+from fhir_gateway.validation.registry import default_folder, registry
 from tests.validation.examples import BASE, valid
 
 JSON = {"Content-Type": "application/fhir+json"}
@@ -62,3 +66,15 @@ def test_bad_settings_are_refused(spec: str) -> None:
 
 def test_empty_setting_enforces_nothing() -> None:
     assert parse_enforced("") == {}
+
+
+def test_profiles_folder_is_a_setting(tmp_path: Path, database: Database) -> None:
+    (tmp_path / "StructureDefinition").mkdir()
+    source = default_folder() / "StructureDefinition" / "fg-organization.json"
+    (tmp_path / "StructureDefinition" / "fg-organization.json").write_text(source.read_text())
+    try:
+        create_app(Settings(database_url=database.url, profiles_dir=str(tmp_path)), database)
+        assert sorted(registry().profiles) == [f"{BASE}fg-organization"]
+    finally:
+        configure("")
+    assert len(registry().profiles) == 9
