@@ -10,7 +10,7 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -24,6 +24,23 @@ _HTTP_CODES = {404: "not-found", 405: "not-supported", 401: "login", 403: "forbi
 
 def _outcome(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
     return json_response(operation_outcome([Issue("error", code, message)]), status, headers)
+
+
+# PostgreSQL SQLSTATEs (Appendix A, "PostgreSQL Error Codes") and SQLite messages that mean
+# the storage refuses writes, as opposed to a bug: said plainly, never hidden behind a 500.
+_READ_ONLY = "The database is read-only: writes are refused until it is writable again (reads still work)"
+_FULL = "The database's storage is full: writes are refused until space is freed"
+_SQLSTATES = {"25006": _READ_ONLY, "53100": _FULL, "53000": _FULL}
+_SQLITE_MESSAGES = {"readonly database": _READ_ONLY, "database or disk is full": _FULL}
+
+
+def _storage_refusal(exc: DBAPIError) -> str | None:
+    """The plain reason when the database refuses writes (read-only, disk full), else None."""
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if sqlstate in _SQLSTATES:
+        return _SQLSTATES[sqlstate]
+    message = str(exc.orig or "")
+    return next((text for key, text in _SQLITE_MESSAGES.items() if key in message), None)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -55,12 +72,31 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(OperationalError)
     async def _db_down(_request: Request, exc: OperationalError) -> Response:
         log.error("database unavailable: %s", type(exc.orig).__name__ if exc.orig else "unknown")
+        refusal = _storage_refusal(exc)
         return _outcome(
-            503, "transient", "The database is not available; try again shortly", {"Retry-After": "5"}
+            503,
+            "transient",
+            refusal or "The database is not available; try again shortly",
+            {"Retry-After": "5"},
+        )
+
+    @app.exception_handler(DataError)
+    async def _bad_value(_request: Request, exc: DataError) -> Response:
+        # invalid input for the database (a NUL character, a number out of range...): the
+        # client's value, not the server, is at fault; the SQL stays in the log only
+        log.warning("value refused by the database: %s", type(exc.orig).__name__ if exc.orig else "unknown")
+        return _outcome(
+            400,
+            "invalid",
+            "A value in the request cannot be stored or compared (invalid character or out of range)",
         )
 
     @app.exception_handler(DBAPIError)
     async def _db_error(_request: Request, exc: DBAPIError) -> Response:
+        refusal = _storage_refusal(exc)
+        if refusal is not None:  # read-only or full storage: the operator must know, clients retry
+            log.error("database refuses writes: %s", refusal)
+            return _outcome(503, "transient", refusal, {"Retry-After": "30"})
         log.exception("database error")
         return _outcome(500, "exception", "The server could not complete the request (database error)")
 

@@ -30,6 +30,10 @@ def loads(data: bytes | str) -> Any:
 
 def loads_object(data: bytes | str, max_depth: int = MAX_DEPTH) -> dict[str, Any]:
     """Parse a JSON object (a FHIR resource) no deeper than ``max_depth``, or raise 400."""
+    if (b"\\u0000" in data) if isinstance(data, bytes) else ("\\u0000" in data):
+        # FHIR R4 datatypes.html#string: no control characters but whitespace; PostgreSQL
+        # text cannot hold NUL either
+        raise BadRequest("JSON strings may not contain the NUL character (\\u0000)", code="invalid")
     obj = loads(data)
     if not isinstance(obj, dict):
         raise BadRequest("The body must be a JSON object (a FHIR resource)", code="structure")

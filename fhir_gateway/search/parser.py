@@ -115,6 +115,8 @@ def parse_search(
     """The SearchRequest for ``items`` (query or form pairs) on ``res_type``."""
     request = SearchRequest(res_type, count=default_count)
     for name, raw in items:
+        if "\x00" in name or "\x00" in raw:
+            raise _bad(name.replace("\x00", "")[:64], "contains a NUL character")
         base = name.split(":")[0]
         if name == "_id":
             request.ids.append(tuple(v for v in split_unescaped(raw, ",") if v))

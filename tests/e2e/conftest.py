@@ -60,10 +60,12 @@ def running_gateway(tmp_dir: Path, **settings: str) -> Iterator[LiveServer]:
             "FHIR_GATEWAY_DEMO_CLIENT": "false",
             **{f"FHIR_GATEWAY_{k.upper()}": v for k, v in settings.items()},
         }
+        log_path = tmp_dir / f"gateway-{port}.log"  # a file, not a pipe nobody drains (it would fill)
+        log_file = log_path.open("w")
         process = subprocess.Popen(
             [str(BIN / "fhir-gateway"), "serve", "--host", "127.0.0.1", "--port", str(port)],
             env=env,
-            stdout=subprocess.PIPE,
+            stdout=log_file,
             stderr=subprocess.STDOUT,
             text=True,
         )
@@ -71,7 +73,7 @@ def running_gateway(tmp_dir: Path, **settings: str) -> Iterator[LiveServer]:
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
                 if process.poll() is not None:
-                    raise RuntimeError(f"server exited: {process.stdout.read() if process.stdout else ''}")
+                    raise RuntimeError(f"server exited: {log_path.read_text()[-2000:]}")
                 try:
                     if httpx.get(f"{base}/health/ready", timeout=1).status_code == 200:
                         break
@@ -86,6 +88,7 @@ def running_gateway(tmp_dir: Path, **settings: str) -> Iterator[LiveServer]:
                 process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 process.kill()
+            log_file.close()
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,153 @@
+"""Faults (issue 11): the database drops its connections under load, becomes read-only, or
+refuses writes. Requests fail cleanly (503 OperationOutcome, Retry-After), nothing answered
+201 is lost, and the gateway recovers by itself."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, text
+from starlette.testclient import TestClient
+
+from fhir_gateway.app import create_app
+from fhir_gateway.settings import Settings
+from fhir_gateway.storage.database import Database
+from tests.e2e.conftest import running_gateway
+from tests.support.auth import issue_token, register_client
+from tests.support.databases import engine_kind
+
+FHIR = "application/fhir+json"
+postgres_only = pytest.mark.skipif(engine_kind() != "postgresql", reason="PostgreSQL server faults")
+
+
+def _admin(database: Database) -> tuple[object, str]:
+    url = database.engine.url
+    return create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT"), str(url.database)
+
+
+def _drop_connections(database: Database) -> None:
+    """What a PostgreSQL restart does to the gateway: every server connection is cut."""
+    admin, name = _admin(database)
+    with admin.connect() as conn:  # type: ignore[attr-defined]
+        conn.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = :db AND pid <> pg_backend_pid()"
+            ),
+            {"db": name},
+        )
+    admin.dispose()  # type: ignore[attr-defined]
+
+
+def _patient(n: str) -> dict[str, object]:
+    return {"resourceType": "Patient", "id": n, "name": [{"family": f"F{n}"}]}
+
+
+@postgres_only
+def test_connections_cut_under_load_give_503_then_recovery_and_nothing_acknowledged_is_lost(
+    tmp_path: Path,
+) -> None:
+    """A live ``fhir-gateway serve`` (one event loop, its real pools) under 4 concurrent clients."""
+    with running_gateway(tmp_path) as server:
+        assert server.cli("clients", "add", "load", "--scope", "system/*.cruds", "--secret", "s3cret-load",
+                          "--trusted").returncode == 0  # fmt: skip
+        token = httpx.post(
+            server.base_url + "/auth/token",
+            data={"grant_type": "client_credentials"},
+            auth=("load", "s3cret-load"),
+        ).json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": FHIR}
+        acknowledged: list[str] = []
+        statuses: list[int] = []
+        lock = threading.Lock()
+
+        def load(worker: int) -> None:
+            with httpx.Client(base_url=server.fhir, headers=headers, timeout=30) as client:
+                for k in range(40):
+                    pid = f"w{worker}-{k}"
+                    answer = client.put(f"/Patient/{pid}", json=_patient(pid))
+                    read = client.get(f"/Patient/w{worker}-{max(k - 1, 0)}")
+                    with lock:
+                        statuses.extend([answer.status_code, read.status_code])
+                        if answer.status_code == 201:
+                            acknowledged.append(pid)
+                        for response in (answer, read):
+                            if response.status_code == 503:
+                                assert response.json()["resourceType"] == "OperationOutcome"
+                                assert response.headers["Retry-After"]
+
+        threads = [threading.Thread(target=load, args=(w,)) for w in range(4)]
+        for thread in threads:
+            thread.start()
+        database = Database(server.env["FHIR_GATEWAY_DATABASE_URL"])
+        for _ in range(3):
+            time.sleep(0.3)
+            _drop_connections(database)
+        for thread in threads:
+            thread.join()
+        database.dispose()
+        assert set(statuses) <= {200, 201, 404, 503}, sorted(set(statuses))
+        with httpx.Client(base_url=server.fhir, headers=headers) as client:
+            for pid in acknowledged:  # recovered, and every acknowledged write is there
+                assert client.get(f"/Patient/{pid}").status_code == 200
+            assert client.put("/Patient/after", json=_patient("after")).status_code == 201
+
+
+@postgres_only
+def test_a_read_only_postgresql_is_reported_and_reads_go_on(fhir: TestClient) -> None:
+    database: Database = fhir.app.state.database  # type: ignore[attr-defined]
+    assert (
+        fhir.put("/fhir/Patient/before", json=_patient("before"), headers={"Content-Type": FHIR}).status_code
+        == 201
+    )
+    admin, name = _admin(database)
+    with admin.connect() as conn:  # type: ignore[attr-defined]
+        conn.execute(text(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on'))
+    try:
+        _drop_connections(database)
+        answers = [
+            fhir.put("/fhir/Patient/x", json=_patient("x"), headers={"Content-Type": FHIR}) for _ in range(3)
+        ]
+        refused = answers[-1]
+        assert refused.status_code == 503
+        assert "read-only" in refused.json()["issue"][0]["diagnostics"]
+        assert "SQL" not in refused.text
+        assert fhir.get("/fhir/Patient/before").status_code == 200
+    finally:
+        with admin.connect() as conn:  # type: ignore[attr-defined]
+            conn.execute(text(f'ALTER DATABASE "{name}" RESET default_transaction_read_only'))
+        admin.dispose()  # type: ignore[attr-defined]
+        _drop_connections(database)
+    assert fhir.put("/fhir/Patient/x", json=_patient("x"), headers={"Content-Type": FHIR}).status_code in (
+        201,
+        503,
+    )
+    assert fhir.put("/fhir/Patient/y", json=_patient("y"), headers={"Content-Type": FHIR}).status_code == 201
+
+
+def test_a_read_only_sqlite_file_is_reported(tmp_path: Path) -> None:
+    path = tmp_path / f"ro-{uuid.uuid4().hex[:6]}.db"
+    writable = Database(f"sqlite:///{path}")
+    from fhir_gateway.storage.migrate import upgrade
+
+    upgrade(writable)
+    client_id, secret = register_client(writable, "ro", "system/*.cruds", trusted=True)
+
+    def app_on(url: str) -> TestClient:
+        settings = Settings(database_url=url, base_url="http://testserver", audit_mode="sync",
+                            subscription_worker_in_serve=False, demo_client=False)  # fmt: skip
+        return TestClient(create_app(settings, Database(url)), raise_server_exceptions=False)
+
+    token = issue_token(app_on(f"sqlite:///{path}"), client_id, secret)  # signing key created while writable
+    writable.dispose()
+    client = app_on(f"sqlite:///file:{path}?mode=ro&uri=true")
+    client.headers.update({"Authorization": f"Bearer {token}"})
+    assert client.get("/fhir/Patient").status_code == 200
+    refused = client.put("/fhir/Patient/x", json=_patient("x"), headers={"Content-Type": FHIR})
+    assert refused.status_code == 503
+    assert "read-only" in refused.json()["issue"][0]["diagnostics"]
