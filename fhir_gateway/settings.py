@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     )
     default_purpose_of_use: str = Field("COC", description="v3 PurposeOfUse when none is given")
 
+    # partner mappings (issue 5)
+    mappings_dir: str = Field("", description="folder of partner formats (default: the project's mappings/)")
+
     @property
     def fhir_base(self) -> str:
         """The FHIR base URL (FHIR R4 http.html#root)."""

@@ -1,0 +1,148 @@
+"""One parsed row -> resources, written through the service layer (DESIGN.md, Mapping).
+
+The model lists the row's resources in order. Each is found again by its business
+identifiers (``match``: search queries tried in turn, through the caller's consent filter)
+and then created or updated with ``fhir.writes``, so scopes, validation, consent, history,
+search index and audit apply as for the REST API. Writing identical content creates no
+version: re-importing a file changes nothing. ``lookup`` resources must already exist
+(or are optional) and only bind values (FHIRPath) for the next templates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import fhirpathpy
+
+from fhir_gateway.fhir import writes
+from fhir_gateway.fhir.conditional import find_matches
+from fhir_gateway.fhir.context import Ctx
+from fhir_gateway.kit import jsonutil
+from fhir_gateway.kit.errors import FhirError
+from fhir_gateway.mapping.report import Problem, Summary
+from fhir_gateway.mapping.rows import ParsedRow
+from fhir_gateway.mapping.spec import Format
+from fhir_gateway.mapping.template import MISSING, holds, merge, render, render_query
+from fhir_gateway.storage.repository import StoredRow
+
+
+class RowFailed(Exception):
+    """The row cannot be written; ``problem`` says why."""
+
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(problem.text())
+        self.problem = problem
+
+
+@cache
+def compiled_path(expression: str) -> Any:
+    """A compiled FHIRPath expression (fhirpathpy)."""
+    return fhirpathpy.compile(expression)
+
+
+def first_value(resource: dict[str, Any], expression: str) -> Any:
+    found = compiled_path(expression)(resource)
+    return found[0] if found else None
+
+
+@dataclass
+class Outcome:
+    """What a row's writes did."""
+
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+    def add_to(self, summary: Summary) -> None:
+        summary.created += self.created
+        summary.updated += self.updated
+        summary.unchanged += self.unchanged
+
+
+class RowWriter:
+    """Writes the resources of rows of one format for one caller."""
+
+    def __init__(self, ctx: Ctx, fmt: Format) -> None:
+        self.ctx = ctx
+        self.fmt = fmt
+        self.steps: list[dict[str, Any]] = list(fmt.model.get("resources") or [])
+
+    def _fail(self, row: ParsedRow, field: str | None, reason: str) -> RowFailed:
+        header = self.fmt.header_of(field) if field else ""
+        return RowFailed(Problem(row.line, header, row.cells.get(header, "") if header else "", reason))
+
+    def _find(self, row: ParsedRow, step: dict[str, Any]) -> tuple[StoredRow | None, str | None]:
+        """The stored resource matching the step's first applicable query, and that query."""
+        first: str | None = None
+        for entry in step.get("match") or []:
+            spec = entry if isinstance(entry, dict) else {"query": entry}
+            if "when" in spec and not holds(row.values, str(spec["when"])):
+                continue
+            query = render_query(str(spec["query"]), row.values)
+            if query is None:
+                continue
+            first = first or query
+            matches = find_matches(self.ctx, step["type"], query)
+            if len(matches) > 1:
+                raise self._fail(row, spec.get("field"), f"{step['type']}?{query} matches several resources")
+            if matches:
+                return matches[0], first
+        return None, first
+
+    def write(self, row: ParsedRow) -> Outcome:
+        """Write the row's resources; RowFailed names the problem."""
+        outcome = Outcome()
+        for step in self.steps:
+            if "when" in step and not holds(row.values, str(step["when"])):
+                continue
+            try:
+                if step.get("action") == "lookup":
+                    self._lookup(row, step)
+                else:
+                    self._upsert(row, step, outcome)
+            except FhirError as exc:
+                raise self._fail(row, step.get("field"), f"{step['type']}: {exc.diagnostics}") from None
+        return outcome
+
+    def _bind(self, row: ParsedRow, step: dict[str, Any], found: StoredRow) -> None:
+        row.values[f"ref.{step['name']}"] = f"{found.res_type}/{found.res_id}"
+        if step.get("bind") and found.content is not None:
+            content = jsonutil.loads(found.content)
+            for name, expression in step["bind"].items():
+                row.values[name] = first_value(content, expression)
+
+    def _lookup(self, row: ParsedRow, step: dict[str, Any]) -> None:
+        found, _query = self._find(row, step)
+        if found is not None:
+            self._bind(row, step, found)
+        elif step.get("required", True):
+            raise self._fail(row, step.get("field"), step.get("missing", f"no {step['type']} found"))
+
+    def _upsert(self, row: ParsedRow, step: dict[str, Any], outcome: Outcome) -> None:
+        res_type = step["type"]
+        rendered = render(step["template"], row.values)
+        body: dict[str, Any] = {"resourceType": res_type, **({} if rendered is MISSING else rendered)}
+        found, query = self._find(row, step)
+        if found is not None and found.content is not None:
+            stored = jsonutil.loads(found.content)
+            body = merge(
+                stored,
+                body,
+                mode=step.get("mode", "replace"),
+                lists=step.get("merge") or {},
+                preserve=step.get("preserve") or [],
+            )
+            result = writes.update(self.ctx, res_type, found.res_id, body, None)
+            if result.row.version == found.version:
+                outcome.unchanged += 1
+            else:
+                outcome.updated += 1
+        else:
+            if query is not None:
+                result = writes.conditional_update(self.ctx, res_type, query, body, None)
+            else:
+                result = writes.create(self.ctx, res_type, body)
+            outcome.created += 1
+        self._bind(row, step, result.row)
