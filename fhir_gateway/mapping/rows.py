@@ -76,12 +76,12 @@ class RowParser:
                 parsed.problems.append(
                     Problem(row.line, name, row.cells[name], "more cells than header columns")
                 )
+        self._unique(parsed)
         if parsed.problems:
             return parsed
         self._checks(parsed)
         if not parsed.problems:
             self._derive(parsed)
-            self._unique(parsed)
         return parsed
 
     def _problem(self, parsed: ParsedRow, name: str, reason: str) -> None:
@@ -106,6 +106,8 @@ class RowParser:
     def _unique(self, parsed: ParsedRow) -> None:
         for fields, seen in zip(self.unique, self.seen, strict=True):
             key = tuple(parsed.values.get(f) for f in fields)
+            if None in key:
+                continue
             if key in seen:
                 names = ", ".join(self.fmt.header_of(f) for f in fields)
                 self._problem(parsed, fields[-1], f"duplicate {names} (first on line {seen[key]})")
