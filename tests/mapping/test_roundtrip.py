@@ -47,3 +47,29 @@ def test_sample_round_trip(
     assert again.exit_code == 0
     assert "created 0, updated 0" in again.output
     assert versions(database) == before
+
+
+REIMPORTS = [
+    ("saad-beneficiaires", SAAD, []),
+    ("saad-plan-aide", SAAD, [("saad-beneficiaires", SAMPLES / "saad-beneficiaires.csv")]),
+]
+
+
+@pytest.mark.parametrize(("fmt", "organization", "setup"), REIMPORTS, ids=[c[0] for c in REIMPORTS])
+def test_reimport_of_a_sample_changes_nothing(
+    fmt: str,
+    organization: str,
+    setup: list[tuple[str, Path]],
+    cli: CliRun,
+    organizations: None,
+    database: Database,
+) -> None:
+    for setup_format, path in setup:
+        assert cli("import", setup_format, str(path), "--organization", organization).exit_code == 0
+    sample = SAMPLES / f"{fmt}.csv"
+    assert cli("import", fmt, str(sample), "--organization", organization).exit_code == 0
+    before = versions(database)
+    again = cli("import", fmt, str(sample), "--organization", organization)
+    assert again.exit_code == 0
+    assert "created 0, updated 0" in again.output
+    assert versions(database) == before
