@@ -2,13 +2,16 @@
 
 A format's local codes (``Réalisée``, ``done``) translate to the model's canonical codes
 (``completed``) through ``group.element.code -> target.code`` with equivalence
-``equivalent``/``equal``; exports read the same map backwards.
+``equivalent``/``equal`` (the first target for imports); exports read the same map
+backwards (every target back to its source, so several FHIR codes may give one local code).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+_USABLE = ("equivalent", "equal", "wider", "narrower")
 
 
 @dataclass
@@ -29,10 +32,9 @@ class ValueMap:
             for element in group.get("element") or []:
                 source = str(element["code"])
                 for target in element.get("target") or []:
-                    if target.get("equivalence", "equivalent") in ("equivalent", "equal", "wider"):
-                        vmap.forward[source] = str(target["code"])
+                    if target.get("equivalence", "equivalent") in _USABLE:
+                        vmap.forward.setdefault(source, str(target["code"]))
                         vmap.backward.setdefault(str(target["code"]), source)
-                        break
         return vmap
 
     @classmethod

@@ -4,8 +4,8 @@
   a string with placeholders inside is interpolated;
 - a placeholder whose value is absent removes the element; an object or list left empty
   is removed too (an empty cell means "absent", partner-formats "Common rules");
-- an object with ``$when: name`` (or ``$when: "!name"``) is kept only when ``name`` is
-  present (absent);
+- an object with ``$when: name`` (or ``$when: "!name"``, or a list of them) is kept only
+  when ``name`` is present (absent);
 - merging into a stored resource keeps its id and meta, the listed ``preserve`` elements
   (changed since by their owner) and, for ``merge`` lists, the items of other keys.
 """
@@ -56,7 +56,8 @@ def render(template: Any, values: dict[str, Any]) -> Any:
         return "".join(parts) + template[position:] if parts else template
     if isinstance(template, dict):
         condition = template.get("$when")
-        if condition is not None and not holds(values, str(condition)):
+        conditions = condition if isinstance(condition, list) else [] if condition is None else [condition]
+        if not all(holds(values, str(c)) for c in conditions):
             return MISSING
         out = {k: v for k, v in ((k, render(v, values)) for k, v in template.items() if k != "$when")}
         out = {k: v for k, v in out.items() if v is not MISSING}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime
+from decimal import Decimal
 from functools import cache
 from typing import Any
 
@@ -99,9 +100,8 @@ def format_cell(column: Column, value: Any, dialect: Dialect) -> str:
         return date.fromisoformat(str(value)[:10]).strftime(dialect.date)
     if kind == "time":
         return datetime.strptime(str(value)[:5], "%H:%M").strftime(dialect.time)
-    if kind == "decimal" and isinstance(value, int | float):
-        text = str(int(value)) if float(value).is_integer() else repr(float(value))
-        return text.replace(".", dialect.decimal)
+    if kind == "decimal" and isinstance(value, int | float | Decimal):
+        return format(Decimal(str(value)).normalize(), "f").replace(".", dialect.decimal)
     if kind == "code" and column.value_map is not None:
         return column.value_map.reverse(str(value)) or str(value)
     return str(value)
