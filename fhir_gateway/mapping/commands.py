@@ -108,7 +108,7 @@ def import_command(
         audit.close()
         database.dispose()
     _print(summary)
-    raise typer.Exit(1 if summary.errors else 0)
+    raise typer.Exit(1 if summary.error_count else 0)
 
 
 def export_command(

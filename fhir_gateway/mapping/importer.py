@@ -87,7 +87,7 @@ def run_import(
     summary = Summary(fmt.name, dry_run=options.dry_run)
     try:
         source = CsvSource(stream, fmt.dialect.delimiter, fmt.dialect.encodings, options.encoding)
-        summary.problems += check_header(fmt, source.header)
+        summary.add(check_header(fmt, source.header))
     except EncodingProblem as exc:
         raise FileRefused([Problem(0, "", "", str(exc))]) from None
     parser = RowParser(fmt, _constants(fmt, organization))
@@ -101,11 +101,11 @@ def run_import(
             problems = row.problems or _write(ctx, writer, row, summary, options.partial)
             if problems:
                 summary.rejected += 1
-                summary.problems += problems
+                summary.add(problems)
                 rejects.add(row, problems)
     finally:
         rejects.close()
-    if summary.errors and not options.partial:
+    if summary.error_count and not options.partial:
         summary.created = summary.updated = summary.unchanged = 0
         _forget_writes(ctx, 0)
         raise ImportRefused(summary)
@@ -130,7 +130,7 @@ def _forget_writes(ctx: Ctx, start: int) -> None:
 
 def _write(ctx: Ctx, writer: RowWriter, row: ParsedRow, summary: Summary, partial: bool) -> list[Problem]:
     """Write one row (in a savepoint when partial); its problems, or none."""
-    if summary.errors and not partial:
+    if summary.error_count and not partial:
         return []  # the file is already refused: check the other rows, write nothing more
     start = len(ctx.audit_events)
     try:
@@ -141,6 +141,7 @@ def _write(ctx: Ctx, writer: RowWriter, row: ParsedRow, summary: Summary, partia
             outcome = writer.write(row)
     except RowFailed as exc:
         _forget_writes(ctx, start)
+        writer.cache.clear()  # lookups may have seen what the savepoint rolled back
         return [exc.problem]
     outcome.add_to(summary)
     return []

@@ -32,6 +32,8 @@ class Problem:
     def issue(self) -> Issue:
         expression = [f"line[{self.line}]" + (f".{self.column}" if self.column else "")]
         code = "invalid" if self.severity == "error" else "informational"
+        if self.line == 0:
+            return Issue(self.severity, code, self.text(), [])
         return Issue(self.severity, code, self.text(), expression)
 
 
@@ -43,9 +45,12 @@ class FileRefused(Exception):
         self.problems = problems
 
 
+MAX_LISTED = 1000
+
+
 @dataclass
 class Summary:
-    """Counts and problems of one run."""
+    """Counts and problems of one run (the first ``MAX_LISTED`` errors listed, all counted)."""
 
     format: str
     rows: int = 0
@@ -56,10 +61,23 @@ class Summary:
     written: bool = False
     dry_run: bool = False
     problems: list[Problem] = field(default_factory=list)
+    error_count: int = 0
 
     @property
     def errors(self) -> list[Problem]:
         return [p for p in self.problems if p.severity == "error"]
+
+    def add(self, problems: list[Problem]) -> None:
+        """Record problems; past ``MAX_LISTED`` errors they are counted, not kept (flat memory)."""
+        for problem in problems:
+            if problem.severity == "error":
+                self.error_count += 1
+                if self.error_count == MAX_LISTED + 1:
+                    note = f"more than {MAX_LISTED} errors: only the first {MAX_LISTED} are listed"
+                    self.problems.append(Problem(0, "", "", note, severity="information"))
+                if self.error_count > MAX_LISTED:
+                    continue
+            self.problems.append(problem)
 
     def counts(self) -> dict[str, int]:
         return {

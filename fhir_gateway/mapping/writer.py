@@ -5,7 +5,8 @@ identifiers (``match``: search queries tried in turn, through the caller's conse
 and then created or updated with ``fhir.writes``, so scopes, validation, consent, history,
 search index and audit apply as for the REST API. Writing identical content creates no
 version: re-importing a file changes nothing. ``lookup`` resources must already exist
-(or are optional) and only bind values (FHIRPath) for the next templates.
+(or are optional) and only bind values (FHIRPath) for the next templates; their answers
+are kept for the run until a resource of that type is written.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from fhir_gateway.mapping.report import Problem, Summary
 from fhir_gateway.mapping.rows import ParsedRow
 from fhir_gateway.mapping.spec import Format
 from fhir_gateway.mapping.template import MISSING, holds, merge, render, render_query
+from fhir_gateway.storage.locks import lock_for_transaction
 from fhir_gateway.storage.repository import StoredRow
 
 
@@ -68,14 +70,19 @@ class RowWriter:
         self.ctx = ctx
         self.fmt = fmt
         self.steps: list[dict[str, Any]] = list(fmt.model.get("resources") or [])
+        self.cache: dict[tuple[str, str], StoredRow | None] = {}  # lookups, until that type is written
 
     def _fail(self, row: ParsedRow, field: str | None, reason: str) -> RowFailed:
         header = self.fmt.header_of(field) if field else ""
         return RowFailed(Problem(row.line, header, row.cells.get(header, "") if header else "", reason))
 
-    def _find(self, row: ParsedRow, step: dict[str, Any]) -> tuple[StoredRow | None, str | None]:
-        """The stored resource matching the step's first applicable query, and that query."""
-        first: str | None = None
+    def _find(self, row: ParsedRow, step: dict[str, Any], *, lock: bool) -> StoredRow | None:
+        """The stored resource matching the step's first applicable query.
+
+        ``lock``: hold the conditional-write lock of each query first (the one
+        ``fhir.writes.conditional_update`` takes), so that no concurrent writer creates it meanwhile.
+        """
+        res_type = step["type"]
         for entry in step.get("match") or []:
             spec = entry if isinstance(entry, dict) else {"query": entry}
             if "when" in spec and not holds(row.values, str(spec["when"])):
@@ -83,13 +90,21 @@ class RowWriter:
             query = render_query(str(spec["query"]), row.values)
             if query is None:
                 continue
-            first = first or query
-            matches = find_matches(self.ctx, step["type"], query)
+            if lock:
+                lock_for_transaction(self.ctx.conn, f"{res_type}?{query}")
+            elif (res_type, query) in self.cache:
+                found = self.cache[(res_type, query)]
+                if found is not None:
+                    return found
+                continue
+            matches = find_matches(self.ctx, res_type, query)
             if len(matches) > 1:
-                raise self._fail(row, spec.get("field"), f"{step['type']}?{query} matches several resources")
+                raise self._fail(row, step.get("field"), f"{res_type}?{query} matches several resources")
+            if not lock:
+                self.cache[(res_type, query)] = matches[0] if matches else None
             if matches:
-                return matches[0], first
-        return None, first
+                return matches[0]
+        return None
 
     def write(self, row: ParsedRow) -> Outcome:
         """Write the row's resources; RowFailed names the problem."""
@@ -114,7 +129,7 @@ class RowWriter:
                 row.values[name] = first_value(content, expression)
 
     def _lookup(self, row: ParsedRow, step: dict[str, Any]) -> None:
-        found, _query = self._find(row, step)
+        found = self._find(row, step, lock=False)
         if found is not None:
             self._bind(row, step, found)
         elif step.get("required", True):
@@ -124,7 +139,8 @@ class RowWriter:
         res_type = step["type"]
         rendered = render(step["template"], row.values)
         body: dict[str, Any] = {"resourceType": res_type, **({} if rendered is MISSING else rendered)}
-        found, query = self._find(row, step)
+        found = self._find(row, step, lock=True)
+        self.cache = {key: value for key, value in self.cache.items() if key[0] != res_type}
         if found is not None and found.content is not None:
             stored = jsonutil.loads(found.content)
             body = merge(
@@ -140,9 +156,6 @@ class RowWriter:
             else:
                 outcome.updated += 1
         else:
-            if query is not None:
-                result = writes.conditional_update(self.ctx, res_type, query, body, None)
-            else:
-                result = writes.create(self.ctx, res_type, body)
+            result = writes.create(self.ctx, res_type, body)  # no match under the lock
             outcome.created += 1
         self._bind(row, step, result.row)

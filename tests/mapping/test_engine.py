@@ -111,3 +111,13 @@ def test_merge_keeps_other_items_and_preserved_elements() -> None:
     patched = merge(stored, {"name": "new"}, mode="patch", lists={}, preserve=[])
     assert patched["name"] == "new"
     assert patched["participant"] == stored["participant"]
+
+
+def test_problems_listed_are_capped_but_all_counted() -> None:
+    from fhir_gateway.mapping.report import MAX_LISTED, Problem, Summary
+
+    summary = Summary("f")
+    summary.add([Problem(n, "c", "v", "bad") for n in range(2, MAX_LISTED + 12)])
+    assert summary.error_count == MAX_LISTED + 10
+    assert len(summary.errors) == MAX_LISTED
+    assert summary.problems[-1].severity == "information"
