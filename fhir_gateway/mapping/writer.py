@@ -11,6 +11,7 @@ are kept for the run until a resource of that type is written.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -49,6 +50,33 @@ def first_value(resource: dict[str, Any], expression: str) -> Any:
     return found[0] if found else None
 
 
+class LookupCache:
+    """Answers of lookup searches for one run, per type, bounded (memory flat in file size)."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self.size = size
+        self._types: dict[str, OrderedDict[str, StoredRow | None]] = {}
+
+    def knows(self, res_type: str, query: str) -> bool:
+        return query in self._types.get(res_type, {})
+
+    def get(self, res_type: str, query: str) -> StoredRow | None:
+        return self._types[res_type][query]
+
+    def put(self, res_type: str, query: str, row: StoredRow | None) -> None:
+        entries = self._types.setdefault(res_type, OrderedDict())
+        entries[query] = row
+        if len(entries) > self.size:
+            entries.popitem(last=False)
+
+    def forget(self, res_type: str) -> None:
+        """A resource of ``res_type`` is being written: its lookups may change."""
+        self._types.pop(res_type, None)
+
+    def clear(self) -> None:
+        self._types.clear()
+
+
 @dataclass
 class Outcome:
     """What a row's writes did."""
@@ -70,7 +98,7 @@ class RowWriter:
         self.ctx = ctx
         self.fmt = fmt
         self.steps: list[dict[str, Any]] = list(fmt.model.get("resources") or [])
-        self.cache: dict[tuple[str, str], StoredRow | None] = {}  # lookups, until that type is written
+        self.cache = LookupCache()
 
     def _fail(self, row: ParsedRow, field: str | None, reason: str) -> RowFailed:
         header = self.fmt.header_of(field) if field else ""
@@ -92,8 +120,8 @@ class RowWriter:
                 continue
             if lock:
                 lock_for_transaction(self.ctx.conn, f"{res_type}?{query}")
-            elif (res_type, query) in self.cache:
-                found = self.cache[(res_type, query)]
+            elif self.cache.knows(res_type, query):
+                found = self.cache.get(res_type, query)
                 if found is not None:
                     return found
                 continue
@@ -101,7 +129,7 @@ class RowWriter:
             if len(matches) > 1:
                 raise self._fail(row, step.get("field"), f"{res_type}?{query} matches several resources")
             if not lock:
-                self.cache[(res_type, query)] = matches[0] if matches else None
+                self.cache.put(res_type, query, matches[0] if matches else None)
             if matches:
                 return matches[0]
         return None
@@ -140,7 +168,7 @@ class RowWriter:
         rendered = render(step["template"], row.values)
         body: dict[str, Any] = {"resourceType": res_type, **({} if rendered is MISSING else rendered)}
         found = self._find(row, step, lock=True)
-        self.cache = {key: value for key, value in self.cache.items() if key[0] != res_type}
+        self.cache.forget(res_type)
         if found is not None and found.content is not None:
             stored = jsonutil.loads(found.content)
             body = merge(
