@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import io
+from datetime import date, time
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from fhir_gateway.mapping import hooks
 from fhir_gateway.mapping.csvio import CsvSource, EncodingProblem, detect_encoding
+from fhir_gateway.mapping.spec import load_format, mappings_root
 from fhir_gateway.mapping.template import MISSING, merge, render
+from fhir_gateway.mapping.values import format_cell, parse_cell
 
 PARIS = ZoneInfo("Europe/Paris")
 
@@ -121,3 +127,27 @@ def test_problems_listed_are_capped_but_all_counted() -> None:
     assert summary.error_count == MAX_LISTED + 10
     assert len(summary.errors) == MAX_LISTED
     assert summary.problems[-1].severity == "information"
+
+
+VALUES = {
+    "date": st.dates(date(1900, 1, 1), date(2100, 12, 31)).map(date.isoformat),
+    "time": st.times(time(0, 0), time(23, 59)).map(lambda t: t.strftime("%H:%M")),
+    "decimal": st.decimals(Decimal("0"), Decimal("100000"), places=2).map(
+        lambda d: int(d) if d == d.to_integral() else float(d)
+    ),
+}
+
+
+@pytest.mark.parametrize("name", ["saad-interventions", "domicile-connect-interventions", "mdph-decisions"])
+@given(data=st.data())
+def test_cells_survive_format_then_parse(name: str, data: st.DataObject) -> None:
+    """Every canonical value written by an export reads back the same (hypothesis)."""
+    fmt = load_format(mappings_root(), name)
+    for column in fmt.columns:
+        if column.type in VALUES:
+            value = data.draw(VALUES[column.type])
+        elif column.value_map is not None:
+            value = data.draw(st.sampled_from(sorted(column.value_map.forward.values())))
+        else:
+            continue
+        assert parse_cell(column, format_cell(column, value, fmt.dialect), fmt.dialect) == value
