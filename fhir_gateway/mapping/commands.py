@@ -57,16 +57,19 @@ def _print(summary: Summary) -> None:
 
 def import_command(
     format_name: str = typer.Argument(..., metavar="FORMAT", help="partner format, e.g. saad-interventions"),
-    file: Path = typer.Argument(..., help="the CSV file to import"),
+    file: Path = typer.Argument(..., metavar="FILE", help="the CSV file to import"),
     organization: str = typer.Option(..., help="Organization/ID the file speaks for (audited as such)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="check and simulate; write nothing"),
     partial: bool = typer.Option(False, "--partial", help="write the good rows, reject the bad ones"),
     rejects: Path | None = typer.Option(None, help="reject file (with --partial): bad rows + motif_rejet"),
     encoding: str | None = typer.Option(None, help="force the encoding (utf-8, windows-1252)"),
 ) -> None:
-    """Import a partner file as trusted operator 'cli:import' for --organization.
+    """Import a partner file (formats: mappings/; contract: partner-formats/README.md).
 
-    All-or-nothing by default: one bad row and nothing is written (exit 1).
+    Operator tool: acts as the trusted client 'cli:import' with scopes system/*.cruds on
+    behalf of --organization; every write is validated, versioned and audited with that
+    organisation (consent is not checked for a trusted operator). All-or-nothing by default:
+    one bad row and nothing is written. Exit codes: 0 success, 1 data errors, 2 usage errors.
     """
     from fhir_gateway.audit.writer import AuditWriter
     from fhir_gateway.fhir.context import unit_of_work
@@ -117,7 +120,12 @@ def export_command(
     since: str | None = typer.Option(None, help="only resources changed since YYYY-MM-DD"),
     output: Path | None = typer.Option(None, help="file to write (default: standard output)"),
 ) -> None:
-    """Export a partner file as trusted operator 'cli:export' for --organization."""
+    """Export a partner file (formats: mappings/; contract: partner-formats/README.md).
+
+    Operator tool: reads as the trusted client 'cli:export' with scopes system/*.cruds on
+    behalf of --organization (audited with that organisation). Exit codes: 0 success,
+    2 usage errors.
+    """
     from fhir_gateway.audit.writer import AuditWriter
     from fhir_gateway.fhir.context import unit_of_work
     from fhir_gateway.storage.database import Database
