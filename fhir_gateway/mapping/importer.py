@@ -92,6 +92,7 @@ def run_import(
         raise FileRefused([Problem(0, "", "", str(exc))]) from None
     parser = RowParser(fmt, _constants(fmt, organization))
     writer = RowWriter(ctx, fmt)
+    writer.lock_run()
     rejects = _Rejects(fmt, options.rejects if options.partial else None, source.header)
     try:
         for row in _rows(parser, source):

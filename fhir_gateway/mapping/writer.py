@@ -100,16 +100,22 @@ class RowWriter:
         self.steps: list[dict[str, Any]] = list(fmt.model.get("resources") or [])
         self.cache = LookupCache()
 
+    def lock_run(self) -> None:
+        """Imports run one at a time (a lock held until the import's transaction ends), so that
+        two files naming the same person never create it twice.
+
+        Not one lock per business identifier: a transaction of 100,000 rows would exhaust
+        PostgreSQL's lock table (advisory locks count against ``max_locks_per_transaction``).
+        """
+        lock_for_transaction(self.ctx.conn, "$import-partner")
+
     def _fail(self, row: ParsedRow, field: str | None, reason: str) -> RowFailed:
         header = self.fmt.header_of(field) if field else ""
         return RowFailed(Problem(row.line, header, row.cells.get(header, "") if header else "", reason))
 
     def _find(self, row: ParsedRow, step: dict[str, Any], *, lock: bool) -> StoredRow | None:
-        """The stored resource matching the step's first applicable query.
-
-        ``lock``: hold the conditional-write lock of each query first (the one
-        ``fhir.writes.conditional_update`` takes), so that no concurrent writer creates it meanwhile.
-        """
+        """The stored resource matching the step's first applicable query (``lock``: for a write,
+        so never from the lookup cache; concurrent imports are serialised by ``lock_run``)."""
         res_type = step["type"]
         for entry in step.get("match") or []:
             spec = entry if isinstance(entry, dict) else {"query": entry}
@@ -118,9 +124,7 @@ class RowWriter:
             query = render_query(str(spec["query"]), row.values)
             if query is None:
                 continue
-            if lock:
-                lock_for_transaction(self.ctx.conn, f"{res_type}?{query}")
-            elif self.cache.knows(res_type, query):
+            if not lock and self.cache.knows(res_type, query):
                 found = self.cache.get(res_type, query)
                 if found is not None:
                     return found
