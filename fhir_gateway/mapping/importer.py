@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any
 
+from fhir_gateway.audit.store import store_audit_events
 from fhir_gateway.fhir.context import Ctx
 from fhir_gateway.mapping.csvio import CsvSink, CsvSource, EncodingProblem
 from fhir_gateway.mapping.report import FileRefused, Problem, Summary
@@ -21,6 +22,7 @@ from fhir_gateway.mapping.spec import Format
 from fhir_gateway.mapping.writer import RowFailed, RowWriter
 
 REJECT_COLUMN = "motif_rejet"
+AUDIT_FLUSH = 2000  # audit events of done writes kept in memory before being stored
 
 
 class ImportRefused(Exception):
@@ -104,6 +106,8 @@ def run_import(
                 summary.rejected += 1
                 summary.add(problems)
                 rejects.add(row, problems)
+            if len(ctx.audit_events) >= AUDIT_FLUSH:
+                _store_done_writes(ctx)
     finally:
         rejects.close()
     if summary.error_count and not options.partial:
@@ -122,6 +126,17 @@ def _rows(parser: RowParser, source: CsvSource) -> Any:
         yield from parser.rows(source)
     except EncodingProblem as exc:
         raise FileRefused([Problem(source.line + 1, "", "", str(exc))]) from None
+
+
+def _store_done_writes(ctx: Ctx) -> None:
+    """Store the AuditEvents of the writes done so far in the import's own transaction.
+
+    Memory stays flat on large files, and a refused (rolled back) import takes the audit of
+    its never-committed writes with it; refusals stay for the request's audit sink.
+    """
+    done = [e for e in ctx.audit_events if e.get("outcome") == "0"]
+    ctx.audit_events[:] = [e for e in ctx.audit_events if e.get("outcome") != "0"]
+    store_audit_events(ctx.conn, done)
 
 
 def _forget_writes(ctx: Ctx, start: int) -> None:

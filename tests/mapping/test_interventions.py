@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from fhir_gateway.settings import Settings
 from fhir_gateway.storage.database import Database
 from tests.mapping.conftest import SAAD, SAMPLES, CliRun, audit_count, put, stored, versions
@@ -121,3 +123,20 @@ def test_usage_errors_exit_2(cli: CliRun, organizations: None, tmp_path: Path) -
     )
     assert cli("export", "saad-beneficiaires", "--organization", SAAD).exit_code == 2
     assert cli("export", "saad-interventions", "--organization", SAAD, "--since", "18/11/2025").exit_code == 2
+
+
+def test_audit_of_large_imports_is_stored_as_it_goes(
+    cli: CliRun, organizations: None, database: Database, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from fhir_gateway.mapping import importer
+
+    _beneficiaries(cli)
+    audited = audit_count(database)
+    monkeypatch.setattr(importer, "AUDIT_FLUSH", 2)
+    bad = SAMPLE.read_bytes() + b"INT-9;B0101;31/02/2025;08:00;09:00;;;AV-017;Toilette;Planifi\xe9e;;;;;\r\n"
+    (tmp_path / "bad.csv").write_bytes(bad)
+    refused = cli("import", "saad-interventions", str(tmp_path / "bad.csv"), "--organization", SAAD)
+    assert refused.exit_code == 1
+    assert audit_count(database) == audited  # rolled back with the writes
+    assert cli("import", "saad-interventions", str(SAMPLE), "--organization", SAAD).exit_code == 0
+    assert audit_count(database) == audited + 7  # one AuditEvent per write, none lost
