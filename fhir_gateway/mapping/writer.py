@@ -113,9 +113,9 @@ class RowWriter:
         header = self.fmt.header_of(field) if field else ""
         return RowFailed(Problem(row.line, header, row.cells.get(header, "") if header else "", reason))
 
-    def _find(self, row: ParsedRow, step: dict[str, Any], *, lock: bool) -> StoredRow | None:
-        """The stored resource matching the step's first applicable query (``lock``: for a write,
-        so never from the lookup cache; concurrent imports are serialised by ``lock_run``)."""
+    def _find(self, row: ParsedRow, step: dict[str, Any], *, for_write: bool) -> StoredRow | None:
+        """The stored resource matching the step's first applicable query (``for_write``: read
+        from the database, never from the lookup cache)."""
         res_type = step["type"]
         for entry in step.get("match") or []:
             spec = entry if isinstance(entry, dict) else {"query": entry}
@@ -124,7 +124,7 @@ class RowWriter:
             query = render_query(str(spec["query"]), row.values)
             if query is None:
                 continue
-            if not lock and self.cache.knows(res_type, query):
+            if not for_write and self.cache.knows(res_type, query):
                 found = self.cache.get(res_type, query)
                 if found is not None:
                     return found
@@ -132,7 +132,7 @@ class RowWriter:
             matches = find_matches(self.ctx, res_type, query)
             if len(matches) > 1:
                 raise self._fail(row, step.get("field"), f"{res_type}?{query} matches several resources")
-            if not lock:
+            if not for_write:
                 self.cache.put(res_type, query, matches[0] if matches else None)
             if matches:
                 return matches[0]
@@ -161,7 +161,7 @@ class RowWriter:
                 row.values[name] = first_value(content, expression)
 
     def _lookup(self, row: ParsedRow, step: dict[str, Any]) -> None:
-        found = self._find(row, step, lock=False)
+        found = self._find(row, step, for_write=False)
         if found is not None:
             self._bind(row, step, found)
         elif step.get("required", True):
@@ -171,7 +171,7 @@ class RowWriter:
         res_type = step["type"]
         rendered = render(step["template"], row.values)
         body: dict[str, Any] = {"resourceType": res_type, **({} if rendered is MISSING else rendered)}
-        found = self._find(row, step, lock=True)
+        found = self._find(row, step, for_write=True)
         self.cache.forget(res_type)
         if found is not None and found.content is not None:
             stored = jsonutil.loads(found.content)
@@ -188,6 +188,6 @@ class RowWriter:
             else:
                 outcome.updated += 1
         else:
-            result = writes.create(self.ctx, res_type, body)  # no match under the lock
+            result = writes.create(self.ctx, res_type, body)  # no match, and imports run one at a time
             outcome.created += 1
         self._bind(row, step, result.row)
