@@ -1,4 +1,4 @@
-"""The ``fhir-gateway`` command: serve, migrate, clients (DESIGN.md, The shape)."""
+"""The ``fhir-gateway`` command: serve, migrate, clients, import, export (DESIGN.md, The shape)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,11 @@ app = typer.Typer(help="fhir-gateway: FHIR R4 backend for care-pathway coordinat
 
 
 def _register_subcommands() -> None:
+    from fhir_gateway.mapping.commands import export_command, import_command
+
+    if not any(c.name == "import" for c in app.registered_commands):
+        app.command("import")(import_command)
+        app.command("export")(export_command)
     try:
         auth_cli = importlib.import_module("fhir_gateway.auth.cli")
     except ModuleNotFoundError as exc:

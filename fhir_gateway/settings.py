@@ -89,6 +89,9 @@ class Settings(BaseSettings):
         120.0, description="how long a worker holds a subscription before another may take it over"
     )
 
+    # partner mappings (issue 5)
+    mappings_dir: str = Field("", description="folder of partner formats (default: the project's mappings/)")
+
     @model_validator(mode="after")
     def _lease_outlasts_a_delivery(self) -> Settings:
         """A worker's lease must outlast two deliveries, or another worker could take the

@@ -22,6 +22,11 @@ async def read_form_body(request: Request) -> bytes:
     return await _read(request, ("application/x-www-form-urlencoded",))
 
 
+async def read_csv_body(request: Request) -> bytes:
+    """A partner file (``$import-partner``): ``text/csv``, within the configured size."""
+    return await _read(request, ("text/csv", "application/csv", "text/plain"))
+
+
 async def _read(request: Request, accepted: tuple[str, ...]) -> bytes:
     limit: int = request.app.state.settings.max_body_bytes
     declared = request.headers.get("content-length")

@@ -174,8 +174,8 @@ def test_two_workers_deliver_1000_changes_once_each_in_order_across_a_worker_cra
     tmp_path: Path, receiver: Receiver
 ) -> None:
     changes = 1000
-    settings = {**FAST, "subscription_worker_in_serve": "false", "subscription_lease_seconds": "3",
-                "subscription_timeout_seconds": "1"}  # fmt: skip
+    settings = {**FAST, "subscription_worker_in_serve": "false", "subscription_lease_seconds": "6",
+                "subscription_timeout_seconds": "2"}  # fmt: skip
     with running_gateway(tmp_path, **settings) as server:
         client = _client(server)
         workers = [_worker(server), _worker(server)]
@@ -229,4 +229,6 @@ def test_two_workers_deliver_1000_changes_once_each_in_order_across_a_worker_cra
     for numbers in _notifications(receiver).values():
         first_seen = list(dict.fromkeys(numbers))
         assert first_seen == list(range(1, changes + 1))  # in order; a re-sent one is a duplicate
-        assert len(numbers) - changes <= ACK_BATCH  # at most those not yet acknowledged by the dead worker
+        # duplicates: what the dead worker had not acknowledged, and on a loaded machine what a
+        # worker whose lease ran out during a slow acknowledgement had sent (ACK_BATCH each time)
+        assert len(numbers) - changes <= 3 * ACK_BATCH

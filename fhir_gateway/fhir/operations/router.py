@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from fhir_gateway.fhir.endpoints import Access, Body, run_in_unit
-from fhir_gateway.fhir.requests import parse_resource
+from fhir_gateway.fhir.requests import parse_resource, read_csv_body
 from fhir_gateway.fhir.resource_types import require_stored_type
 from fhir_gateway.fhir.responses import json_response
 from fhir_gateway.kit.errors import BadRequest
@@ -65,3 +67,21 @@ async def validate_instance(
         write=False,
     )
     return json_response(result)
+
+
+@router.post("/$import-partner")
+async def import_partner(
+    request: Request, access: Access, body: Annotated[bytes, Depends(read_csv_body)]
+) -> Response:
+    """Import a partner file (issue 5, ``$import-partner``)."""
+    from fhir_gateway.fhir.operations.partner_import import import_partner as run
+
+    return await run(request, access, body)
+
+
+@router.get("/$export-partner")
+async def export_partner(request: Request, access: Access) -> Response:
+    """Export a partner file (issue 5, ``$export-partner``)."""
+    from fhir_gateway.fhir.operations.partner_export import export_partner as run
+
+    return await run(request, access)

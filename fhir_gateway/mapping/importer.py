@@ -1,0 +1,163 @@
+"""An import run (partner-formats/README.md, "Common rules"; issue 5).
+
+All-or-nothing by default: every row is checked, and a single bad row means nothing of the
+file is written (``ImportRefused`` rolls the caller's transaction back). ``partial``: each
+row is written in its own savepoint; bad rows are reported (and copied to a reject file
+with a ``motif_rejet`` column) while the good ones are kept. ``dry_run``: everything is
+checked and written, then rolled back (``DryRunDone``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import IO, Any
+
+from fhir_gateway.audit.store import store_audit_events
+from fhir_gateway.fhir.context import Ctx
+from fhir_gateway.mapping.csvio import CsvSink, CsvSource, EncodingProblem
+from fhir_gateway.mapping.report import FileRefused, Problem, Summary
+from fhir_gateway.mapping.rows import ParsedRow, RowParser, check_header
+from fhir_gateway.mapping.spec import Format
+from fhir_gateway.mapping.writer import RowFailed, RowWriter
+
+REJECT_COLUMN = "motif_rejet"
+AUDIT_FLUSH = 2000  # audit events of done writes kept in memory before being stored
+
+
+class ImportRefused(Exception):
+    """Raised inside the unit of work so that nothing is written; carries the summary."""
+
+    def __init__(self, summary: Summary) -> None:
+        super().__init__(summary.line())
+        self.summary = summary
+
+
+class DryRunDone(ImportRefused):
+    """A dry run ends by rolling back what it wrote."""
+
+
+@dataclass
+class ImportOptions:
+    """How to run one import."""
+
+    partial: bool = False
+    dry_run: bool = False
+    encoding: str | None = None
+    rejects: IO[bytes] | None = None
+    progress: Callable[[int], None] | None = None
+
+
+class _Rejects:
+    """The reject file: the file's header plus ``motif_rejet``, in the format's dialect."""
+
+    def __init__(self, fmt: Format, stream: IO[bytes] | None, header: list[str]) -> None:
+        self.header = header
+        self.sink = None
+        if stream is not None:
+            dialect = fmt.dialect
+            self.sink = CsvSink(stream, dialect.export_encoding, dialect.delimiter, dialect.newline)
+            self.sink.write([*header, REJECT_COLUMN])
+
+    def add(self, row: ParsedRow, problems: list[Problem]) -> None:
+        if self.sink is not None:
+            reason = " | ".join(p.text() for p in problems)
+            self.sink.write([*(row.cells.get(h, "") for h in self.header), reason])
+
+    def close(self) -> None:
+        if self.sink is not None:
+            self.sink.close()
+
+
+def organization_constants(organization: str) -> dict[str, Any]:
+    """Values every template may use: ``org`` (Organization/ID) and ``org_id``."""
+    return {"org": organization, "org_id": organization.split("/", 1)[-1]}
+
+
+def _constants(fmt: Format, organization: str) -> dict[str, Any]:
+    from fhir_gateway.mapping.template import render
+
+    values = organization_constants(organization)
+    values.update({k: render(v, values) for k, v in fmt.constants.items()})
+    return values
+
+
+def run_import(
+    ctx: Ctx, fmt: Format, stream: IO[bytes], organization: str, options: ImportOptions
+) -> Summary:
+    """Import ``stream`` in ``ctx``'s transaction; raises ImportRefused/DryRunDone to roll back."""
+    summary = Summary(fmt.name, dry_run=options.dry_run)
+    try:
+        source = CsvSource(stream, fmt.dialect.delimiter, fmt.dialect.encodings, options.encoding)
+        summary.add(check_header(fmt, source.header))
+    except EncodingProblem as exc:
+        raise FileRefused([Problem(0, "", "", str(exc))]) from None
+    parser = RowParser(fmt, _constants(fmt, organization))
+    writer = RowWriter(ctx, fmt)
+    writer.lock_run()
+    rejects = _Rejects(fmt, options.rejects if options.partial else None, source.header)
+    try:
+        for row in _rows(parser, source):
+            summary.rows += 1
+            if options.progress is not None:
+                options.progress(summary.rows)
+            problems = row.problems or _write(ctx, writer, row, summary, options.partial)
+            if problems:
+                summary.rejected += 1
+                summary.add(problems)
+                rejects.add(row, problems)
+            if len(ctx.audit_events) >= AUDIT_FLUSH:
+                _store_done_writes(ctx)
+    finally:
+        rejects.close()
+    if summary.error_count and not options.partial:
+        summary.created = summary.updated = summary.unchanged = 0
+        _forget_writes(ctx, 0)
+        raise ImportRefused(summary)
+    if options.dry_run:
+        _forget_writes(ctx, 0)
+        raise DryRunDone(summary)
+    summary.written = True
+    return summary
+
+
+def _rows(parser: RowParser, source: CsvSource) -> Any:
+    try:
+        yield from parser.rows(source)
+    except EncodingProblem as exc:
+        raise FileRefused([Problem(source.line + 1, "", "", str(exc))]) from None
+
+
+def _store_done_writes(ctx: Ctx) -> None:
+    """Store the AuditEvents of the writes done so far in the import's own transaction.
+
+    Memory stays flat on large files, and a refused (rolled back) import takes the audit of
+    its never-committed writes with it; refusals stay for the request's audit sink.
+    """
+    done = [e for e in ctx.audit_events if e.get("outcome") == "0"]
+    ctx.audit_events[:] = [e for e in ctx.audit_events if e.get("outcome") != "0"]
+    store_audit_events(ctx.conn, done)
+
+
+def _forget_writes(ctx: Ctx, start: int) -> None:
+    """Rolled-back writes are not audited as done (refusals stay in the audit trail)."""
+    ctx.audit_events[start:] = [e for e in ctx.audit_events[start:] if e.get("outcome") != "0"]
+
+
+def _write(ctx: Ctx, writer: RowWriter, row: ParsedRow, summary: Summary, partial: bool) -> list[Problem]:
+    """Write one row (in a savepoint when partial); its problems, or none."""
+    if summary.error_count and not partial:
+        return []  # the file is already refused: check the other rows, write nothing more
+    start = len(ctx.audit_events)
+    try:
+        if partial:
+            with ctx.conn.begin_nested():
+                outcome = writer.write(row)
+        else:
+            outcome = writer.write(row)
+    except RowFailed as exc:
+        _forget_writes(ctx, start)
+        writer.cache.clear()  # lookups may have seen what the savepoint rolled back
+        return [exc.problem]
+    outcome.add_to(summary)
+    return []

@@ -1,0 +1,123 @@
+"""``$import-partner`` and ``$export-partner`` over HTTP with real tokens (issue 5): scopes,
+the caller's organisation and the persons' consent apply; problems come back as an
+OperationOutcome naming line, column, value and reason, with the counts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.testclient import TestClient
+
+from fhir_gateway.storage.database import Database
+from tests.conftest import ClientFactory
+from tests.mapping.conftest import DC, SAAD, SAMPLES, stored, versions
+
+CSV = {"Content-Type": "text/csv"}
+
+
+def _import(client: TestClient, fmt: str, data: bytes, **params: str) -> tuple[int, dict[str, Any]]:
+    response = client.post(
+        "/fhir/$import-partner", params={"format": fmt, **params}, content=data, headers=CSV
+    )
+    return response.status_code, response.json()
+
+
+def _counts(outcome: dict[str, Any]) -> dict[str, int]:
+    return {e["url"].rsplit(":", 1)[-1]: e["valueInteger"] for e in outcome.get("extension", [])}
+
+
+def _setup(fhir: TestClient) -> None:
+    status, outcome = _import(
+        fhir, "saad-beneficiaires", (SAMPLES / "saad-beneficiaires.csv").read_bytes(), organization=SAAD
+    )
+    assert status == 200, outcome
+    assert _counts(outcome)["created"] == 6
+
+
+def test_partner_imports_and_exports_its_visits(
+    fhir: TestClient, make_client: ClientFactory, organizations: None, database: Database
+) -> None:
+    _setup(fhir)
+    saad = make_client("system/Task.cruds system/Patient.rs system/CareTeam.rs", organization=SAAD)
+    sample = (SAMPLES / "saad-interventions.csv").read_bytes()
+    status, outcome = _import(saad, "saad-interventions", sample)  # organization: the client's own
+    assert status == 200, outcome
+    assert _counts(outcome) == {"rows": 5, "created": 7, "updated": 0, "unchanged": 0, "rejected": 0}
+    before = versions(database)
+    status, outcome = _import(saad, "saad-interventions", sample)
+    assert _counts(outcome)["unchanged"] == 7
+    assert versions(database) == before
+    exported = saad.get("/fhir/$export-partner", params={"format": "saad-interventions"})
+    assert exported.status_code == 200
+    assert exported.headers["content-type"] == "text/csv; charset=cp1252"
+    assert exported.content == sample
+
+
+def test_problems_are_named_and_nothing_is_written(
+    fhir: TestClient, organizations: None, database: Database
+) -> None:
+    _setup(fhir)
+    before = versions(database)
+    head = (SAMPLES / "saad-interventions.csv").read_bytes().splitlines()[0]
+    bad = head + b"\r\nINT-1;B0101;31/02/2025;08:00;09:00;;;AV-017;Toilette;Planifi\xe9e;;;;;\r\n"
+    bad += b"INT-2;B0101;18/11/2025;08:00;09:00;;;AV-017;Toilette;Planifi\xe9e;;;;;\r\n"
+    status, outcome = _import(fhir, "saad-interventions", bad, organization=SAAD)
+    assert status == 422
+    errors = [i for i in outcome["issue"] if i["severity"] == "error"]
+    assert [e["diagnostics"] for e in errors] == [
+        "line 2, column 'Date', value '31/02/2025': not a valid date (JJ/MM/AAAA)"
+    ]
+    assert errors[0]["expression"] == ["line[2].Date"]
+    assert _counts(outcome) == {"rows": 2, "created": 0, "updated": 0, "unchanged": 0, "rejected": 1}
+    assert versions(database) == before
+    status, outcome = _import(fhir, "saad-interventions", bad, organization=SAAD, partial="true")
+    assert status == 200
+    assert _counts(outcome)["created"] == 1
+    assert _counts(outcome)["rejected"] == 1
+    status, outcome = _import(
+        fhir, "saad-interventions", head.replace(b";Statut", b"") + b"\r\n", organization=SAAD
+    )
+    assert status == 422
+    assert "required column missing" in outcome["issue"][0]["diagnostics"]
+
+
+def test_dry_run_and_usage_errors(fhir: TestClient, organizations: None, database: Database) -> None:
+    data = (SAMPLES / "saad-beneficiaires.csv").read_bytes()
+    status, outcome = _import(fhir, "saad-beneficiaires", data, organization=SAAD, **{"dry-run": "true"})
+    assert status == 200
+    assert _counts(outcome)["created"] == 6
+    assert stored(database, "Patient") == []
+    assert _import(fhir, "nope", data, organization=SAAD)[0] == 400
+    assert _import(fhir, "saad-beneficiaires", data, organization="Organization/unknown")[0] == 404
+    assert _import(fhir, "saad-beneficiaires", data)[0] == 400  # a trusted client without organisation
+    wrong_type = fhir.post(
+        "/fhir/$import-partner?format=saad-beneficiaires",
+        content=data,
+        headers={"Content-Type": "application/pdf"},
+    )
+    assert wrong_type.status_code == 415
+
+
+def test_consent_and_organisation_apply(
+    fhir: TestClient, make_client: ClientFactory, organizations: None, database: Database
+) -> None:
+    _setup(fhir)
+    other = make_client("system/*.cruds", organization=DC)
+    sample = (SAMPLES / "saad-interventions.csv").read_bytes()
+    assert _import(other, "saad-interventions", sample, organization=SAAD)[0] == 403  # not its organisation
+    assert (
+        other.get(
+            "/fhir/$export-partner", params={"format": "saad-interventions", "organization": SAAD}
+        ).status_code
+        == 403
+    )
+    # a partner outside the person's circle of care cannot create or change their data
+    status, outcome = _import(other, "saad-beneficiaires", (SAMPLES / "saad-beneficiaires.csv").read_bytes())
+    assert status == 422
+    reasons = {i["diagnostics"] for i in outcome["issue"] if i["severity"] == "error"}
+    assert all("consent" in r.lower() for r in reasons), reasons
+    scoped = make_client("system/Patient.rs", organization=SAAD)
+    status, outcome = _import(scoped, "saad-interventions", sample)
+    assert status == 422
+    assert "scopes do not allow" in outcome["issue"][0]["diagnostics"]
+    assert scoped.get("/fhir/$export-partner", params={"format": "saad-interventions"}).status_code == 403
