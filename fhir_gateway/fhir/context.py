@@ -35,6 +35,8 @@ class Ctx:
     access: AccessContext
     settings: Settings
     audit_events: list[dict[str, Any]] = field(default_factory=list)
+    # lookups that stay true for the whole transaction (e.g. the active subscriptions per type)
+    memo: dict[Any, Any] = field(default_factory=dict)
 
     def visible(self, alias: Any, res_type: str | None) -> ColumnElement[bool]:
         """SQL filter of the rows of ``alias`` this caller may read (scopes and consent)."""

@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Row, Select, and_, bindparam, func, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from fhir_gateway.kit.errors import Conflict
 from fhir_gateway.kit.lru import Lru
@@ -130,12 +131,18 @@ def insert_first_version(
         "content": content,
         "patient_id": patient_id,
     }
-    try:
-        with conn.begin_nested():
-            conn.execute(insert(resource).values(**values))
-    except IntegrityError:
-        raise Conflict(f"{res_type}/{res_id} was created concurrently; retry the request") from None
+    # INSERT ... ON CONFLICT DO NOTHING: a concurrent insert of the same id shows as no row
+    # inserted, without the two round trips of a savepoint
+    inserted = conn.execute(_insert_if_absent(conn).values(**values).returning(resource.c.version)).first()
+    if inserted is None:
+        raise Conflict(f"{res_type}/{res_id} was created concurrently; retry the request")
     conn.execute(insert(resource_history).values(method=method, **values))
+
+
+def _insert_if_absent(conn: Connection) -> Any:
+    """``INSERT INTO resource ... ON CONFLICT DO NOTHING`` in the connection's dialect."""
+    dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    return dialect_insert(resource).on_conflict_do_nothing(index_elements=["res_type", "res_id"])
 
 
 @dataclass(frozen=True, slots=True)

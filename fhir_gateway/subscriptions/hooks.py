@@ -34,6 +34,7 @@ from fhir_gateway.subscriptions.endpoint_safety import check_endpoint_url
 from fhir_gateway.subscriptions.model import SubscriptionSpec, parse_subscription
 
 SUBSCRIPTION = "Subscription"
+_ACTIVE = "subscriptions.active"
 WORKER_CLIENT_ID = "fhir-gateway:subscription-worker"
 WORKER_ACCESS = AccessContext(
     client_id=WORKER_CLIENT_ID, scopes=parse_scopes("system/Subscription.ru"), trusted=True
@@ -83,7 +84,11 @@ def after_store(
             status=str(body.get("status")),
             owner=_owner(ctx.access),
         )
-    for subscribed in subscription_repository.active_for_type(ctx.conn, res_type):
+        ctx.memo.pop(_ACTIVE, None)
+    active = ctx.memo.setdefault(_ACTIVE, {})
+    if res_type not in active:  # once per type and transaction (an import writes thousands)
+        active[res_type] = subscription_repository.active_for_type(ctx.conn, res_type)
+    for subscribed in active[res_type]:
         subscriber = owner_access(subscribed.owner)
         if _matches(ctx, subscriber, subscribed, res_id):
             subscription_repository.add_event(
