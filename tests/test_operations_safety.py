@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
@@ -10,6 +11,7 @@ from starlette.testclient import TestClient
 from fhir_gateway.app import create_app
 from fhir_gateway.settings import Settings
 from fhir_gateway.storage.database import Database
+from fhir_gateway.storage.migrate import upgrade
 
 FHIR = "application/fhir+json"
 
@@ -87,3 +89,14 @@ def test_metrics_count_interactions_and_consent_denials(fhir: TestClient, make_c
 
 def test_metrics_need_a_token(http: TestClient) -> None:
     assert http.get("/metrics").status_code == 401
+
+
+def test_ready_only_when_the_schema_is_at_the_newest_migration(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    database = Database(url)
+    client = TestClient(create_app(Settings(database_url=url, subscription_worker_in_serve=False), database))
+    pending = client.get("/health/ready")
+    assert pending.status_code == 503
+    assert pending.json()["database"] == "migrations pending"
+    upgrade(database)
+    assert client.get("/health/ready").json() == {"status": "ok"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
 from alembic import command
@@ -29,8 +30,13 @@ def upgrade(database: Database, revision: str = "head") -> None:
         command.upgrade(config, revision)
 
 
+@cache
+def _head() -> str | None:
+    """The newest revision shipped with this code (read once)."""
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+
+
 def is_current(database: Database) -> bool:
     """True when the database is at the newest migration (readiness check)."""
-    head = ScriptDirectory.from_config(alembic_config(database.url)).get_current_head()
     with database.engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision() == head
+        return MigrationContext.configure(conn).get_current_revision() == _head()

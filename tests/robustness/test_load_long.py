@@ -93,7 +93,12 @@ class Partner(threading.Thread):
     def __init__(self, server: LiveServer, org: str, seconds: float) -> None:
         super().__init__(name=f"partner-{org}")
         self.server, self.org, self.seconds = server, org, seconds
-        self.token = _token(server, f"partner-{org}", "--organization", ORGS[org])
+        self.name = f"partner-{org}"
+        secret = ("--secret", "s3cret-load")
+        result = server.cli(
+            "clients", "add", self.name, "--scope", "system/*.cruds", *secret, "--organization", ORGS[org]
+        )
+        assert result.returncode == 0, result.stderr
         self.counts = {"requests": 0, "errors": 0, "leaks": 0}
         self.problems: list[str] = []
         self.visible = {k for k in range(PEOPLE) if _visible_to(org, k)}
@@ -103,12 +108,21 @@ class Partner(threading.Thread):
             self.counts["leaks"] += 1
             self.problems.append(what)
 
+    def _fresh_token(self, client: httpx.Client) -> float:
+        """A new access token (they live 5 minutes, like a partner's backend would renew them)."""
+        answer = httpx.post(self.server.base_url + "/auth/token", data={"grant_type": "client_credentials"},
+                            auth=(self.name, "s3cret-load"))  # fmt: skip
+        client.headers["Authorization"] = f"Bearer {answer.json()['access_token']}"
+        return time.monotonic() + 120
+
     def run(self) -> None:
-        headers = {"Authorization": f"Bearer {self.token}", "Content-Type": FHIR}
         deadline = time.monotonic() + self.seconds
         rng = random.Random(self.org)
-        with httpx.Client(base_url=self.server.fhir, headers=headers, timeout=30) as client:
+        with httpx.Client(base_url=self.server.fhir, headers={"Content-Type": FHIR}, timeout=30) as client:
+            renew_at = self._fresh_token(client)
             while time.monotonic() < deadline:
+                if time.monotonic() > renew_at:
+                    renew_at = self._fresh_token(client)
                 k = rng.randrange(PEOPLE)
                 seen = k in self.visible
                 action = rng.random()
