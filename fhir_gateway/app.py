@@ -18,12 +18,14 @@ from fhir_gateway.observability.logs import configure_logging
 from fhir_gateway.observability.middleware import RequestLogMiddleware
 from fhir_gateway.settings import Settings, get_settings
 from fhir_gateway.storage.database import Database
+from fhir_gateway.validation.profiles import configure as configure_profiles
 
 
 def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
     """The gateway application for ``settings`` (default: from the environment)."""
     settings = settings or get_settings()
     configure_logging(settings.log_level)
+    configure_profiles(settings.enforce_profiles, settings.profiles_dir)
     database = database or Database(settings.database_url, settings.database_pool_size)
     audit_writer = AuditWriter(database, mode=settings.audit_mode, interval=settings.audit_flush_seconds)
 

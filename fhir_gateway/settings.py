@@ -61,6 +61,16 @@ class Settings(BaseSettings):
     )
     default_purpose_of_use: str = Field("COC", description="v3 PurposeOfUse when none is given")
 
+    # profiles (issue 6)
+    profiles_dir: str = Field(
+        "", description="folder of the FHIR profiles (default: the project's profiles/)"
+    )
+    enforce_profiles: str = Field(
+        "",
+        description="profiles every write of a type must meet, as Type=<url>,Type=<url> "
+        "(e.g. Patient=https://fhir-gateway.org/fhir/StructureDefinition/fg-patient)",
+    )
+
     # subscriptions (issue 7)
     subscription_worker_in_serve: bool = Field(
         True, description="deliver notifications inside `fhir-gateway serve` (else: `fhir-gateway worker`)"

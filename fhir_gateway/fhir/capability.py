@@ -17,6 +17,7 @@ from fhir_gateway.fhir.resource_types import APPEND_ONLY_TYPES, STORED_TYPES
 from fhir_gateway.fhir.responses import fhir_response
 from fhir_gateway.kit import jsonutil
 from fhir_gateway.search.registry import params_for
+from fhir_gateway.validation.registry import registry
 
 router = APIRouter(prefix="/fhir")
 
@@ -50,9 +51,11 @@ def _rev_includes(res_type: str) -> list[str]:
 
 def _resource(res_type: str) -> dict[str, Any]:
     interactions = _APPEND_ONLY if res_type in APPEND_ONLY_TYPES else _ALL
+    supported = sorted(p.url for p in registry().profiles.values() if p.type == res_type)
     return {
         "type": res_type,
         "profile": f"http://hl7.org/fhir/StructureDefinition/{res_type}",
+        **({"supportedProfile": supported} if supported else {}),
         "interaction": [{"code": c} for c in interactions],
         "versioning": "versioned-update",
         "readHistory": True,
@@ -62,6 +65,9 @@ def _resource(res_type: str) -> dict[str, Any]:
         "conditionalDelete": "not-supported",
         "searchInclude": _reference_params(res_type),
         "searchRevInclude": _rev_includes(res_type),
+        "operation": [
+            {"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}
+        ],
         "searchParam": [
             {
                 "name": code,
@@ -115,7 +121,11 @@ def _statement(base_url: str) -> bytes:
                 "resource": [_resource(t) for t in sorted(STORED_TYPES)],
                 "interaction": [{"code": c} for c in ("transaction", "batch", "history-system")],
                 "operation": [
-                    {"name": "access", "definition": "urn:fhir-gateway:OperationDefinition/Patient-access"}
+                    {"name": "access", "definition": "urn:fhir-gateway:OperationDefinition/Patient-access"},
+                    {
+                        "name": "validate",
+                        "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate",
+                    },
                 ],
             }
         ],

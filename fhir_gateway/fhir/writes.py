@@ -27,6 +27,7 @@ from fhir_gateway.storage.locks import lock_for_transaction
 from fhir_gateway.storage.repository import StoredRow
 from fhir_gateway.storage.tables import resource
 from fhir_gateway.subscriptions import hooks as subscription_hooks
+from fhir_gateway.validation.profiles import validate_profiles
 from fhir_gateway.validation.structural import validate_structure
 
 _INTERACTIONS = {"POST": "create", "PUT": "update", "PATCH": "patch"}
@@ -49,13 +50,15 @@ def check_id(res_id: str) -> str:
 
 
 def check_body(res_type: str, body: dict[str, Any]) -> None:
-    """The body's resourceType matches the URL and the structure is valid R4."""
+    """The body's resourceType matches the URL, the structure is valid R4 and the resource meets
+    the profiles it claims or the deployment enforces (FHIR R4 profiling.html)."""
     if body.get("resourceType") != res_type:
         raise BadRequest(
             f"resourceType '{body.get('resourceType')}' does not match the URL type '{res_type}'",
             expression=["resourceType"],
         )
     validate_structure(res_type, body)
+    validate_profiles(res_type, body)
 
 
 def _store(

@@ -1,1 +1,1 @@
-"""Validation: structural (fhir.resources models) and, later, profiles."""
+"""Validation: structural (fhir.resources models) and profiles (profiles/, FHIR R4 profiling.html)."""

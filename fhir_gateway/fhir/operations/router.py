@@ -7,8 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from fhir_gateway.fhir.endpoints import Access, run_in_unit
-from fhir_gateway.fhir.requests import read_csv_body
+from fhir_gateway.fhir.endpoints import Access, Body, run_in_unit
+from fhir_gateway.fhir.requests import parse_resource, read_csv_body
+from fhir_gateway.fhir.resource_types import require_stored_type
 from fhir_gateway.fhir.responses import json_response
 from fhir_gateway.kit.errors import BadRequest
 
@@ -30,6 +31,39 @@ async def patient_access(patient_id: str, request: Request, access: Access) -> R
         request,
         access,
         lambda ctx: access_operation(ctx.conn, access, patient_id, actor, purpose, res_type, policy=policy),
+        write=False,
+    )
+    return json_response(result)
+
+
+@router.post("/{res_type}/$validate")
+async def validate_type(res_type: str, request: Request, access: Access, body: Body) -> Response:
+    """Validate the body's resource (FHIR R4 resource-operation-validate.html, type level)."""
+    from fhir_gateway.fhir.operations import validate
+
+    require_stored_type(res_type)
+    resource = parse_resource(request, body) if body else None
+    profiles = request.query_params.getlist("profile")
+    result = await run_in_unit(
+        request, access, lambda ctx: validate.validate_type(ctx, res_type, resource, profiles), write=False
+    )
+    return json_response(result)
+
+
+@router.api_route("/{res_type}/{res_id}/$validate", methods=["GET", "POST"])
+async def validate_instance(
+    res_type: str, res_id: str, request: Request, access: Access, body: Body
+) -> Response:
+    """Validate a stored resource, or the body's resource for it (instance level)."""
+    from fhir_gateway.fhir.operations import validate
+
+    require_stored_type(res_type)
+    resource = parse_resource(request, body) if body else None
+    profiles = request.query_params.getlist("profile")
+    result = await run_in_unit(
+        request,
+        access,
+        lambda ctx: validate.validate_instance(ctx, res_type, res_id, resource, profiles),
         write=False,
     )
     return json_response(result)
