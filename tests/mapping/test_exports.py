@@ -92,7 +92,10 @@ def test_saad_requests_to_answer(
             "intent": "order",
             "code": {
                 "coding": [
-                    {"system": "urn:fhir-gateway:CodeSystem:prestation-aide-domicile", "code": "courses"}
+                    {
+                        "system": "https://fhir-gateway.org/fhir/CodeSystem/prestation-aide-domicile",
+                        "code": "courses",
+                    }
                 ]
             },
             "for": {"reference": f"Patient/{patient['id']}"},

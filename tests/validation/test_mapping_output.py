@@ -3,17 +3,12 @@
 Every contract sample of ../shared/partner-formats/samples is imported through the real
 CLI; each resource the import wrote is then checked against the profile of its kind.
 
-Known mismatch, reported to the mapping's author: the mappings name the project's code
-systems ``urn:fhir-gateway:CodeSystem:<name>`` where profiles/ defines them as
-``https://fhir-gateway.org/fhir/CodeSystem/<name>`` (same codes). The first test reads the
-mapping's systems as the profiles' and must find nothing else; the second, strict xfail,
-checks the resources as stored and will pass (and so fail as xfail) once the mappings use
-the profiles' URLs.
+The mappings name the project's code systems by the canonical URLs of profiles/
+(``https://fhir-gateway.org/fhir/CodeSystem/<name>``): the resources are checked as stored.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -57,11 +52,7 @@ def _profile_for(resource: dict[str, Any]) -> str:
     return next((TASK_PROFILES[c] for c in codes if c in TASK_PROFILES), "fg-task-home-care-visit")
 
 
-MAPPING_SYSTEMS = "urn:fhir-gateway:CodeSystem:"
-PROFILE_SYSTEMS = "https://fhir-gateway.org/fhir/CodeSystem/"
-
-
-def _problems(cli: CliRun, database: Database, *, normalise: bool) -> list[str]:
+def _problems(cli: CliRun, database: Database) -> list[str]:
     for fmt, organization, path in IMPORTS:
         result = cli("import", fmt, str(path), "--organization", organization)
         assert result.exit_code == 0, (fmt, result.output)
@@ -71,8 +62,6 @@ def _problems(cli: CliRun, database: Database, *, normalise: bool) -> list[str]:
         for resource in stored(database, res_type):
             if resource["meta"]["versionId"] == "1" and res_type == "Organization" and "name" in resource:
                 continue  # set up by the test (organizations fixture), untouched by the import
-            if normalise:
-                resource = json.loads(json.dumps(resource).replace(MAPPING_SYSTEMS, PROFILE_SYSTEMS))
             name = _profile_for(resource)
             profile = registry().get(BASE + name)
             assert profile is not None
@@ -84,12 +73,5 @@ def _problems(cli: CliRun, database: Database, *, normalise: bool) -> list[str]:
     return problems
 
 
-def test_imported_samples_validate(cli: CliRun, organizations: None, database: Database) -> None:
-    assert _problems(cli, database, normalise=True) == []
-
-
-@pytest.mark.xfail(
-    strict=True, reason="mappings use urn:fhir-gateway:CodeSystem:<name>, profiles https://..."
-)
 def test_imported_samples_validate_as_stored(cli: CliRun, organizations: None, database: Database) -> None:
-    assert _problems(cli, database, normalise=False) == []
+    assert _problems(cli, database) == []
