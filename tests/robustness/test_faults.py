@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from starlette.testclient import TestClient
 
 from fhir_gateway.app import create_app
@@ -25,7 +25,7 @@ FHIR = "application/fhir+json"
 postgres_only = pytest.mark.skipif(engine_kind() != "postgresql", reason="PostgreSQL server faults")
 
 
-def _admin(database: Database) -> tuple[object, str]:
+def _admin(database: Database) -> tuple[Engine, str]:
     url = database.engine.url
     return create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT"), str(url.database)
 
@@ -33,7 +33,7 @@ def _admin(database: Database) -> tuple[object, str]:
 def _drop_connections(database: Database) -> None:
     """What a PostgreSQL restart does to the gateway: every server connection is cut."""
     admin, name = _admin(database)
-    with admin.connect() as conn:  # type: ignore[attr-defined]
+    with admin.connect() as conn:
         conn.execute(
             text(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
@@ -41,7 +41,7 @@ def _drop_connections(database: Database) -> None:
             ),
             {"db": name},
         )
-    admin.dispose()  # type: ignore[attr-defined]
+    admin.dispose()
 
 
 def _patient(n: str) -> dict[str, object]:
@@ -100,13 +100,13 @@ def test_connections_cut_under_load_give_503_then_recovery_and_nothing_acknowled
 
 @postgres_only
 def test_a_read_only_postgresql_is_reported_and_reads_go_on(fhir: TestClient) -> None:
-    database: Database = fhir.app.state.database  # type: ignore[attr-defined]
+    database: Database = fhir.app.state.database
     assert (
         fhir.put("/fhir/Patient/before", json=_patient("before"), headers={"Content-Type": FHIR}).status_code
         == 201
     )
     admin, name = _admin(database)
-    with admin.connect() as conn:  # type: ignore[attr-defined]
+    with admin.connect() as conn:
         conn.execute(text(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on'))
     try:
         _drop_connections(database)
@@ -119,9 +119,9 @@ def test_a_read_only_postgresql_is_reported_and_reads_go_on(fhir: TestClient) ->
         assert "SQL" not in refused.text
         assert fhir.get("/fhir/Patient/before").status_code == 200
     finally:
-        with admin.connect() as conn:  # type: ignore[attr-defined]
+        with admin.connect() as conn:
             conn.execute(text(f'ALTER DATABASE "{name}" RESET default_transaction_read_only'))
-        admin.dispose()  # type: ignore[attr-defined]
+        admin.dispose()
         _drop_connections(database)
     assert fhir.put("/fhir/Patient/x", json=_patient("x"), headers={"Content-Type": FHIR}).status_code in (
         201,

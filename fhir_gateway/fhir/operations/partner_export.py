@@ -17,21 +17,16 @@ from starlette.responses import Response
 
 from fhir_gateway.auth.context import AccessContext
 from fhir_gateway.fhir.endpoints import run_in_unit
+from fhir_gateway.fhir.operations.partner_import import format_and_organization
 from fhir_gateway.kit.errors import BadRequest
 from fhir_gateway.mapping.csvio import ENCODINGS
 from fhir_gateway.mapping.exporter import write_rows
-from fhir_gateway.mapping.service import export_file, find_format
+from fhir_gateway.mapping.service import export_file
 
 
 async def export_partner(request: Request, access: AccessContext) -> Response:
     """Run the export; see the module docstring."""
-    name = request.query_params.get("format")
-    if not name:
-        raise BadRequest("$export-partner needs a 'format' parameter", expression=["format"])
-    fmt = find_format(request.app.state.settings, name, "export")
-    organization = request.query_params.get("organization") or access.organization
-    if not organization:
-        raise BadRequest("$export-partner needs an 'organization' parameter", expression=["organization"])
+    fmt, organization = format_and_organization(request, access, "export")
     since_text = request.query_params.get("since")
     try:
         since = date.fromisoformat(since_text) if since_text else None

@@ -27,6 +27,7 @@ from fhir_gateway.kit.errors import BadRequest
 from fhir_gateway.mapping.importer import DryRunDone, ImportOptions, ImportRefused
 from fhir_gateway.mapping.report import FileRefused, Summary
 from fhir_gateway.mapping.service import find_format, import_file
+from fhir_gateway.mapping.spec import Format
 
 _TRUE = {"true", "1", "yes"}
 
@@ -39,15 +40,23 @@ def flag(request: Request, name: str) -> bool:
     return value in _TRUE
 
 
-async def import_partner(request: Request, access: AccessContext, body: bytes) -> Response:
-    """Run the import; see the module docstring."""
+def format_and_organization(request: Request, access: AccessContext, direction: str) -> tuple[Format, str]:
+    """The ``format`` (declared for ``direction``) and the ``organization`` (default: the
+    caller's) of ``$import-partner`` / ``$export-partner``; 400 naming the missing one."""
+    operation = f"${direction}-partner"
     name = request.query_params.get("format")
     if not name:
-        raise BadRequest("$import-partner needs a 'format' parameter", expression=["format"])
-    fmt = find_format(request.app.state.settings, name, "import")
+        raise BadRequest(f"{operation} needs a 'format' parameter", expression=["format"])
+    fmt = find_format(request.app.state.settings, name, direction)
     organization = request.query_params.get("organization") or access.organization
     if not organization:
-        raise BadRequest("$import-partner needs an 'organization' parameter", expression=["organization"])
+        raise BadRequest(f"{operation} needs an 'organization' parameter", expression=["organization"])
+    return fmt, organization
+
+
+async def import_partner(request: Request, access: AccessContext, body: bytes) -> Response:
+    """Run the import; see the module docstring."""
+    fmt, organization = format_and_organization(request, access, "import")
     options = ImportOptions(
         partial=flag(request, "partial"),
         dry_run=flag(request, "dry-run"),
