@@ -3,6 +3,14 @@
 DESIGN.md, A request's way: the request owns the transaction; services flush, never
 commit. Audit events gathered while serving are written after the main transaction, in a
 short transaction of their own, so that a refused request is audited too.
+
+A revoked client is refused on its very next request (RFC 7009 spirit: revocation is
+immediate). Write units check the client first. Read units fold the check into their
+first consent-filtered statement (``Ctx.visible``): a revoked client's statement matches
+no row; a statement that did return rows proves the client was active when it ran, so
+no separate round trip is needed. When no such statement returned a row (a 404, an
+empty page, an operation that does not filter), the unit checks the client explicitly
+before answering, and a revoked client gets its 401 with nothing audited as served.
 """
 
 from __future__ import annotations
@@ -12,17 +20,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Connection
+from sqlalchemy import ColumnElement, Connection, and_
 
 from fhir_gateway.audit.events import audit_event_for
 from fhir_gateway.auth.context import AccessContext
 from fhir_gateway.auth.validation import ensure_client_active
 from fhir_gateway.consent import visibility
 from fhir_gateway.consent.decision import decision_for
-from fhir_gateway.kit.errors import Forbidden
+from fhir_gateway.kit.errors import FhirError, Forbidden
+from fhir_gateway.kit.lru import Lru
 from fhir_gateway.observability.metrics import CONSENT_DENIALS
 from fhir_gateway.settings import Settings
-from fhir_gateway.storage import repository
+from fhir_gateway.storage import client_repository, repository
 from fhir_gateway.storage.database import Database
 from fhir_gateway.storage.repository import StoredRow
 
@@ -37,12 +46,37 @@ class Ctx:
     audit_events: list[dict[str, Any]] = field(default_factory=list)
     # lookups that stay true for the whole transaction (e.g. the active subscriptions per type)
     memo: dict[Any, Any] = field(default_factory=dict)
+    # the caller's client still has to be proven active (read units, see the module docstring)
+    client_unverified: bool = False
+    _client_check_in_sql: bool = False
 
     def visible(self, alias: Any, res_type: str | None) -> ColumnElement[bool]:
-        """SQL filter of the rows of ``alias`` this caller may read (scopes and consent)."""
-        return visibility.visible_clause(
+        """SQL filter of the rows of ``alias`` this caller may read (scopes and consent).
+
+        While the client is unverified the filter also requires the client to be active.
+        """
+        clause = visibility.visible_clause(
             self.access, alias, res_type, policy=self.settings.consent_default_policy
         )
+        if not self.client_unverified:
+            return clause
+        self._client_check_in_sql = True
+        return _and_client_active(clause, self.access.client_id)
+
+    def rows_returned(self, count: int) -> None:
+        """A statement filtered by ``visible`` returned ``count`` rows: >0 proves the client active."""
+        if count > 0 and self._client_check_in_sql:
+            self.client_unverified = False
+
+    def verify_client_if_needed(self) -> None:
+        """401 for a revoked client unless a filtered statement already proved it active."""
+        if self.client_unverified:
+            try:
+                ensure_client_active(self.conn, self.access.client_id)
+            except FhirError:
+                self.audit_events.clear()  # nothing was served to a revoked client
+                raise
+            self.client_unverified = False
 
     def require_scope(self, res_type: str, interaction: str) -> None:
         """403 unless a SMART scope grants ``interaction`` (c r u d s) on ``res_type``."""
@@ -99,6 +133,27 @@ class Ctx:
         )
 
 
+_with_client_check: Lru[tuple[ColumnElement[bool], ColumnElement[bool]]] = Lru(4096)
+
+
+def _and_client_active(clause: ColumnElement[bool], client_id: str) -> ColumnElement[bool]:
+    """``clause`` AND the client is active, built once per shared filter and client.
+
+    Statement caches downstream key on the filter object, so the combination must be a
+    shared object too. The entry holds ``clause`` itself: its id cannot be reused meanwhile.
+    """
+
+    def build() -> tuple[ColumnElement[bool], ColumnElement[bool]]:
+        return clause, and_(clause, client_repository.active_clause(client_id))
+
+    key = (id(clause), client_id)
+    owner, combined = _with_client_check.get_or_build(key, build)
+    if owner is not clause:
+        owner, combined = build()
+        _with_client_check.put(key, (owner, combined))
+    return combined
+
+
 _READ_INTERACTIONS = frozenset(
     {
         "read",
@@ -150,9 +205,16 @@ async def run_unit(
     events: list[dict[str, Any]] = []
 
     def in_transaction(conn: Connection) -> T:
-        if access.verify_client:
+        if access.verify_client and write:
             ensure_client_active(conn, access.client_id)
-        return work(Ctx(conn, access, settings, events))
+        ctx = Ctx(conn, access, settings, events, client_unverified=access.verify_client and not write)
+        try:
+            result = work(ctx)
+        except FhirError:
+            ctx.verify_client_if_needed()  # a revoked client gets 401, not the 404 it caused
+            raise
+        ctx.verify_client_if_needed()
+        return result
 
     try:
         return await database.run(in_transaction, write=write)

@@ -28,10 +28,9 @@ router = APIRouter(prefix="/fhir")
 T = TypeVar("T")
 
 
-async def limited_access(
-    request: Request, access: Annotated[AccessContext, Depends(require_access)]
-) -> AccessContext:
+async def limited_access(request: Request) -> AccessContext:
     """The caller's AccessContext, after its request-rate check (429 above the limit)."""
+    access = await require_access(request)
     request.state.client_id = access.client_id
     request.app.state.rate_limiter.check(access.client_id)
     return access

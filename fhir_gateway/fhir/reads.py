@@ -21,6 +21,7 @@ def read(ctx: Ctx, res_type: str, res_id: str) -> StoredRow:
     """The current version; 404 if unknown or not visible, 410 if deleted."""
     ctx.require_scope(res_type, "r")
     row = repository.get_current(ctx.conn, res_type, res_id, visible=ctx.visible(resource, res_type))
+    ctx.rows_returned(row is not None)
     if row is None:
         _audit_hidden(ctx, "read", res_type, res_id)
         raise NotFound(f"{res_type}/{res_id} is not known")
@@ -45,6 +46,7 @@ def vread(ctx: Ctx, res_type: str, res_id: str, version: str) -> StoredRow:
     row = repository.get_version(
         ctx.conn, res_type, res_id, int(version), visible=ctx.visible(resource_history, res_type)
     )
+    ctx.rows_returned(row is not None)
     if row is None:
         _audit_hidden(ctx, "vread", res_type, res_id)
         raise NotFound(f"{res_type}/{res_id}/_history/{version} is not known")

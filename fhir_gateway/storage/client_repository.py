@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, bindparam, delete, insert, select, update
+from sqlalchemy import ColumnElement, Connection, bindparam, delete, exists, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from fhir_gateway.storage.auth_tables import oauth_client, signing_key, used_assertion
@@ -59,6 +59,11 @@ def is_active(conn: Connection, client_id: str) -> bool:
     """True when the client exists and is not revoked (checked on every request)."""
     revoked = conn.execute(_REVOKED, {"active_client": client_id}).scalar_one_or_none()
     return revoked is False
+
+
+def active_clause(client_id: str) -> ColumnElement[bool]:
+    """SQL condition true while ``client_id`` is registered and not revoked (for folding into a query)."""
+    return exists().where(oauth_client.c.client_id == client_id, oauth_client.c.revoked.is_(False))
 
 
 _REVOKED = select(oauth_client.c.revoked).where(oauth_client.c.client_id == bindparam("active_client"))

@@ -159,6 +159,42 @@ def test_revoked_client_tokens_stop_at_once(http: TestClient, database: Database
     assert again.json()["error"] == "invalid_client"
 
 
+def test_revoked_client_refused_on_every_read_path(
+    http: TestClient, database: Database, secret_data: str
+) -> None:
+    """Read requests fold the client check into their query: each path still answers 401."""
+    cid, secret = register_client(database, "read-paths", "system/*.cruds", trusted=True)
+    headers = {"Authorization": f"Bearer {issue_token(http, cid, secret)}"}
+    paths = [
+        f"/fhir/Patient/{secret_data}",  # a row found
+        "/fhir/Patient/unknown-id",  # no row
+        f"/fhir/Patient/{secret_data}/_history/1",
+        f"/fhir/Patient/{secret_data}/_history",
+        "/fhir/Patient?family=Secret",  # a page with matches
+        "/fhir/Patient?family=Nobody",  # an empty page
+        "/fhir/Task?_summary=count",
+        "/fhir/_history",
+    ]
+    before = {p: http.get(p, headers=headers).status_code for p in paths}
+    assert before[paths[0]] == 200, before
+    assert before[paths[1]] == 404, before
+    with database.transaction(write=True) as conn:
+        client_repository.revoke_client(conn, cid)
+        audited_before = conn.exec_driver_sql(
+            "SELECT count(*) FROM resource WHERE res_type = 'AuditEvent'"
+        ).scalar_one()
+    for path in paths:
+        response = http.get(path, headers=headers)
+        assert response.status_code == 401, (path, response.text)
+        assert response.json()["resourceType"] == "OperationOutcome"
+        assert "Secret" not in response.text
+    with database.transaction() as conn:
+        audited_after = conn.exec_driver_sql(
+            "SELECT count(*) FROM resource WHERE res_type = 'AuditEvent'"
+        ).scalar_one()
+    assert audited_after == audited_before  # nothing recorded as served to the revoked client
+
+
 def test_wrong_client_secret(http: TestClient, database: Database) -> None:
     cid, _ = register_client(database, "basic", "system/*.rs", trusted=True)
     response = http.post("/auth/token", data={"grant_type": "client_credentials"}, auth=(cid, "wrong"))
