@@ -32,6 +32,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         worker = None
+        audit_writer.start_in_loop()
         if settings.subscription_worker_in_serve:
             from fhir_gateway.subscriptions.worker import SubscriptionWorker
 
@@ -40,7 +41,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         yield
         if worker is not None:
             worker.stop()
-        audit_writer.close()
+        await audit_writer.aclose()
         await database.dispose_async()
         database.dispose()
 

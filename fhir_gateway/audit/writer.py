@@ -1,7 +1,11 @@
 """The audit trail writer: events of many requests written together, off the request path.
 
-Requests hand their AuditEvents to ``submit`` and return; a background thread writes them
+Requests hand their AuditEvents to ``submit`` and return; a background writer stores them
 every ``interval`` seconds (or as soon as ``max_batch`` are waiting) in one transaction.
+The writer is a thread, or, in a server on an asyncio database driver (PostgreSQL), a task
+of the server's event loop (``start_in_loop``): a second Python thread in the serving
+process would make both take turns on the interpreter lock, which cost about as much CPU
+as the writing itself.
 ``mode="sync"`` writes before ``submit`` returns. A failed batch is kept and retried
 (bounded by ``max_pending``); ``close`` flushes what is left when the process stops.
 The price of batching: events of the last ``interval`` are lost if the process is killed.
@@ -9,12 +13,18 @@ The price of batching: events of the last ``interval`` are lost if the process i
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import logging
 import threading
 from collections import deque
 from typing import Any
 
-from fhir_gateway.audit.store import try_write_audit_events
+from sqlalchemy.exc import SQLAlchemyError
+
+from fhir_gateway.audit.store import store_audit_events, try_write_audit_events
+from fhir_gateway.kit.errors import FhirError
 from fhir_gateway.storage.database import Database
 
 log = logging.getLogger(__name__)
@@ -42,6 +52,8 @@ class AuditWriter:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._loop_wake: asyncio.Event | None = None
 
     def submit(self, events: list[dict[str, Any]]) -> None:
         """Hand over a request's events."""
@@ -52,9 +64,54 @@ class AuditWriter:
                 self._queue(events)
             return
         self._queue(events)
+        if self._task is not None:
+            if len(self._pending) >= self.max_batch and self._loop_wake is not None:
+                with contextlib.suppress(RuntimeError):  # from another thread: the timer will do
+                    asyncio.get_running_loop()
+                    self._loop_wake.set()
+            return
         self._ensure_thread()
         if len(self._pending) >= self.max_batch:
             self._wake.set()
+
+    def start_in_loop(self) -> None:
+        """Write from a task of the running event loop instead of a thread (asyncio driver only)."""
+        if self.mode == "sync" or self.database.async_engine is None or self._task is not None:
+            return
+        self._loop_wake = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._run_in_loop(), name="audit-writer")
+
+    async def _run_in_loop(self) -> None:
+        assert self._loop_wake is not None
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._loop_wake.wait(), self.interval)
+            self._loop_wake.clear()
+            await self._flush_in_loop()
+
+    async def _flush_in_loop(self) -> None:
+        while True:
+            with self._lock:
+                batch = [self._pending.popleft() for _ in range(min(self.max_batch, len(self._pending)))]
+            if not batch:
+                return
+            try:
+                await self.database.run(functools.partial(store_audit_events, events=batch), write=True)
+            except (SQLAlchemyError, FhirError):
+                log.exception("audit_write_failed", extra={"audit_events": len(batch)})
+                with self._lock:
+                    self._pending.extendleft(reversed(batch))
+                return
+
+    async def aclose(self) -> None:
+        """Stop the loop task (if any) and write what is left."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+            await self._flush_in_loop()
+        self.close()
 
     def _queue(self, events: list[dict[str, Any]]) -> None:
         with self._lock:

@@ -18,13 +18,16 @@ from fhir_gateway.auth.dependency import require_access
 from fhir_gateway.fhir import reads, searching, writes
 from fhir_gateway.fhir.context import Ctx, run_unit
 from fhir_gateway.fhir.history_bundle import history_bundle
+from fhir_gateway.fhir.lean_route import LeanRoute
 from fhir_gateway.fhir.requests import parse_if_match, parse_resource, read_body, read_form_body
 from fhir_gateway.fhir.resource_types import require_stored_type
 from fhir_gateway.fhir.responses import fhir_response, resource_response, write_response
 from fhir_gateway.kit import jsonutil
 from fhir_gateway.kit.errors import MethodNotAllowed
 
-router = APIRouter(prefix="/fhir")
+# GET interactions take (request, path params) and call ``limited_access`` themselves, so
+# that ``LeanRoute`` serves them without FastAPI's dependency solver.
+router = APIRouter(prefix="/fhir", route_class=LeanRoute)
 T = TypeVar("T")
 
 
@@ -54,14 +57,16 @@ def _base(request: Request) -> str:
 
 
 @router.get("/_history")
-async def system_history(request: Request, access: Access) -> Response:
+async def system_history(request: Request) -> Response:
+    access = await limited_access(request)
     params = dict(request.query_params)
     page = await run_in_unit(request, access, lambda ctx: reads.history(ctx, None, None, params), write=False)
     return fhir_response(history_bundle(page, _base(request), "/_history", params))
 
 
 @router.get("/{res_type}/_history")
-async def type_history(res_type: str, request: Request, access: Access) -> Response:
+async def type_history(request: Request, res_type: str) -> Response:
+    access = await limited_access(request)
     require_stored_type(res_type)
     params = dict(request.query_params)
     page = await run_in_unit(
@@ -71,7 +76,8 @@ async def type_history(res_type: str, request: Request, access: Access) -> Respo
 
 
 @router.get("/{res_type}/{res_id}/_history")
-async def instance_history(res_type: str, res_id: str, request: Request, access: Access) -> Response:
+async def instance_history(request: Request, res_type: str, res_id: str) -> Response:
+    access = await limited_access(request)
     require_stored_type(res_type)
     params = dict(request.query_params)
     page = await run_in_unit(
@@ -82,7 +88,8 @@ async def instance_history(res_type: str, res_id: str, request: Request, access:
 
 
 @router.get("/{res_type}/{res_id}/_history/{version}")
-async def vread(res_type: str, res_id: str, version: str, request: Request, access: Access) -> Response:
+async def vread(request: Request, res_type: str, res_id: str, version: str) -> Response:
+    access = await limited_access(request)
     require_stored_type(res_type)
     row = await run_in_unit(
         request, access, lambda ctx: reads.vread(ctx, res_type, res_id, version), write=False
@@ -91,14 +98,16 @@ async def vread(res_type: str, res_id: str, version: str, request: Request, acce
 
 
 @router.get("/{res_type}/{res_id}")
-async def read(res_type: str, res_id: str, request: Request, access: Access) -> Response:
+async def read(request: Request, res_type: str, res_id: str) -> Response:
+    access = await limited_access(request)
     require_stored_type(res_type)
     row = await run_in_unit(request, access, lambda ctx: reads.read(ctx, res_type, res_id), write=False)
     return resource_response(row, _base(request))
 
 
 @router.get("/{res_type}")
-async def search_get(res_type: str, request: Request, access: Access) -> Response:
+async def search_get(request: Request, res_type: str) -> Response:
+    access = await limited_access(request)
     require_stored_type(res_type)
     items = list(request.query_params.multi_items())
     return await _search(request, access, res_type, items)

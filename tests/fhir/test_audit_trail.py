@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from fastapi import FastAPI
+from sqlalchemy import text
 from starlette.testclient import TestClient
 
 from fhir_gateway.app import create_app
@@ -61,3 +62,22 @@ def test_batched_writer_writes_after_the_response(settings: Settings, database: 
         time.sleep(0.1)
         events = _events(client)
     assert [e["subtype"][0]["code"] for e in events] == ["search-type"]  # type: ignore[index]
+
+
+def test_batched_writer_flushes_on_shutdown(settings: Settings, database: Database) -> None:
+    """Events still waiting when the server stops are written, not lost (thread or loop task)."""
+    app: FastAPI = create_app(
+        settings.model_copy(update={"audit_mode": "batched", "audit_flush_seconds": 60}), database
+    )
+    with TestClient(app) as client:
+        client_id, secret = register_client(database, "stopping", "system/*.cruds", trusted=True)
+        client.headers["Authorization"] = f"Bearer {issue_token(client, client_id, secret)}"
+        for _ in range(3):
+            assert client.get("/fhir/Patient", params={"_id": "x"}).status_code == 200
+        assert app.state.audit_writer.pending() == 3
+    with database.transaction() as conn:
+        stored = conn.execute(
+            text("SELECT count(*) FROM resource WHERE res_type = 'AuditEvent' AND content LIKE :kind"),
+            {"kind": "%search-type%"},
+        ).scalar_one()
+    assert stored == 3
