@@ -23,7 +23,7 @@ EXAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "fhir-example
 def database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
     """One migrated database for the session (tables emptied between tests)."""
     with temporary_database_url(tmp_path_factory.mktemp("db")) as url:
-        db = Database(url)
+        db = Database(url, pool_size=4)  # per event loop; tests open several loops at once
         upgrade(db)
         yield db
         db.dispose()

@@ -76,7 +76,7 @@ class AuditWriter:
 
     def start_in_loop(self) -> None:
         """Write from a task of the running event loop instead of a thread (asyncio driver only)."""
-        if self.mode == "sync" or self.database.async_engine is None or self._task is not None:
+        if self.mode == "sync" or not self.database.is_async or self._task is not None:
             return
         self._loop_wake = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._run_in_loop(), name="audit-writer")

@@ -7,13 +7,16 @@ that concurrent writers queue on the database lock instead of failing half-way.
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import URL, Connection, Engine, create_engine, event, text
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import create_async_engine
 from starlette.concurrency import run_in_threadpool
 
 from fhir_gateway.kit.errors import ServiceUnavailable
@@ -67,6 +70,32 @@ def make_engine(url: str, pool_size: int = 10) -> Engine:
     )
 
 
+class _AsyncEngines:
+    """The asyncio engines of one event loop (PostgreSQL).
+
+    Two pools: write transactions, and reads whose connections are in autocommit from the
+    start (setting and resetting the isolation level at every checkout cost more CPU than
+    the read's statement itself). Each keeps half the connections open and may open as many
+    as one pool did before when its kind of traffic peaks.
+    """
+
+    def __init__(self, url: URL, pool_size: int) -> None:
+        half = max(2, pool_size // 2)
+        options: dict[str, Any] = {
+            "pool_size": half,
+            "max_overflow": pool_size - half + 10,
+            "pool_recycle": 1800,
+            "pool_reset_on_return": None,
+        }
+        self.write = create_async_engine(url, **options)
+        self.read = create_async_engine(url, isolation_level="AUTOCOMMIT", **options)
+
+    async def dispose(self) -> None:
+        """Close both pools' connections."""
+        await self.write.dispose()
+        await self.read.dispose()
+
+
 class Database:
     """The process's engine and its transactions."""
 
@@ -74,15 +103,26 @@ class Database:
         self.url = url
         self.engine = make_engine(url, pool_size)
         self.dialect = self.engine.dialect.name
-        self.async_engine: AsyncEngine | None = None
-        if self.dialect == "postgresql":
-            self.async_engine = create_async_engine(
-                self.engine.url,
-                pool_size=pool_size,
-                max_overflow=10,
-                pool_recycle=1800,
-                pool_reset_on_return=None,
-            )
+        self.pool_size = pool_size
+        self.is_async = self.dialect == "postgresql"
+        # asyncio pools belong to one event loop: one pair of engines per running loop (a
+        # server has one; tests start several).
+        self._loop_engines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _AsyncEngines] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._loop_engines_lock = threading.Lock()
+
+    async def _engines(self) -> _AsyncEngines:
+        loop = asyncio.get_running_loop()
+        engines = self._loop_engines.get(loop)
+        if engines is not None:
+            return engines
+        with self._loop_engines_lock:  # loops of other threads may be here at the same time
+            engines = self._loop_engines.setdefault(loop, _AsyncEngines(self.engine.url, self.pool_size))
+            ended = [self._loop_engines.pop(other) for other in list(self._loop_engines) if other.is_closed()]
+        for pools in ended:
+            await pools.dispose()  # closing a connection needs no I/O on its ended loop
+        return engines
 
     async def run(self, work: Callable[[Connection], T], *, write: bool = False) -> T:
         """``work(conn)`` in one transaction, without blocking the event loop.
@@ -91,15 +131,15 @@ class Database:
         statements are awaited underneath (SQLAlchemy ``AsyncConnection.run_sync``): no
         thread per request. SQLite: in the thread pool, as its driver is synchronous.
         """
-        if self.async_engine is None:
+        if not self.is_async:
             return await run_in_threadpool(self._run_sync, work, write)
+        engines = await self._engines()
+        engine = engines.write if write else engines.read
         try:
-            async_conn = await self.async_engine.connect()
+            async_conn = await engine.connect()
         except (OperationalError, DBAPIError) as exc:
             raise ServiceUnavailable("The database is not reachable; try again shortly") from exc
         try:
-            if not write:
-                async_conn = await async_conn.execution_options(isolation_level="AUTOCOMMIT")
             return await async_conn.run_sync(_in_transaction, work)
         finally:
             await async_conn.close()
@@ -143,8 +183,11 @@ class Database:
         self.engine.dispose()
 
     async def dispose_async(self) -> None:
-        if self.async_engine is not None:
-            await self.async_engine.dispose()
+        """Close the running loop's asyncio pools."""
+        with self._loop_engines_lock:
+            engines = self._loop_engines.pop(asyncio.get_running_loop(), None)
+        if engines is not None:
+            await engines.dispose()
 
 
 def _in_transaction(conn: Connection, work: Callable[[Connection], T]) -> T:

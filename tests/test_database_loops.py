@@ -1,0 +1,64 @@
+"""The asyncio pools follow the event loops (PostgreSQL): one pair per running loop.
+
+A server runs one loop; test clients and embedding tools run several, one after another
+or at once in several threads. A pool shared by loops of several threads hangs as soon as
+a request waits for a connection, so each loop gets its own pools, and the pools of loops
+that have ended are closed, not left to the garbage collector.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from sqlalchemy import Connection, text
+
+from fhir_gateway.storage.database import Database
+
+
+def _sleep(conn: Connection) -> int:
+    return int(conn.execute(text("SELECT 1 FROM pg_sleep(0.01)")).scalar_one())
+
+
+def _connections(database: Database) -> int:
+    with database.engine.connect() as conn:
+        return int(
+            conn.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            ).scalar_one()
+        )
+
+
+def _one_loop(database: Database, requests: int) -> list[int]:
+    async def burst() -> list[int]:
+        return list(await asyncio.gather(*(database.run(_sleep) for _ in range(requests))))
+
+    return asyncio.run(burst())
+
+
+@pytest.fixture
+def pg_database(database: Database) -> Database:
+    if database.dialect != "postgresql":
+        pytest.skip("asyncio pools are PostgreSQL's (SQLite runs in the thread pool)")
+    return Database(database.url, pool_size=4)
+
+
+def test_pools_of_ended_loops_are_closed(pg_database: Database) -> None:
+    before = _connections(pg_database)
+    for _ in range(30):
+        assert _one_loop(pg_database, 6) == [1] * 6
+    # only the last loop's idle connections remain (at most its two pools' kept size)
+    assert _connections(pg_database) - before <= 4
+    pg_database.dispose()
+
+
+def test_loops_of_several_threads_at_once_never_share_a_pool(pg_database: Database) -> None:
+    """Eight threads, each with its own loop, each asking for more connections than a pool keeps."""
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda _i: _one_loop(pg_database, 5), range(8)))
+    assert results == [[1] * 5] * 8
+    pg_database.dispose()
