@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sqlalchemy import text
 from starlette.testclient import TestClient
 
 from fhir_gateway.app import create_app
@@ -38,3 +39,17 @@ def test_ready_only_when_the_schema_is_at_the_newest_migration(tmp_path: Path) -
     assert pending.json()["database"] == "migrations pending"
     upgrade(database)
     assert client.get("/health/ready").json() == {"status": "ok"}
+    with database.engine.begin() as conn:  # a newer release migrated: this replica is the old one
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999_next_release'"))
+    newer = client.get("/health/ready")
+    assert newer.status_code == 503
+    assert newer.json()["database"] == "schema newer than this server"
+
+
+def test_liveness_and_readiness_need_no_token(http: TestClient) -> None:
+    live = http.get("/health/live")
+    assert live.status_code == 200
+    assert live.json() == {"status": "ok"}
+    ready = http.get("/health/ready")
+    assert ready.status_code == 200
+    assert ready.json() == {"status": "ok"}
