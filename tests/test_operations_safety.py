@@ -23,6 +23,7 @@ def test_unreachable_database_answers_503_operation_outcome() -> None:
     client = TestClient(app, raise_server_exceptions=False)
     token = client.post("/auth/token", data={"grant_type": "client_credentials"}, auth=("a", "b"))
     assert token.status_code == 503
+    assert token.headers["Retry-After"] == "5"  # a 503 always says when to come back
     assert token.json()["resourceType"] == "OperationOutcome"
     assert "psycopg" not in token.text
     assert "127.0.0.1:1" not in token.text

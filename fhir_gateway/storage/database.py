@@ -67,6 +67,13 @@ def make_engine(url: str, pool_size: int = 10) -> Engine:
     )
 
 
+def _unreachable() -> ServiceUnavailable:
+    """503 when no connection can be opened (server down, or all its connection slots taken)."""
+    return ServiceUnavailable(
+        "The database is not reachable; try again shortly", headers={"Retry-After": "5"}
+    )
+
+
 class Database:
     """The process's engine and its transactions."""
 
@@ -96,7 +103,7 @@ class Database:
         try:
             async_conn = await self.async_engine.connect()
         except (OperationalError, DBAPIError) as exc:
-            raise ServiceUnavailable("The database is not reachable; try again shortly") from exc
+            raise _unreachable() from exc
         try:
             if not write:
                 async_conn = await async_conn.execution_options(isolation_level="AUTOCOMMIT")
@@ -117,7 +124,7 @@ class Database:
         try:
             conn = self.engine.connect()
         except (OperationalError, DBAPIError) as exc:
-            raise ServiceUnavailable("The database is not reachable; try again shortly") from exc
+            raise _unreachable() from exc
         try:
             if write:
                 conn.info[_WRITE_FLAG] = True
