@@ -1,5 +1,5 @@
 # fhir-gateway: one image for the API server and the CLI.
-FROM python:3.11-slim AS runtime
+FROM python:3.11.11-slim-bookworm AS runtime
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 WORKDIR /app
 COPY pyproject.toml README.md ./

@@ -6,6 +6,7 @@ import importlib
 
 import typer
 
+from fhir_gateway.observability.logs import configure_logging
 from fhir_gateway.settings import get_settings
 
 app = typer.Typer(help="fhir-gateway: FHIR R4 backend for care-pathway coordination", no_args_is_help=True)
@@ -59,18 +60,16 @@ def serve(
         os.environ["FHIR_GATEWAY_BASE_URL"] = f"http://{shown}:{port}"
         get_settings.cache_clear()
     settings = get_settings()
-    problems = prepare(settings, migrate=not no_migrate)
-    if problems:
-        for problem in problems:
-            typer.echo(f"refusing to start: {problem}", err=True)
-        raise typer.Exit(2)
+    configure_logging(settings.log_level)
+    _refuse_if(prepare(settings, migrate=not no_migrate))
     uvicorn.run(
         "fhir_gateway.app:create_app",
         factory=True,
         host=host,
         port=port,
         workers=workers,
-        log_level="info",
+        log_config=None,  # uvicorn logs through the gateway's JSON handler
+        log_level=settings.log_level.lower(),
         access_log=False,
     )
 
@@ -81,10 +80,14 @@ def worker() -> None:
     import signal
 
     from fhir_gateway.audit.writer import AuditWriter
+    from fhir_gateway.auth.bootstrap import check_production_settings
     from fhir_gateway.storage.database import Database
     from fhir_gateway.subscriptions.worker import SubscriptionWorker
 
     settings = get_settings()
+    if settings.env == "production":
+        _refuse_if(check_production_settings(settings))
+    configure_logging(settings.log_level)
     database = Database(settings.database_url, 2)
     audit_writer = AuditWriter(database, mode="sync")
     delivery = SubscriptionWorker(database, settings, audit_sink=audit_writer.submit)
@@ -95,6 +98,14 @@ def worker() -> None:
     delivery.stop()
     audit_writer.close()
     database.dispose()
+
+
+def _refuse_if(problems: list[str]) -> None:
+    """Print each problem and exit with status 2 when there is any."""
+    for problem in problems:
+        typer.echo(f"refusing to start: {problem}", err=True)
+    if problems:
+        raise typer.Exit(2)
 
 
 def _safe_url(url: str) -> str:

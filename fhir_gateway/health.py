@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.responses import JSONResponse
 
-from fhir_gateway.storage.migrate import is_current
+from fhir_gateway.storage.migrate import schema_state
 
 router = APIRouter(prefix="/health")
 
@@ -19,15 +19,17 @@ def live() -> JSONResponse:
 
 @router.get("/ready")
 def ready(request: Request) -> JSONResponse:
-    """The database answers and its schema is at the newest migration (a replica started
-    before ``fhir-gateway migrate`` ran, or an older image, is not ready)."""
+    """The database answers and its schema is at this code's newest migration: a replica
+    started before ``fhir-gateway migrate`` ran is not ready (``migrations pending``), nor is
+    one of the previous release once a newer one has migrated (``schema newer than this server``)."""
     database = request.app.state.database
     if not database.ping():
         return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
     try:
-        current = is_current(database)
+        state = schema_state(database)
     except (OperationalError, DBAPIError):
         return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
-    if not current:
-        return JSONResponse({"status": "unavailable", "database": "migrations pending"}, status_code=503)
+    if state != "current":
+        reason = "migrations pending" if state == "pending" else "schema newer than this server"
+        return JSONResponse({"status": "unavailable", "database": reason}, status_code=503)
     return JSONResponse({"status": "ok"})

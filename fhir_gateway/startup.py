@@ -10,8 +10,13 @@ from fhir_gateway.storage.migrate import upgrade
 
 
 def prepare(settings: Settings, *, migrate: bool) -> list[str]:
-    """Check production settings, migrate, create the demo client; the problems found."""
-    from fhir_gateway.auth.bootstrap import check_production_settings, ensure_demo_client
+    """Check production settings, migrate, check the database (production) or create the
+    demo client (development); the problems that forbid starting."""
+    from fhir_gateway.auth.bootstrap import (
+        check_production_database,
+        check_production_settings,
+        ensure_demo_client,
+    )
 
     if settings.env == "production":
         problems = check_production_settings(settings)
@@ -21,6 +26,10 @@ def prepare(settings: Settings, *, migrate: bool) -> list[str]:
     try:
         if migrate:
             upgrade(database)
+        if settings.env == "production":
+            problems = check_production_database(database)
+            if problems:
+                return problems
         demo = ensure_demo_client(database, settings)
     finally:
         database.dispose()

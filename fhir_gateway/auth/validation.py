@@ -100,10 +100,21 @@ class TokenValidator:
         if self.settings.fhir_base not in audiences and self.settings.external_audience not in audiences:
             raise invalid_token("wrong audience")
         claims.setdefault("client_id", claims.get("azp") or claims.get("sub"))
-        organization = claims.get(self.settings.issuer_organization_claim)
+        name = self.settings.issuer_organization_claim
+        organization = claims.get(name)
+        if isinstance(organization, list):  # a multivalued mapper: one Organization or none
+            if len(organization) != 1:
+                raise invalid_token(f"claim {name!r} names several organisations")
+            organization = organization[0]
+        if isinstance(organization, int) and not isinstance(organization, bool):
+            organization = str(organization)
         if organization:
-            org = str(organization)
+            if not isinstance(organization, str) or "/" in organization.removeprefix("Organization/"):
+                raise invalid_token(f"claim {name!r} is not an Organization id")
+            org = organization
             claims["organization"] = org if org.startswith("Organization/") else f"Organization/{org}"
+        else:
+            claims.pop("organization", None)  # only the configured claim speaks for the client
         claims["trusted"] = False
         return claims
 

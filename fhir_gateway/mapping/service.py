@@ -13,9 +13,10 @@ from typing import IO, Any
 from fhir_gateway.fhir.context import Ctx
 from fhir_gateway.kit.errors import BadRequest, Forbidden, NotFound
 from fhir_gateway.mapping.exporter import export_rows
-from fhir_gateway.mapping.importer import ImportOptions, run_import
+from fhir_gateway.mapping.importer import DryRunDone, ImportOptions, ImportRefused, run_import
 from fhir_gateway.mapping.report import Summary
 from fhir_gateway.mapping.spec import Format, available, load_format, mappings_root
+from fhir_gateway.observability.metrics import IMPORT_ROWS
 from fhir_gateway.settings import Settings
 from fhir_gateway.storage import repository
 
@@ -56,7 +57,17 @@ def import_file(
 ) -> Summary:
     """Run one import in ``ctx`` (ImportRefused / DryRunDone roll it back)."""
     check_organization(ctx, organization)
-    return run_import(ctx, fmt, stream, organization, options)
+    try:
+        summary = run_import(ctx, fmt, stream, organization, options)
+    except DryRunDone as done:
+        IMPORT_ROWS.labels(fmt.name, "dry-run").inc(done.summary.rows)
+        raise
+    except ImportRefused as refused:
+        IMPORT_ROWS.labels(fmt.name, "refused").inc(refused.summary.rows)
+        raise
+    IMPORT_ROWS.labels(fmt.name, "imported").inc(summary.rows - summary.rejected)
+    IMPORT_ROWS.labels(fmt.name, "rejected").inc(summary.rejected)
+    return summary
 
 
 def export_file(ctx: Ctx, fmt: Format, organization: str, since: date | None) -> list[dict[str, Any]]:

@@ -1,7 +1,9 @@
 """Prometheus metrics at ``/metrics`` (text exposition format 0.0.4).
 
-Request count and latency by FHIR interaction and resource type, consent refusals, the
-depth of the audit writer's queue and of the subscription outbox. Each worker process exposes its own figures.
+Request count and latency by FHIR interaction and resource type, consent refusals, partner
+file rows imported, the depth of the audit writer's queue and of the subscription outbox.
+Each server process exposes its own figures (the outbox depth is read from the database,
+the same for all); the ``fhir-gateway import`` command prints its counts instead.
 """
 
 from __future__ import annotations
@@ -43,6 +45,13 @@ CONSENT_DENIALS = Counter(
     ["resource_type"],
     registry=REGISTRY,
 )
+IMPORT_ROWS = Counter(
+    "fhir_import_rows_total",
+    "partner file rows by format and outcome: imported, rejected (partial import), "
+    "refused (the whole file refused), dry-run",
+    ["format", "outcome"],
+    registry=REGISTRY,
+)
 AUDIT_QUEUE = Gauge("fhir_audit_queue_depth", "AuditEvents waiting to be written", registry=REGISTRY)
 OUTBOX_DEPTH = Gauge(
     "fhir_subscription_outbox_depth", "Subscription notifications not yet delivered", registry=REGISTRY
@@ -61,7 +70,8 @@ _INTERACTIONS = {
     ("GET", "/fhir/{res_type}/{res_id}/_history"): "history-instance",
     ("GET", "/fhir/{res_type}/_history"): "history-type",
     ("GET", "/fhir/_history"): "history-system",
-    ("POST", "/fhir"): "transaction",
+    ("POST", "/fhir"): "transaction",  # or batch: the route cannot tell
+    ("POST", "/fhir/"): "transaction",
     ("GET", "/fhir/metadata"): "capabilities",
 }
 

@@ -2,7 +2,9 @@
 
 The request id comes from ``X-Request-ID`` when the caller sends a sane one, else a new
 UUID; it is echoed in the response. The route logged is the matched route template
-(``/fhir/{res_type}/{res_id}``) with the resource type, never the query string.
+(``/fhir/{res_type}/{res_id}``) with the resource type, never the path itself nor the query
+string. A resource type this server does not store is logged and counted as ``unknown``: the
+path segment is the client's text (``/fhir/Dupont``), not a bounded label.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from fhir_gateway.fhir.resource_types import STORED_TYPES
 from fhir_gateway.observability.metrics import observe
 
 log = logging.getLogger("fhir_gateway.access")
@@ -26,6 +29,13 @@ def _request_id(scope: Scope) -> str:
             if 0 < len(text) <= 64 and text.replace("-", "").isalnum():
                 return text
     return str(uuid.uuid4().hex)
+
+
+def _resource_type(params: dict[str, Any]) -> str | None:
+    res_type = params.get("res_type")
+    if res_type is None:
+        return None
+    return str(res_type) if res_type in STORED_TYPES else "unknown"
 
 
 class RequestLogMiddleware:
@@ -56,17 +66,17 @@ class RequestLogMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             route = scope.get("route")
-            params = scope.get("path_params") or {}
+            res_type = _resource_type(scope.get("path_params") or {})
             elapsed = time.perf_counter() - started
             route_path = getattr(route, "path", "unmatched")
-            observe(scope["method"], route_path, params.get("res_type"), status, elapsed)
+            observe(scope["method"], route_path, res_type, status, elapsed)
             log.info(
                 "request",
                 extra={
                     "request_id": request_id,
                     "method": scope["method"],
                     "route": route_path,
-                    "resource_type": params.get("res_type"),
+                    "resource_type": res_type,
                     "client_id": state.get("client_id"),
                     "status": status,
                     "duration_ms": round(elapsed * 1000, 2),

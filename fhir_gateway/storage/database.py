@@ -96,6 +96,13 @@ class _AsyncEngines:
         await self.read.dispose()
 
 
+def _unreachable() -> ServiceUnavailable:
+    """503 when no connection can be opened (server down, or all its connection slots taken)."""
+    return ServiceUnavailable(
+        "The database is not reachable; try again shortly", headers={"Retry-After": "5"}
+    )
+
+
 class Database:
     """The process's engine and its transactions."""
 
@@ -138,7 +145,7 @@ class Database:
         try:
             async_conn = await engine.connect()
         except (OperationalError, DBAPIError) as exc:
-            raise ServiceUnavailable("The database is not reachable; try again shortly") from exc
+            raise _unreachable() from exc
         try:
             return await async_conn.run_sync(_in_transaction, work)
         finally:
@@ -157,7 +164,7 @@ class Database:
         try:
             conn = self.engine.connect()
         except (OperationalError, DBAPIError) as exc:
-            raise ServiceUnavailable("The database is not reachable; try again shortly") from exc
+            raise _unreachable() from exc
         try:
             if write:
                 conn.info[_WRITE_FLAG] = True

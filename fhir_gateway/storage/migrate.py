@@ -31,12 +31,28 @@ def upgrade(database: Database, revision: str = "head") -> None:
 
 
 @cache
+def _script() -> ScriptDirectory:
+    """The migrations shipped with this code (read once)."""
+    return ScriptDirectory.from_config(alembic_config("sqlite://"))
+
+
 def _head() -> str | None:
-    """The newest revision shipped with this code (read once)."""
-    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    """The newest revision shipped with this code."""
+    return _script().get_current_head()
+
+
+def schema_state(database: Database) -> str:
+    """``current`` (at this code's newest migration), ``pending`` (older or empty: run
+    ``fhir-gateway migrate``) or ``newer`` (migrated by a newer release: this server is the
+    old one of an upgrade)."""
+    with database.engine.connect() as conn:
+        revision = MigrationContext.configure(conn).get_current_revision()
+    if revision == _head():
+        return "current"
+    known = {script.revision for script in _script().walk_revisions()}
+    return "pending" if revision is None or revision in known else "newer"
 
 
 def is_current(database: Database) -> bool:
     """True when the database is at the newest migration (readiness check)."""
-    with database.engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision() == _head()
+    return schema_state(database) == "current"

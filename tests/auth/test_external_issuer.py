@@ -127,3 +127,47 @@ def test_external_partner_is_bound_by_consent(external_app: FastAPI, keycloak: A
         f"/fhir/Patient/{patient['id']}", headers={"Authorization": f"Bearer {_token(keys['first'])}"}
     )
     assert response.status_code == 404
+
+
+def _audited_organizations(fhir: TestClient, client_id: str) -> list[str | None]:
+    events = fhir.get("/fhir/AuditEvent", params={"_count": "100"}).json().get("entry", [])
+    return [
+        agent["who"].get("reference")
+        for entry in events
+        for agent in entry["resource"]["agent"]
+        if agent["who"].get("identifier", {}).get("value") == client_id
+    ]
+
+
+def test_organization_claim_forms(external_app: FastAPI, keycloak: Any, fhir: TestClient) -> None:
+    keys, _ = keycloak
+    client = TestClient(external_app)
+    for value, expected in (
+        (["saad-8"], 200),  # a multivalued mapper with one value
+        (["saad-8", "saad-9"], 401),  # which one would the client speak for?
+        ("Organization/a/b", 401),
+        (42, 200),
+    ):
+        token = _token(keys["first"], organization=value, azp=f"client-{expected}")
+        response = client.get("/fhir/Organization", headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == expected, (value, response.text)
+    assert set(_audited_organizations(fhir, "client-200")) == {"Organization/saad-8", "Organization/42"}
+
+
+def test_only_the_configured_claim_names_the_organization(
+    settings: Settings, database: Database, keycloak: Any, fhir: TestClient
+) -> None:
+    keys, _ = keycloak
+    app = create_app(
+        settings.model_copy(
+            update={"trusted_issuers": ISSUER, "issuer_organization_claim": "fhir_organization"}
+        ),
+        database,
+    )
+    client = TestClient(app)
+    forged = _token(keys["first"], organization="Organization/forged", azp="other-claim")
+    assert client.get("/fhir/Organization", headers={"Authorization": f"Bearer {forged}"}).status_code == 200
+    assert _audited_organizations(fhir, "other-claim") == [None]
+    mapped = _token(keys["first"], fhir_organization="Organization/saad-3", azp="mapped-claim")
+    assert client.get("/fhir/Organization", headers={"Authorization": f"Bearer {mapped}"}).status_code == 200
+    assert _audited_organizations(fhir, "mapped-claim") == ["Organization/saad-3"]

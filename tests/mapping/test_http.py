@@ -11,6 +11,7 @@ from starlette.testclient import TestClient
 from fhir_gateway.storage.database import Database
 from tests.conftest import ClientFactory
 from tests.mapping.conftest import DC, SAAD, SAMPLES, stored, versions
+from tests.support.metrics import metric
 
 CSV = {"Content-Type": "text/csv"}
 
@@ -121,3 +122,30 @@ def test_consent_and_organisation_apply(
     assert status == 422
     assert "scopes do not allow" in outcome["issue"][0]["diagnostics"]
     assert scoped.get("/fhir/$export-partner", params={"format": "saad-interventions"}).status_code == 403
+
+
+def test_imported_rows_are_counted_in_metrics(fhir: TestClient, organizations: None) -> None:
+    def rows(outcome: str) -> float:
+        return metric(fhir, "fhir_import_rows_total", format="saad-interventions", outcome=outcome)
+
+    _setup(fhir)
+    before = {o: rows(o) for o in ("imported", "rejected", "refused", "dry-run")}
+    head = (SAMPLES / "saad-interventions.csv").read_bytes().splitlines()[0]
+    good = b"INT-2;B0101;18/11/2025;08:00;09:00;;;AV-017;Toilette;Planifi\xe9e;;;;;\r\n"
+    bad = b"INT-1;B0101;31/02/2025;08:00;09:00;;;AV-017;Toilette;Planifi\xe9e;;;;;\r\n"
+    data = head + b"\r\n" + bad + good
+    assert _import(fhir, "saad-interventions", data, organization=SAAD)[0] == 422
+    assert _import(fhir, "saad-interventions", data, organization=SAAD, partial="true")[0] == 200
+    assert (
+        _import(fhir, "saad-interventions", head + b"\r\n" + good, organization=SAAD, **{"dry-run": "true"})[
+            0
+        ]
+        == 200
+    )
+    after = {o: rows(o) for o in before}
+    assert {o: after[o] - before[o] for o in after} == {
+        "imported": 1,
+        "rejected": 1,
+        "refused": 2,
+        "dry-run": 1,
+    }
