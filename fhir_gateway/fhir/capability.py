@@ -34,6 +34,14 @@ _ALL = [
 ]
 _APPEND_ONLY = ["read", "vread", "history-instance", "history-type", "create", "search-type"]
 _OAUTH = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+_VALIDATE = {"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}
+# Operations of one resource type (beside $validate, on every type)
+_TYPE_OPERATIONS: dict[str, list[dict[str, str]]] = {
+    "Patient": [
+        {"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"},
+        {"name": "access", "definition": "urn:fhir-gateway:OperationDefinition/Patient-access"},
+    ],
+}
 
 
 def _reference_params(res_type: str) -> list[str]:
@@ -65,9 +73,7 @@ def _resource(res_type: str) -> dict[str, Any]:
         "conditionalDelete": "not-supported",
         "searchInclude": _reference_params(res_type),
         "searchRevInclude": _rev_includes(res_type),
-        "operation": [
-            {"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}
-        ],
+        "operation": [_VALIDATE, *_TYPE_OPERATIONS.get(res_type, [])],
         "searchParam": [
             {
                 "name": code,

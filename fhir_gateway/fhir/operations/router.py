@@ -10,7 +10,7 @@ from starlette.responses import Response
 from fhir_gateway.fhir.endpoints import Access, Body, run_in_unit
 from fhir_gateway.fhir.requests import parse_resource, read_csv_body
 from fhir_gateway.fhir.resource_types import require_stored_type
-from fhir_gateway.fhir.responses import json_response
+from fhir_gateway.fhir.responses import fhir_response, json_response
 from fhir_gateway.kit.errors import BadRequest
 
 router = APIRouter(prefix="/fhir")
@@ -34,6 +34,19 @@ async def patient_access(patient_id: str, request: Request, access: Access) -> R
         write=False,
     )
     return json_response(result)
+
+
+@router.get("/Patient/{patient_id}/$everything")
+async def patient_everything(patient_id: str, request: Request, access: Access) -> Response:
+    """The person's record, consent-filtered and paged (FHIR R4 patient-operation-everything.html)."""
+    from fhir_gateway.fhir.operations.everything import everything
+
+    params = dict(request.query_params)
+    base = str(request.app.state.settings.fhir_base)
+    body = await run_in_unit(
+        request, access, lambda ctx: everything(ctx, patient_id, params, base), write=False
+    )
+    return fhir_response(body)
 
 
 @router.post("/{res_type}/$validate")
