@@ -36,11 +36,14 @@ _APPEND_ONLY = ["read", "vread", "history-instance", "history-type", "create", "
 _OAUTH = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
 _VALIDATE = {"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}
 # Operations of one resource type (beside $validate, on every type)
+_BULK = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition"
 _TYPE_OPERATIONS: dict[str, list[dict[str, str]]] = {
     "Patient": [
         {"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"},
+        {"name": "export", "definition": f"{_BULK}/patient-export"},
         {"name": "access", "definition": "urn:fhir-gateway:OperationDefinition/Patient-access"},
     ],
+    "Group": [{"name": "export", "definition": f"{_BULK}/group-export"}],
 }
 
 
@@ -94,6 +97,7 @@ def _statement(base_url: str) -> bytes:
         "date": "2026-11-24",
         "publisher": "fhir-gateway",
         "kind": "instance",
+        "instantiates": ["http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"],
         "software": {"name": "fhir-gateway", "version": __version__},
         "implementation": {"description": "fhir-gateway care-pathway coordination", "url": f"{base}/fhir"},
         "fhirVersion": "4.0.1",
@@ -127,6 +131,7 @@ def _statement(base_url: str) -> bytes:
                 "resource": [_resource(t) for t in sorted(STORED_TYPES)],
                 "interaction": [{"code": c} for c in ("transaction", "batch", "history-system")],
                 "operation": [
+                    {"name": "export", "definition": f"{_BULK}/export"},
                     {"name": "access", "definition": "urn:fhir-gateway:OperationDefinition/Patient-access"},
                     {
                         "name": "validate",

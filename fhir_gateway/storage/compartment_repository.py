@@ -93,13 +93,15 @@ def export_page(
     visible: ColumnElement[bool],
     *,
     patients: Sequence[str] | None,
+    in_compartment: bool = False,
     since: datetime | None,
     until: datetime,
     after_id: str | None,
     limit: int,
 ) -> list[tuple[str, str]]:
     """The next ``limit`` (id, content) of ``res_type`` after ``after_id`` (keyset, id order):
-    current, not deleted, changed in ``(since, until]``, of ``patients`` when given, visible."""
+    current, not deleted, changed in ``(since, until]``, of ``patients`` when given (of some
+    person when ``in_compartment``), visible."""
     r = resource
     conditions = [r.c.res_type == res_type, r.c.deleted == false(), r.c.last_updated <= until, visible]
     if since is not None:
@@ -109,5 +111,7 @@ def export_page(
     if patients is not None:
         column = r.c.res_id if res_type == "Patient" else r.c.patient_id
         conditions.append(column.in_(list(patients)))
+    elif in_compartment and res_type != "Patient":
+        conditions.append(r.c.patient_id.is_not(None))
     query = select(r.c.res_id, r.c.content).where(*conditions).order_by(r.c.res_id).limit(limit)
     return [(row.res_id, row.content) for row in conn.execute(query)]
