@@ -42,8 +42,16 @@ _TYPE_OPERATIONS: dict[str, list[dict[str, str]]] = {
         {"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"},
         {"name": "export", "definition": f"{_BULK}/patient-export"},
         {"name": "access", "definition": "urn:fhir-gateway:OperationDefinition/Patient-access"},
+        {
+            "name": "follow-up-gaps",
+            "definition": "urn:fhir-gateway:OperationDefinition/Patient-follow-up-gaps",
+        },
     ],
     "Group": [{"name": "export", "definition": f"{_BULK}/group-export"}],
+    "Task": [
+        {"name": name, "definition": f"urn:fhir-gateway:OperationDefinition/Task-{name}"}
+        for name in ("late", "orientations-waiting", "open-alerts")
+    ],
 }
 
 

@@ -175,3 +175,45 @@ async def export_file(job_id: str, name: str, request: Request, access: Access) 
     folder = request.app.state.settings.export_path
     path = await run_in_unit(request, access, lambda ctx: job_file(ctx, job_id, name, folder), write=False)
     return FileResponse(path, media_type=NDJSON)
+
+
+@router.get("/Task/$late")
+async def late_tasks(request: Request, access: Access) -> Response:
+    """Worklist: the owner's late Tasks (issue 8, ``fhir.operations.worklists``)."""
+    from fhir_gateway.fhir.operations.worklists import late_tasks as run
+
+    params, base = dict(request.query_params), str(request.app.state.settings.fhir_base)
+    return fhir_response(await run_in_unit(request, access, lambda ctx: run(ctx, params, base), write=False))
+
+
+@router.get("/Task/$orientations-waiting")
+async def orientations_waiting(request: Request, access: Access) -> Response:
+    """Worklist: orientation decisions without admission after N days."""
+    from fhir_gateway.fhir.operations.worklists import orientations_waiting as run
+
+    params, base = dict(request.query_params), str(request.app.state.settings.fhir_base)
+    prefer = request.headers.get("prefer")
+    return fhir_response(
+        await run_in_unit(request, access, lambda ctx: run(ctx, params, prefer, base), write=False)
+    )
+
+
+@router.get("/Task/$open-alerts")
+async def open_alerts(request: Request, access: Access) -> Response:
+    """Worklist: vigilance alerts not handled yet."""
+    from fhir_gateway.fhir.operations.worklists import open_alerts as run
+
+    params, base = dict(request.query_params), str(request.app.state.settings.fhir_base)
+    prefer = request.headers.get("prefer")
+    return fhir_response(
+        await run_in_unit(request, access, lambda ctx: run(ctx, params, prefer, base), write=False)
+    )
+
+
+@router.get("/Patient/$follow-up-gaps")
+async def follow_up_gaps(request: Request, access: Access) -> Response:
+    """Worklist: people whose plan has expired or who have no coordinator."""
+    from fhir_gateway.fhir.operations.worklists import follow_up_gaps as run
+
+    params, base = dict(request.query_params), str(request.app.state.settings.fhir_base)
+    return fhir_response(await run_in_unit(request, access, lambda ctx: run(ctx, params, base), write=False))
