@@ -140,6 +140,10 @@ def _statement(base_url: str) -> bytes:
                 "interaction": [{"code": c} for c in ("transaction", "batch", "history-system")],
                 "operation": [
                     {"name": "export", "definition": f"{_BULK}/export"},
+                    {
+                        "name": "evaluate-measure",
+                        "definition": "http://hl7.org/fhir/OperationDefinition/Measure-evaluate-measure",
+                    },
                     {"name": "access", "definition": "urn:fhir-gateway:OperationDefinition/Patient-access"},
                     {
                         "name": "validate",

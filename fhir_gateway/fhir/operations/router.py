@@ -217,3 +217,24 @@ async def follow_up_gaps(request: Request, access: Access) -> Response:
 
     params, base = dict(request.query_params), str(request.app.state.settings.fhir_base)
     return fhir_response(await run_in_unit(request, access, lambda ctx: run(ctx, params, base), write=False))
+
+
+@router.get("/Measure/activity-indicators")
+async def activity_measure(request: Request, access: Access) -> Response:
+    """The Measure of the activity indicators (``profiles/Measure/activity-indicators.json``)."""
+    from fhir_gateway.fhir.operations.indicators import measure_definition
+
+    return fhir_response(measure_definition())
+
+
+@router.get("/Measure/activity-indicators/$evaluate-measure")
+async def activity_indicators(request: Request, access: Access) -> Response:
+    """The activity of a period as a MeasureReport, or CSV (issue 8)."""
+    from fhir_gateway.fhir.operations.indicators import as_csv, evaluate, wants_csv
+
+    params = dict(request.query_params)
+    report, found = await run_in_unit(request, access, lambda ctx: evaluate(ctx, params), write=False)
+    if wants_csv(params, request.headers.get("accept")):
+        headers = {"Content-Disposition": 'attachment; filename="activity-indicators.csv"'}
+        return Response(as_csv(report, found), media_type="text/csv; charset=utf-8", headers=headers)
+    return json_response(report)
