@@ -38,7 +38,15 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
 
             worker = SubscriptionWorker(database, settings, audit_sink=audit_writer.submit)
             worker.start()
+        exporter = None
+        if settings.export_worker_in_serve:
+            from fhir_gateway.exports.worker import ExportWorker
+
+            exporter = ExportWorker(database, settings, audit_sink=audit_writer.submit)
+            exporter.start()
         yield
+        if exporter is not None:
+            exporter.stop()
         if worker is not None:
             worker.stop()
         await audit_writer.aclose()

@@ -76,11 +76,12 @@ def serve(
 
 @app.command()
 def worker() -> None:
-    """Deliver Subscription notifications (run as many as needed beside the servers)."""
+    """Deliver Subscription notifications and run bulk $export jobs (run as many as needed)."""
     import signal
 
     from fhir_gateway.audit.writer import AuditWriter
     from fhir_gateway.auth.bootstrap import check_production_settings
+    from fhir_gateway.exports.worker import ExportWorker
     from fhir_gateway.storage.database import Database
     from fhir_gateway.subscriptions.worker import SubscriptionWorker
 
@@ -88,14 +89,23 @@ def worker() -> None:
     if settings.env == "production":
         _refuse_if(check_production_settings(settings))
     configure_logging(settings.log_level)
-    database = Database(settings.database_url, 2)
+    database = Database(settings.database_url, 3)
     audit_writer = AuditWriter(database, mode="sync")
     delivery = SubscriptionWorker(database, settings, audit_sink=audit_writer.submit)
+    exporter = ExportWorker(database, settings, audit_sink=audit_writer.submit)
+
+    def stop(*_: object) -> None:
+        delivery.request_stop()
+        exporter.request_stop()
+
     for number in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(number, lambda *_: delivery.request_stop())
-    typer.echo(f"subscription worker {delivery.name} on {_safe_url(settings.database_url)}")
+        signal.signal(number, stop)
+    typer.echo(f"subscription worker {delivery.name}, export worker {exporter.name}")
+    typer.echo(f"on {_safe_url(settings.database_url)}")
+    exporter.start()
     delivery.run_forever()
     delivery.stop()
+    exporter.stop()
     audit_writer.close()
     database.dispose()
 

@@ -92,6 +92,27 @@ class Settings(BaseSettings):
     # partner mappings (issue 5)
     mappings_dir: str = Field("", description="folder of partner formats (default: the project's mappings/)")
 
+    # bulk export (issue 8)
+    export_dir: str = Field(
+        "",
+        description="folder of the bulk $export NDJSON files (default: ./exports in the working directory)",
+    )
+    export_worker_in_serve: bool = Field(
+        True, description="run bulk $export jobs inside `fhir-gateway serve` (else: `fhir-gateway worker`)"
+    )
+    export_file_max_resources: int = Field(
+        100_000, description="most resources in one NDJSON file of an export (then a new file begins)"
+    )
+    export_page_size: int = Field(
+        1000, description="resources read per query (and lease renewal) by an export"
+    )
+    export_retention_seconds: float = Field(
+        86_400.0, description="how long the files of a finished $export are kept (Expires)"
+    )
+    export_lease_seconds: float = Field(
+        120.0, description="how long a worker holds an export job before another may take it over"
+    )
+
     @model_validator(mode="after")
     def _lease_outlasts_a_delivery(self) -> Settings:
         """A worker's lease must outlast two deliveries, or another worker could take the
@@ -107,6 +128,11 @@ class Settings(BaseSettings):
     def fhir_base(self) -> str:
         """The FHIR base URL (FHIR R4 http.html#root)."""
         return self.base_url.rstrip("/") + "/fhir"
+
+    @property
+    def export_path(self) -> Path:
+        """Where export files go (``export_dir``, default ``./exports``)."""
+        return Path(self.export_dir) if self.export_dir else Path.cwd() / "exports"
 
     @property
     def is_sqlite(self) -> bool:

@@ -38,13 +38,15 @@ def _empty_tables(request: pytest.FixtureRequest) -> Iterator[None]:
 
 
 @pytest.fixture
-def settings(database: Database) -> Settings:
+def settings(database: Database, tmp_path: Path) -> Settings:
     return Settings(
         database_url=database.url,
         base_url="http://testserver",
         env="development",
         audit_mode="sync",
         subscription_worker_in_serve=False,  # tests drive SubscriptionWorker.run_once themselves
+        export_worker_in_serve=False,  # and ExportWorker.run_once
+        export_dir=str(tmp_path / "exports"),
     )
 
 

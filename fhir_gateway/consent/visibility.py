@@ -11,6 +11,9 @@ so that paging and totals stay right and a denied resource is never counted.
   see every person's data (the request is audited with its reason);
 - Subscription rows: only the client that created them (FHIR R4 subscription.html: a
   subscription is its owner's business; trusted clients administer all);
+- Group rows (a list of persons, e.g. an organisation's caseload for bulk export): only the
+  Groups the caller manages (``Group.managingEntity`` is its Organization or Practitioner);
+  what a Group lists is never more than references, each person's data stays under consent;
 - AuditEvent rows: only auditors (an explicit ``AuditEvent`` scope: ``system/AuditEvent.rs``;
   a ``*`` scope is not enough), trusted clients and the person themself.
 """
@@ -44,10 +47,12 @@ from fhir_gateway.kit.errors import Forbidden
 from fhir_gateway.kit.lru import Lru
 from fhir_gateway.kit.timeutil import utcnow
 from fhir_gateway.storage.outbox_tables import subscription
-from fhir_gateway.storage.tables import is_shared
+from fhir_gateway.storage.tables import idx_reference, is_shared
 
 AUDIT_TYPE = "AuditEvent"
 SUBSCRIPTION_TYPE = "Subscription"
+GROUP_TYPE = "Group"
+_MANAGER = idx_reference.alias("idx_reference_group_manager")
 OWN_ONLY_WRITES = frozenset({"Consent"})
 
 
@@ -135,14 +140,31 @@ def _build_clause(
         return audit_ok
     if res_type == SUBSCRIPTION_TYPE:
         return _owned_subscription(access, alias)
+    if res_type == GROUP_TYPE:
+        return _managed_group(access, alias)
     consent_ok = _partner_clause(access, alias, res_type, policy)
     if res_type is None:
         return or_(
             and_(alias.c.res_type == AUDIT_TYPE, audit_ok),
             and_(alias.c.res_type == SUBSCRIPTION_TYPE, _owned_subscription(access, alias)),
-            and_(alias.c.res_type.not_in([AUDIT_TYPE, SUBSCRIPTION_TYPE]), consent_ok),
+            and_(alias.c.res_type == GROUP_TYPE, _managed_group(access, alias)),
+            and_(alias.c.res_type.not_in([AUDIT_TYPE, SUBSCRIPTION_TYPE, GROUP_TYPE]), consent_ok),
         )
     return consent_ok
+
+
+def _managed_group(access: AccessContext, alias: Any) -> ColumnElement[bool]:
+    """The Group rows whose ``managingEntity`` (search index) is one of the caller's actors."""
+    m = _MANAGER
+    actors = [a.split("/", 1) for a in caller_actors(access)]
+    if not actors:
+        return false()
+    return exists().where(
+        m.c.res_type == GROUP_TYPE,
+        m.c.res_id == alias.c.res_id,
+        m.c.param == "managing-entity",
+        or_(*(and_(m.c.target_type == kind, m.c.target_id == res_id) for kind, res_id in actors)),
+    )
 
 
 def _owned_subscription(access: AccessContext, alias: Any) -> ColumnElement[bool]:

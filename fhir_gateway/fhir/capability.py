@@ -34,6 +34,25 @@ _ALL = [
 ]
 _APPEND_ONLY = ["read", "vread", "history-instance", "history-type", "create", "search-type"]
 _OAUTH = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+_VALIDATE = {"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}
+# Operations of one resource type (beside $validate, on every type)
+_BULK = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition"
+_TYPE_OPERATIONS: dict[str, list[dict[str, str]]] = {
+    "Patient": [
+        {"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"},
+        {"name": "export", "definition": f"{_BULK}/patient-export"},
+        {"name": "access", "definition": "urn:fhir-gateway:OperationDefinition/Patient-access"},
+        {
+            "name": "follow-up-gaps",
+            "definition": "urn:fhir-gateway:OperationDefinition/Patient-follow-up-gaps",
+        },
+    ],
+    "Group": [{"name": "export", "definition": f"{_BULK}/group-export"}],
+    "Task": [
+        {"name": name, "definition": f"urn:fhir-gateway:OperationDefinition/Task-{name}"}
+        for name in ("late", "orientations-waiting", "open-alerts")
+    ],
+}
 
 
 def _reference_params(res_type: str) -> list[str]:
@@ -65,9 +84,7 @@ def _resource(res_type: str) -> dict[str, Any]:
         "conditionalDelete": "not-supported",
         "searchInclude": _reference_params(res_type),
         "searchRevInclude": _rev_includes(res_type),
-        "operation": [
-            {"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}
-        ],
+        "operation": [_VALIDATE, *_TYPE_OPERATIONS.get(res_type, [])],
         "searchParam": [
             {
                 "name": code,
@@ -88,6 +105,7 @@ def _statement(base_url: str) -> bytes:
         "date": "2026-11-24",
         "publisher": "fhir-gateway",
         "kind": "instance",
+        "instantiates": ["http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"],
         "software": {"name": "fhir-gateway", "version": __version__},
         "implementation": {"description": "fhir-gateway care-pathway coordination", "url": f"{base}/fhir"},
         "fhirVersion": "4.0.1",
@@ -121,6 +139,11 @@ def _statement(base_url: str) -> bytes:
                 "resource": [_resource(t) for t in sorted(STORED_TYPES)],
                 "interaction": [{"code": c} for c in ("transaction", "batch", "history-system")],
                 "operation": [
+                    {"name": "export", "definition": f"{_BULK}/export"},
+                    {
+                        "name": "evaluate-measure",
+                        "definition": "http://hl7.org/fhir/OperationDefinition/Measure-evaluate-measure",
+                    },
                     {"name": "access", "definition": "urn:fhir-gateway:OperationDefinition/Patient-access"},
                     {
                         "name": "validate",

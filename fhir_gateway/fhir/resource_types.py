@@ -11,6 +11,7 @@ STORED_TYPES: frozenset[str] = frozenset(
         "CareTeam",
         "Consent",
         "Goal",
+        "Group",
         "Organization",
         "Patient",
         "Practitioner",

@@ -11,7 +11,7 @@ def full_metadata() -> MetaData:
     """``metadata`` with every table of the gateway (resources, index, auth, consent)."""
     import importlib
 
-    for module in ("auth_tables", "consent_tables", "outbox_tables"):
+    for module in ("auth_tables", "consent_tables", "outbox_tables", "export_tables"):
         try:
             importlib.import_module(f"fhir_gateway.storage.{module}")
         except ModuleNotFoundError as exc:

@@ -7,19 +7,18 @@ from pathlib import Path
 
 import pytest
 
-from fhir_gateway.storage import consent_tables  # noqa: F401  (registers the consent tables)
 from fhir_gateway.storage.database import Database
-from fhir_gateway.storage.tables import metadata
+from fhir_gateway.storage.schema import full_metadata
 from tests.support.databases import empty_all_tables, engine_kind, temporary_database_url
 
 
 @pytest.fixture(scope="session", params=[engine_kind()])
 def engine_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
-    """One database per engine for the session; tables made by ``metadata.create_all``."""
+    """One database per engine for the session; every table made by ``metadata.create_all``."""
     tmp: Path = tmp_path_factory.mktemp(f"consent-{request.param}")
     with temporary_database_url(tmp, request.param) as url:
         db = Database(url)
-        metadata.create_all(db.engine)
+        full_metadata().create_all(db.engine)
         yield db
         db.dispose()
 

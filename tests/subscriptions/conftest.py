@@ -20,6 +20,7 @@ def settings(database: Database) -> Settings:
         env="development",
         audit_mode="sync",
         subscription_worker_in_serve=False,
+        export_worker_in_serve=False,
         subscription_retry_seconds=0.0,  # a failed delivery may be retried on the next round
         subscription_max_attempts=3,
     )

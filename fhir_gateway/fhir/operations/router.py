@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
-from starlette.responses import Response
+from starlette.responses import FileResponse, Response
 
+from fhir_gateway.auth.context import AccessContext
+from fhir_gateway.exports.files import remove_job_files
 from fhir_gateway.fhir.endpoints import Access, Body, run_in_unit
 from fhir_gateway.fhir.requests import parse_resource, read_csv_body
 from fhir_gateway.fhir.resource_types import require_stored_type
-from fhir_gateway.fhir.responses import json_response
-from fhir_gateway.kit.errors import BadRequest
+from fhir_gateway.fhir.responses import fhir_response, json_response
+from fhir_gateway.kit import jsonutil
+from fhir_gateway.kit.errors import BadRequest, Issue, operation_outcome
+from fhir_gateway.kit.timeutil import http_date
 
 router = APIRouter(prefix="/fhir")
 
@@ -34,6 +39,19 @@ async def patient_access(patient_id: str, request: Request, access: Access) -> R
         write=False,
     )
     return json_response(result)
+
+
+@router.get("/Patient/{patient_id}/$everything")
+async def patient_everything(patient_id: str, request: Request, access: Access) -> Response:
+    """The person's record, consent-filtered and paged (FHIR R4 patient-operation-everything.html)."""
+    from fhir_gateway.fhir.operations.everything import everything
+
+    params = dict(request.query_params)
+    base = str(request.app.state.settings.fhir_base)
+    body = await run_in_unit(
+        request, access, lambda ctx: everything(ctx, patient_id, params, base), write=False
+    )
+    return fhir_response(body)
 
 
 @router.post("/{res_type}/$validate")
@@ -85,3 +103,138 @@ async def export_partner(request: Request, access: Access) -> Response:
     from fhir_gateway.fhir.operations.partner_export import export_partner as run
 
     return await run(request, access)
+
+
+async def _kick_off(request: Request, access: AccessContext, level: str, group_id: str | None) -> Response:
+    from fhir_gateway.fhir.operations.export import KickOff, kick_off
+
+    k = KickOff(
+        params=list(request.query_params.multi_items()),
+        prefer=request.headers.get("prefer", ""),
+        accept=request.headers.get("accept"),
+        url=str(request.url),
+        break_glass=access.break_glass is not None,
+    )
+    job_id = await run_in_unit(request, access, lambda ctx: kick_off(ctx, level, group_id, k), write=True)
+    status_url = f"{request.app.state.settings.fhir_base}/$export-status/{job_id}"
+    outcome = operation_outcome([Issue("information", "informational", f"Export job {job_id} accepted")])
+    return json_response(outcome, 202, {"Content-Location": status_url})
+
+
+@router.get("/$export")
+async def export_system(request: Request, access: Access) -> Response:
+    """Bulk export of everything the client may see (Bulk Data IG v2, system level)."""
+    return await _kick_off(request, access, "system", None)
+
+
+@router.get("/Patient/$export")
+async def export_patients(request: Request, access: Access) -> Response:
+    """Bulk export of the persons' compartments the client may see (Bulk Data IG v2, patient level)."""
+    return await _kick_off(request, access, "patient", None)
+
+
+@router.get("/Group/{group_id}/$export")
+async def export_group(group_id: str, request: Request, access: Access) -> Response:
+    """Bulk export of the compartments of a Group's members (Bulk Data IG v2, group level)."""
+    return await _kick_off(request, access, "group", group_id)
+
+
+@router.get("/$export-status/{job_id}")
+async def export_status(job_id: str, request: Request, access: Access) -> Response:
+    """Progress (202), manifest (200) or failure (500) of an export job of this client."""
+    from fhir_gateway.fhir.operations.export import manifest, owned_job
+
+    found = await run_in_unit(request, access, lambda ctx: owned_job(ctx, job_id), write=False)
+    if found.status == "completed":
+        headers = {"Expires": http_date(found.expires_at.replace(tzinfo=UTC))} if found.expires_at else {}
+        body = jsonutil.dumps(manifest(found, str(request.app.state.settings.fhir_base)))
+        return Response(body, 200, headers, media_type="application/json")
+    if found.status == "failed":
+        outcome = operation_outcome([Issue("error", "exception", f"The export failed: {found.error}")])
+        return json_response(outcome, 500)
+    progress = found.progress or ("waiting for a worker" if found.status == "accepted" else "started")
+    return Response(status_code=202, headers={"X-Progress": progress[:100], "Retry-After": "2"})
+
+
+@router.delete("/$export-status/{job_id}")
+async def export_cancel(job_id: str, request: Request, access: Access) -> Response:
+    """Cancel an export job of this client and drop its files (202)."""
+    from fhir_gateway.fhir.operations.export import cancel
+
+    await run_in_unit(request, access, lambda ctx: cancel(ctx, job_id), write=True)
+    remove_job_files(request.app.state.settings.export_path, job_id)
+    outcome = operation_outcome([Issue("information", "informational", f"Export job {job_id} cancelled")])
+    return json_response(outcome, 202)
+
+
+@router.get("/$export-file/{job_id}/{name}")
+async def export_file(job_id: str, name: str, request: Request, access: Access) -> Response:
+    """One NDJSON file of an export job, for the client that started it."""
+    from fhir_gateway.fhir.operations.export import NDJSON, job_file
+
+    folder = request.app.state.settings.export_path
+    path = await run_in_unit(request, access, lambda ctx: job_file(ctx, job_id, name, folder), write=False)
+    return FileResponse(path, media_type=NDJSON)
+
+
+@router.get("/Task/$late")
+async def late_tasks(request: Request, access: Access) -> Response:
+    """Worklist: the owner's late Tasks (issue 8, ``fhir.operations.worklists``)."""
+    from fhir_gateway.fhir.operations.worklists import late_tasks as run
+
+    params, base = dict(request.query_params), str(request.app.state.settings.fhir_base)
+    return fhir_response(await run_in_unit(request, access, lambda ctx: run(ctx, params, base), write=False))
+
+
+@router.get("/Task/$orientations-waiting")
+async def orientations_waiting(request: Request, access: Access) -> Response:
+    """Worklist: orientation decisions without admission after N days."""
+    from fhir_gateway.fhir.operations.worklists import orientations_waiting as run
+
+    params, base = dict(request.query_params), str(request.app.state.settings.fhir_base)
+    prefer = request.headers.get("prefer")
+    return fhir_response(
+        await run_in_unit(request, access, lambda ctx: run(ctx, params, prefer, base), write=False)
+    )
+
+
+@router.get("/Task/$open-alerts")
+async def open_alerts(request: Request, access: Access) -> Response:
+    """Worklist: vigilance alerts not handled yet."""
+    from fhir_gateway.fhir.operations.worklists import open_alerts as run
+
+    params, base = dict(request.query_params), str(request.app.state.settings.fhir_base)
+    prefer = request.headers.get("prefer")
+    return fhir_response(
+        await run_in_unit(request, access, lambda ctx: run(ctx, params, prefer, base), write=False)
+    )
+
+
+@router.get("/Patient/$follow-up-gaps")
+async def follow_up_gaps(request: Request, access: Access) -> Response:
+    """Worklist: people whose plan has expired or who have no coordinator."""
+    from fhir_gateway.fhir.operations.worklists import follow_up_gaps as run
+
+    params, base = dict(request.query_params), str(request.app.state.settings.fhir_base)
+    return fhir_response(await run_in_unit(request, access, lambda ctx: run(ctx, params, base), write=False))
+
+
+@router.get("/Measure/activity-indicators")
+async def activity_measure(request: Request, access: Access) -> Response:
+    """The Measure of the activity indicators (``profiles/Measure/activity-indicators.json``)."""
+    from fhir_gateway.fhir.operations.indicators import measure_definition
+
+    return fhir_response(measure_definition())
+
+
+@router.get("/Measure/activity-indicators/$evaluate-measure")
+async def activity_indicators(request: Request, access: Access) -> Response:
+    """The activity of a period as a MeasureReport, or CSV (issue 8)."""
+    from fhir_gateway.fhir.operations.indicators import as_csv, evaluate, wants_csv
+
+    params = dict(request.query_params)
+    report, found = await run_in_unit(request, access, lambda ctx: evaluate(ctx, params), write=False)
+    if wants_csv(params, request.headers.get("accept")):
+        headers = {"Content-Disposition": 'attachment; filename="activity-indicators.csv"'}
+        return Response(as_csv(report, found), media_type="text/csv; charset=utf-8", headers=headers)
+    return json_response(report)

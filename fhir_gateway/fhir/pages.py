@@ -1,0 +1,103 @@
+"""searchset Bundles built by operations (``$everything``, worklists): stored JSON spliced in.
+
+FHIR R4 bundle.html#searchset and search.html#paging: ``total``, ``self``/``next``/
+``previous`` links that replay the operation with ``_count``/``_offset``, entries with
+``search.mode`` (match, include, outcome). Stored JSON text is sent as it is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+from fhir_gateway.kit import jsonutil
+from fhir_gateway.kit.errors import BadRequest, Issue, operation_outcome
+
+
+@dataclass(frozen=True)
+class PageEntry:
+    """One entry: the stored resource text and how it came in."""
+
+    res_type: str
+    res_id: str
+    content: str
+    mode: str = "match"
+    search_extension: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass
+class Paging:
+    """``_count``/``_offset`` of an operation answer and the parameters that replay it."""
+
+    url: str  # the operation's URL without query, e.g. http://x/fhir/Patient/1/$everything
+    kept: list[tuple[str, str]] = field(default_factory=list)
+    count: int = 20
+    offset: int = 0
+
+
+def int_param(params: dict[str, str], name: str, default: int, maximum: int) -> int:
+    """A non-negative integer parameter, at most ``maximum`` (400 when malformed)."""
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit():
+        raise BadRequest(f"{name} must be a non-negative integer, not '{raw[:40]}'", expression=[name])
+    return min(int(raw), maximum)
+
+
+def paging(url: str, params: dict[str, str], default_count: int, max_count: int) -> Paging:
+    """The paging of an operation called with ``params`` (other parameters kept for the links)."""
+    kept = [(k, v) for k, v in params.items() if k not in ("_count", "_offset")]
+    return Paging(
+        url,
+        kept,
+        int_param(params, "_count", default_count, max_count),
+        int_param(params, "_offset", 0, 10**7),
+    )
+
+
+def _links(p: Paging, total: int | None, matched: int) -> list[dict[str, str]]:
+    def url(offset: int) -> str:
+        return f"{p.url}?{urlencode([*p.kept, ('_count', str(p.count)), ('_offset', str(offset))])}"
+
+    links = [{"relation": "self", "url": url(p.offset)}]
+    more = matched == p.count and (total is None or p.offset + p.count < total)
+    if more:
+        links.append({"relation": "next", "url": url(p.offset + p.count)})
+    if p.offset > 0:
+        links.append({"relation": "previous", "url": url(max(0, p.offset - p.count))})
+    return links
+
+
+def searchset(
+    base: str,
+    p: Paging,
+    entries: list[PageEntry],
+    total: int | None,
+    *,
+    warnings: list[Issue] | None = None,
+) -> bytes:
+    """The Bundle JSON of one page (``entries`` in order, matches counted for paging)."""
+    head: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset"}
+    if total is not None:
+        head["total"] = total
+    head["link"] = _links(p, total, sum(1 for e in entries if e.mode == "match"))
+    parts = []
+    for e in entries:
+        search: dict[str, Any] = {"mode": e.mode}
+        if e.search_extension:
+            search["extension"] = list(e.search_extension)
+        parts.append(
+            b'{"fullUrl":'
+            + jsonutil.dumps(f"{base}/{e.res_type}/{e.res_id}")
+            + b',"resource":'
+            + e.content.encode()
+            + b',"search":'
+            + jsonutil.dumps(search)
+            + b"}"
+        )
+    if warnings:
+        outcome = jsonutil.dumps(operation_outcome(warnings))
+        parts.append(b'{"resource":' + outcome + b',"search":{"mode":"outcome"}}')
+    return jsonutil.dumps(head)[:-1] + b',"entry":[' + b",".join(parts) + b"]}"
