@@ -61,6 +61,9 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         openapi_url="/openapi.json",
         docs_url="/docs",
         redoc_url=None,
+        # metrics are Prometheus' (/metrics); FastAPI's OpenTelemetry hooks looked up their
+        # providers on every request for nothing
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.database = database

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from starlette.testclient import TestClient
 
 from fhir_gateway.app import create_app
@@ -15,6 +17,11 @@ from fhir_gateway.storage.database import Database
 from fhir_gateway.storage.migrate import upgrade
 from tests.support.auth import issue_token, register_client
 from tests.support.databases import empty_all_tables, temporary_database_url
+
+# Property tests check behaviour, never speed (speed is measured in bench/): no per-example
+# deadline, which a busy CI machine would turn into random failures.
+hypothesis_settings.register_profile("gateway", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+hypothesis_settings.load_profile("gateway")
 
 EXAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "fhir-examples"
 

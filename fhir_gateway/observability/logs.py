@@ -56,9 +56,20 @@ def safe_exception(exc: BaseException) -> dict[str, Any]:
 class JsonFormatter(logging.Formatter):
     """``{"ts":..., "level":..., "logger":..., "msg":..., <extra fields>}``."""
 
+    _second = -1
+    _second_text = ""
+
+    def _timestamp(self, record: logging.LogRecord) -> str:
+        """``formatTime`` to the second, computed once per second (one line per request)."""
+        second = int(record.created)
+        if second != self._second:
+            self._second_text = self.formatTime(record, "%Y-%m-%dT%H:%M:%S")
+            self._second = second
+        return self._second_text
+
     def format(self, record: logging.LogRecord) -> str:
         payload: dict[str, Any] = {
-            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "ts": self._timestamp(record),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
@@ -79,6 +90,12 @@ class _StderrHandler(logging.StreamHandler[TextIO]):
 
 def configure_logging(level: str = "INFO") -> None:
     """Send every log of the process to stderr as JSON lines, at ``level``."""
+    # logging's documented optimisations: no caller frame lookup, no thread or process names
+    # (the JSON lines carry none of them)
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     root = logging.getLogger()
     root.handlers[:] = [h for h in root.handlers if not isinstance(h, _StderrHandler)]
     handler = _StderrHandler()
