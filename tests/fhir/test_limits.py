@@ -49,3 +49,37 @@ def test_rate_limit_answers_429_with_retry_after(settings: Settings, database: D
     assert limited.status_code == 429
     assert int(limited.headers["Retry-After"]) >= 1
     assert limited.json()["issue"][0]["code"] == "throttled"
+
+
+def test_dates_at_the_ends_of_the_calendar_are_stored_and_searched(
+    settings: Settings, database: Database
+) -> None:
+    """Were a 500 (date arithmetic overflowing year 9999 or year 1 shifted to UTC)."""
+    client = _client(settings, database)
+    for pid, born in (("last", "9999-12-31"), ("first", "0001-01-01")):
+        body = {"resourceType": "Patient", "id": pid, "birthDate": born}
+        assert (
+            client.put(f"/fhir/Patient/{pid}", json=body, headers={"Content-Type": FHIR}).status_code == 201
+        )
+    task = {"resourceType": "Task", "id": "t", "status": "requested", "intent": "order",
+            "authoredOn": "0001-01-01T00:00:00+01:00",
+            "executionPeriod": {"end": "9999-12-31T23:59:59-01:00"}}  # fmt: skip
+    assert client.put("/fhir/Task/t", json=task, headers={"Content-Type": FHIR}).status_code == 201
+    found = client.get("/fhir/Patient", params={"birthdate": "9999-12-31"}).json()
+    assert [e["resource"]["id"] for e in found["entry"]] == ["last"]
+    for value in ("ge9999-12-31T23:59:59-01:00", "le0001-01-01T00:00:00+01:00", "9999", "0001"):
+        assert client.get("/fhir/Patient", params={"birthdate": value}).status_code == 200
+
+
+def test_a_code_too_long_to_search_is_422_on_both_databases(settings: Settings, database: Database) -> None:
+    """PostgreSQL refused it with a database error, SQLite stored it: now both say why."""
+    client = _client(settings, database)
+    body = {"resourceType": "Patient", "identifier": [{"system": "urn:x", "value": "v" * 256}]}
+    answer = client.post("/fhir/Patient", json=body, headers={"Content-Type": FHIR})
+    assert answer.status_code == 422
+    issue = answer.json()["issue"][0]
+    assert issue["code"] == "too-long"
+    assert issue["expression"] == ["identifier"]
+    assert client.get("/fhir/Patient").json()["total"] == 0
+    body["identifier"][0]["value"] = "v" * 255
+    assert client.post("/fhir/Patient", json=body, headers={"Content-Type": FHIR}).status_code == 201
