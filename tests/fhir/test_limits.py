@@ -83,3 +83,42 @@ def test_a_code_too_long_to_search_is_422_on_both_databases(settings: Settings, 
     assert client.get("/fhir/Patient").json()["total"] == 0
     body["identifier"][0]["value"] = "v" * 255
     assert client.post("/fhir/Patient", json=body, headers={"Content-Type": FHIR}).status_code == 201
+
+
+def test_count_and_offset_are_bounded(settings: Settings, database: Database) -> None:
+    client = _client(settings, database, max_count=3)
+    for k in range(5):
+        body = {"resourceType": "Patient", "id": f"p{k}"}
+        assert client.put(f"/fhir/Patient/p{k}", json=body, headers={"Content-Type": FHIR}).status_code == 201
+    page = client.get("/fhir/Patient", params={"_count": "1000000"}).json()
+    assert len(page["entry"]) == 3  # _count above the maximum: the maximum
+    assert "_count=3" in next(x["url"] for x in page["link"] if x["relation"] == "next")
+    for name, value in (("_count", "-1"), ("_count", "1e3"), ("_offset", "x")):
+        refused = client.get("/fhir/Patient", params={name: value})
+        assert refused.status_code == 400
+        assert refused.json()["issue"][0]["expression"] == [name]
+    far = client.get("/fhir/Patient", params={"_offset": str(10**12)})
+    assert far.status_code == 200
+    assert far.json()["entry"] == []
+
+
+def test_include_fan_out_is_bounded(settings: Settings, database: Database) -> None:
+    client = _client(settings, database, max_include=4)
+    assert client.put("/fhir/Patient/p", json={"resourceType": "Patient", "id": "p"},
+                      headers={"Content-Type": FHIR}).status_code == 201  # fmt: skip
+    for k in range(10):
+        task = {"resourceType": "Task", "id": f"t{k}", "status": "requested", "intent": "order",
+                "for": {"reference": "Patient/p"}}  # fmt: skip
+        assert client.put(f"/fhir/Task/t{k}", json=task, headers={"Content-Type": FHIR}).status_code == 201
+    bundle = client.get("/fhir/Patient", params={"_id": "p", "_revinclude": "Task:patient"}).json()
+    modes = [e["search"]["mode"] for e in bundle["entry"]]
+    assert modes.count("match") == 1
+    assert modes.count("include") == 4
+
+
+def test_a_partner_file_over_the_body_limit_is_413(settings: Settings, database: Database) -> None:
+    client = _client(settings, database, max_body_bytes=1000)
+    answer = client.post("/fhir/$import-partner", params={"format": "saad-beneficiaires"},
+                         content=b"x;" * 1000, headers={"Content-Type": "text/csv"})  # fmt: skip
+    assert answer.status_code == 413
+    assert answer.json()["resourceType"] == "OperationOutcome"
