@@ -40,7 +40,9 @@ def cache_long_statements() -> None:
 def make_engine(url: str, pool_size: int = 10) -> Engine:
     """An engine for ``url`` with the dialect settings the gateway relies on."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": 30}, hide_parameters=True
+        )
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -63,7 +65,12 @@ def make_engine(url: str, pool_size: int = 10) -> Engine:
     cache_long_statements()
     # Every checkout ends its own transaction (Database.transaction), so no reset round trip.
     return create_engine(
-        url, pool_size=pool_size, max_overflow=10, pool_recycle=1800, pool_reset_on_return=None
+        url,
+        pool_size=pool_size,
+        max_overflow=10,
+        pool_recycle=1800,
+        pool_reset_on_return=None,
+        hide_parameters=True,  # logged database errors never carry the values (names, identifiers)
     )
 
 
@@ -82,6 +89,7 @@ class Database:
                 max_overflow=10,
                 pool_recycle=1800,
                 pool_reset_on_return=None,
+                hide_parameters=True,
             )
 
     async def run(self, work: Callable[[Connection], T], *, write: bool = False) -> T:

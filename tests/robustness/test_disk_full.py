@@ -27,12 +27,14 @@ from starlette.testclient import TestClient
 from fhir_gateway.app import create_app
 from fhir_gateway.settings import Settings
 from fhir_gateway.storage.database import Database
+from fhir_gateway.storage.faults import FULL
 from fhir_gateway.storage.migrate import upgrade
+from tests.e2e.conftest import BIN
+from tests.mapping.conftest import SAMPLES
 from tests.support.auth import issue_token, register_client
 from tests.support.databases import DEFAULT_PG_URL, engine_kind
 
 FHIR = "application/fhir+json"
-FULL = "The database's storage is full: writes are refused until space is freed"
 
 
 @contextmanager
@@ -100,6 +102,28 @@ def _database_on(folder: Path) -> Iterator[str]:
         admin.dispose()
 
 
+ORG = "Organization/saad"
+
+
+def _cli_import(url: str) -> subprocess.CompletedProcess[str]:
+    sample = SAMPLES / "saad-beneficiaires.csv"
+    return subprocess.run(
+        [
+            str(BIN / "fhir-gateway"),
+            "import",
+            "saad-beneficiaires",
+            str(sample),
+            "--organization",
+            "Organization/saad",
+        ],
+        env={**os.environ, "FHIR_GATEWAY_DATABASE_URL": url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 def _patient(pid: str, size: int = 20_000) -> dict[str, object]:
     return {"resourceType": "Patient", "id": pid, "name": [{"family": "F", "text": "x" * size}]}
 
@@ -124,6 +148,8 @@ def test_a_full_disk_is_reported_nothing_is_half_written_and_writes_resume() -> 
             client.headers.update({"Authorization": f"Bearer {issue_token(client, client_id, secret)}"})
             client.headers.update({"Content-Type": FHIR, "Accept": FHIR})
             assert client.put("/fhir/Patient/before", json=_patient("before")).status_code == 201
+            org = {"resourceType": "Organization", "id": "saad", "name": "SAAD"}
+            assert client.put("/fhir/Organization/saad", json=org).status_code == 201
             filler = _fill(folder)
 
             refused = None
@@ -144,9 +170,20 @@ def test_a_full_disk_is_reported_nothing_is_half_written_and_writes_resume() -> 
             for k in range(5):  # the transaction refused half-way left none of its entries
                 assert client.get(f"/fhir/Patient/b{attempt}-{k}").status_code == 404
             assert client.get("/fhir/Patient/before").status_code == 200  # reads go on
+            imported = _cli_import(url)  # the operator's command says it too, no traceback
+            assert imported.returncode == 1, imported.stderr
+            assert f"error: {FULL}; nothing of the file was written" in imported.stderr
+            traces = [line for line in imported.stderr.splitlines() if line.startswith("Traceback")]
+            assert not traces, imported.stderr[-3000:]
+            assert "b0-0" not in imported.stderr + answer.text  # logs hold no values (hide_parameters)
+            patients = client.get("/fhir/Patient", params={"_summary": "count"}).json()["total"]
 
             filler.unlink()  # space freed: writes resume, no restart
             assert client.put("/fhir/Patient/after", json=_patient("after")).status_code == 201
             assert client.post("/fhir", json=_bundle(f"b{attempt}")).status_code == 200
             assert client.get(f"/fhir/Patient/b{attempt}-4").status_code == 200
+            assert _cli_import(url).returncode == 0
+            after = client.get("/fhir/Patient", params={"_summary": "count"}).json()["total"]
+            rows = len((SAMPLES / "saad-beneficiaires.csv").read_bytes().strip().splitlines()) - 1
+            assert after == patients + 1 + 5 + rows  # nothing of the refused import had stayed
         database.dispose()
