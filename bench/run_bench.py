@@ -5,7 +5,9 @@
 2. start ``fhir-gateway serve`` (uvicorn, ``--workers``), register a client, get a token;
 3. seed with ../shared/bench/fhirload.py and run its scenarios (wrk underneath);
 4. start ../shared/bench/limit_server.py on the same engine, seed and run the same scenarios;
-5. write one JSON with both results and the gateway/floor ratios.
+5. write one JSON with both results and the gateway/floor ratios: of throughput, and of the
+   servers' CPU time per request (``<scenario>_cpu``: the floor's CPU per request divided by
+   ours), which stays meaningful when other work shares the machine.
 
     python bench/run_bench.py [--engine postgresql|sqlite] [--patients 500] [--tasks 20]
                               [--seconds 10] [--workers 1] [--client trusted|partner]
@@ -87,11 +89,33 @@ def fhirload(base: str, token: str | None, state: Path, *args: str) -> dict[str,
     return dict(json.loads(out))
 
 
+SCENARIOS = ("read", "search", "search_include", "create", "transaction")
+
+
+def server_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of process ``pid`` and its direct children (uvicorn workers).
+
+    Throughput on a machine shared with other work is noisy; the server's CPU per request is
+    not, and it is what bounds throughput on a dedicated core.
+    """
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if stat.parent.name == str(pid) or fields[1] == str(pid):
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 def run_scenarios(
     base: str,
     token: str | None,
     args: argparse.Namespace,
     workdir: Path,
+    server_pid: int,
     run_token: str | None = None,
     between: object = None,
 ) -> dict[str, object]:
@@ -100,16 +124,26 @@ def run_scenarios(
     seed = fhirload(base, token, state, "seed", "--patients", str(args.patients), "--tasks", str(args.tasks))
     extra = between(json.loads(state.read_text())) if callable(between) else None
     analyze(args.engine, base)
-    run = fhirload(
-        base,
-        run_token or token,
-        state,
-        "run",
-        "--seconds",
-        str(args.seconds),
-        "--concurrency",
-        str(args.concurrency),
-    )
+    run: dict[str, object] = {}
+    for scenario in SCENARIOS:
+        cpu_before = server_cpu_seconds(server_pid)
+        figures = fhirload(
+            base,
+            run_token or token,
+            state,
+            "run",
+            "--seconds",
+            str(args.seconds),
+            "--concurrency",
+            str(args.concurrency),
+            "--only",
+            scenario,
+        )[scenario]
+        assert isinstance(figures, dict)
+        spent = server_cpu_seconds(server_pid) - cpu_before
+        if figures.get("requests"):
+            figures["server_cpu_ms_per_request"] = round(1000 * spent / figures["requests"], 3)
+        run[scenario] = figures
     out: dict[str, object] = {"seed": seed, "run": run}
     if extra is not None:
         out["consents"] = extra
@@ -211,10 +245,11 @@ def gateway(args: argparse.Namespace, workdir: Path) -> dict[str, object]:
                 trusted,
                 args,
                 workdir,
+                process.pid,
                 run_token=partner,
                 between=lambda state: add_consents(base + "/fhir", trusted, state),
             )
-        return run_scenarios(base + "/fhir", trusted, args, workdir)
+        return run_scenarios(base + "/fhir", trusted, args, workdir, process.pid)
     finally:
         process.terminate()
         process.wait(timeout=20)
@@ -244,7 +279,7 @@ def floor(args: argparse.Namespace, workdir: Path) -> dict[str, object]:
     )
     try:
         wait_ready(f"http://127.0.0.1:{port}/fhir/Task/none", process)
-        return run_scenarios(f"http://127.0.0.1:{port}/fhir", None, args, workdir)
+        return run_scenarios(f"http://127.0.0.1:{port}/fhir", None, args, workdir, process.pid)
     finally:
         process.terminate()
         process.wait(timeout=20)
@@ -258,6 +293,9 @@ def ratios(ours: dict[str, object], theirs: dict[str, object]) -> dict[str, floa
     for name, figures in run_a.items():
         other = run_b.get(name, {})
         out[name] = round(figures["rps"] / other["rps"], 3) if other.get("rps") else None
+        ours_cpu, floor_cpu = figures.get("server_cpu_ms_per_request"), other.get("server_cpu_ms_per_request")
+        if ours_cpu and floor_cpu:
+            out[f"{name}_cpu"] = round(floor_cpu / ours_cpu, 3)  # the floor's CPU per request / ours
     return out
 
 

@@ -16,6 +16,7 @@ from starlette.responses import Response
 
 from fhir_gateway.fhir.responses import json_response
 from fhir_gateway.kit.errors import FhirError, Issue, operation_outcome
+from fhir_gateway.storage.faults import storage_refusal
 
 log = logging.getLogger("fhir_gateway.errors")
 
@@ -24,23 +25,6 @@ _HTTP_CODES = {404: "not-found", 405: "not-supported", 401: "login", 403: "forbi
 
 def _outcome(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
     return json_response(operation_outcome([Issue("error", code, message)]), status, headers)
-
-
-# PostgreSQL SQLSTATEs (Appendix A, "PostgreSQL Error Codes") and SQLite messages that mean
-# the storage refuses writes, as opposed to a bug: said plainly, never hidden behind a 500.
-_READ_ONLY = "The database is read-only: writes are refused until it is writable again (reads still work)"
-_FULL = "The database's storage is full: writes are refused until space is freed"
-_SQLSTATES = {"25006": _READ_ONLY, "53100": _FULL, "53000": _FULL}
-_SQLITE_MESSAGES = {"readonly database": _READ_ONLY, "database or disk is full": _FULL}
-
-
-def _storage_refusal(exc: DBAPIError) -> str | None:
-    """The plain reason when the database refuses writes (read-only, disk full), else None."""
-    sqlstate = getattr(exc.orig, "sqlstate", None)
-    if sqlstate in _SQLSTATES:
-        return _SQLSTATES[sqlstate]
-    message = str(exc.orig or "")
-    return next((text for key, text in _SQLITE_MESSAGES.items() if key in message), None)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -72,7 +56,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(OperationalError)
     async def _db_down(_request: Request, exc: OperationalError) -> Response:
         log.error("database unavailable: %s", type(exc.orig).__name__ if exc.orig else "unknown")
-        refusal = _storage_refusal(exc)
+        refusal = storage_refusal(exc)
         return _outcome(
             503,
             "transient",
@@ -93,7 +77,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DBAPIError)
     async def _db_error(_request: Request, exc: DBAPIError) -> Response:
-        refusal = _storage_refusal(exc)
+        refusal = storage_refusal(exc)
         if refusal is not None:  # read-only or full storage: the operator must know, clients retry
             log.error("database refuses writes: %s", refusal)
             return _outcome(503, "transient", refusal, {"Retry-After": "30"})

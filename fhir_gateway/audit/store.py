@@ -16,13 +16,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from fhir_gateway.audit.events import audit_patient
 from fhir_gateway.kit import jsonutil
 from fhir_gateway.kit.errors import FhirError
 from fhir_gateway.kit.timeutil import fhir_instant, utcnow
 from fhir_gateway.storage.database import Database
+from fhir_gateway.storage.faults import storage_refusal
 from fhir_gateway.storage.index_repository import insert_index_rows
 from fhir_gateway.storage.repository import NewVersion, insert_first_versions
 
@@ -61,6 +62,13 @@ def try_write_audit_events(database: Database, events: Sequence[dict[str, Any]])
     """``write_audit_events``, logging (event ``audit_write_failed``) instead of raising."""
     try:
         write_audit_events(database, events)
+    except DBAPIError as exc:
+        refusal = storage_refusal(exc)
+        if refusal is None:
+            log.exception("audit_write_failed", extra={"audit_events": len(events)})
+        else:  # full or read-only storage: the reason, not a stack trace per batch
+            log.error("audit_write_failed: %s", refusal, extra={"audit_events": len(events)})
+        return False
     except (SQLAlchemyError, FhirError):
         log.exception("audit_write_failed", extra={"audit_events": len(events)})
         return False

@@ -10,6 +10,7 @@ revocation takes effect at once: ``ensure_client_active``).
 from __future__ import annotations
 
 import base64
+import time
 from typing import Any
 
 from sqlalchemy import Connection
@@ -18,6 +19,7 @@ from fhir_gateway.auth.external import ExternalIssuers
 from fhir_gateway.auth.keys import SigningKeys
 from fhir_gateway.auth.tokens import (
     ACCEPTED_ALGORITHMS,
+    LEEWAY_SECONDS,
     check_time_claims,
     decode_header_kid,
     invalid_token,
@@ -31,6 +33,12 @@ from fhir_gateway.storage import client_repository
 from fhir_gateway.storage.database import Database
 
 VERIFIED_TOKENS_KEPT = 10_000
+PURGE_EVERY = 256  # verified tokens added between two sweeps of the expired ones
+
+
+def _expired(claims: dict[str, Any]) -> bool:
+    exp = claims.get("exp")
+    return isinstance(exp, int | float) and exp + LEEWAY_SECONDS < time.time()
 
 
 def _unverified_issuer(token: str) -> str | None:
@@ -57,12 +65,14 @@ class TokenValidator:
         self.keys = keys
         self.issuers = issuers or ExternalIssuers(settings.trusted_issuers)
         self._verified: Lru[dict[str, Any]] = Lru(VERIFIED_TOKENS_KEPT)
+        self._added = 0
 
     def validate(self, token: str) -> dict[str, Any]:
         """The token's claims, or a 401 FhirError saying why not.
 
         A token whose signature was verified once is remembered until it expires (the
-        signature cannot change); its time claims are checked again on every use.
+        signature cannot change); its time claims are checked again on every use. Expired
+        tokens are swept out, so that memory follows the tokens in use, not those ever seen.
         """
         cached = self._verified.get(token)
         if cached is not None:
@@ -70,6 +80,9 @@ class TokenValidator:
             return dict(cached)
         claims = self._verify(token)
         self._verified.put(token, claims)
+        self._added += 1
+        if self._added % PURGE_EVERY == 0:
+            self._verified.discard_where(_expired)
         return dict(claims)
 
     def _verify(self, token: str) -> dict[str, Any]:

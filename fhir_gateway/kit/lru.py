@@ -44,3 +44,14 @@ class Lru(Generic[V]):  # noqa: UP046 - Python 3.11 has no type parameter syntax
             self._items[key] = value
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
+
+    def discard_where(self, predicate: Callable[[V], bool]) -> int:
+        """Forget every value for which ``predicate`` is true (e.g. expired); how many went."""
+        with self._lock:
+            gone = [key for key, value in self._items.items() if predicate(value)]
+            for key in gone:
+                del self._items[key]
+        return len(gone)
+
+    def __len__(self) -> int:
+        return len(self._items)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import typer
+from sqlalchemy.exc import DBAPIError
 
 from fhir_gateway.auth.context import AccessContext
 from fhir_gateway.auth.scopes import parse_scopes
@@ -25,6 +26,7 @@ from fhir_gateway.mapping.importer import ImportOptions, ImportRefused
 from fhir_gateway.mapping.report import FileRefused, Summary
 from fhir_gateway.mapping.service import export_file, find_format, import_file
 from fhir_gateway.settings import get_settings
+from fhir_gateway.storage.faults import storage_refusal
 
 CLI_SCOPE = "system/*.cruds"
 
@@ -107,6 +109,10 @@ def import_command(
         raise typer.Exit(1) from None
     except FhirError as exc:
         raise _usage(exc.diagnostics) from None
+    except DBAPIError as exc:  # full or read-only storage, database gone: said, not a traceback
+        reason = storage_refusal(exc) or "the database could not complete the import"
+        typer.echo(f"error: {reason}; nothing of the file was written", err=True)
+        raise typer.Exit(1) from None
     finally:
         audit.close()
         database.dispose()

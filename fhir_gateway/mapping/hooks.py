@@ -25,7 +25,7 @@ def nir_key(text: str) -> str | None:
         return "a NIR has 15 characters (13 + a 2-digit key)"
     body, key = nir[:13], nir[13:]
     number = body.replace("2A", "19").replace("2B", "18")
-    if not number.isdigit() or not key.isdigit():
+    if not (number + key).isascii() or not number.isdigit() or not key.isdigit():
         return "a NIR has digits only (2A/2B allowed for Corsica)"
     expected = 97 - int(number) % 97
     if int(key) != expected:

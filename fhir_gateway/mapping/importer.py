@@ -15,7 +15,7 @@ from typing import IO, Any
 
 from fhir_gateway.audit.store import store_audit_events
 from fhir_gateway.fhir.context import Ctx
-from fhir_gateway.mapping.csvio import CsvSink, CsvSource, EncodingProblem
+from fhir_gateway.mapping.csvio import CsvProblem, CsvSink, CsvSource
 from fhir_gateway.mapping.report import FileRefused, Problem, Summary
 from fhir_gateway.mapping.rows import ParsedRow, RowParser, check_header
 from fhir_gateway.mapping.spec import Format
@@ -90,8 +90,8 @@ def run_import(
     try:
         source = CsvSource(stream, fmt.dialect.delimiter, fmt.dialect.encodings, options.encoding)
         summary.add(check_header(fmt, source.header))
-    except EncodingProblem as exc:
-        raise FileRefused([Problem(0, "", "", str(exc))]) from None
+    except CsvProblem as exc:
+        raise FileRefused([Problem(exc.line, "", "", exc.reason)]) from None
     parser = RowParser(fmt, _constants(fmt, organization))
     writer = RowWriter(ctx, fmt)
     writer.lock_run()
@@ -124,8 +124,8 @@ def run_import(
 def _rows(parser: RowParser, source: CsvSource) -> Any:
     try:
         yield from parser.rows(source)
-    except EncodingProblem as exc:
-        raise FileRefused([Problem(source.line + 1, "", "", str(exc))]) from None
+    except CsvProblem as exc:
+        raise FileRefused([Problem(exc.line, "", "", exc.reason)]) from None
 
 
 def _store_done_writes(ctx: Ctx) -> None:

@@ -107,7 +107,7 @@ class RowParser:
                 parsed.values[rule["name"]] = hooks.DERIVATIONS[rule["hook"]](
                     parsed.values, rule.get("args") or {}, self.tz
                 )
-            except ValueError as exc:
+            except (ValueError, OverflowError) as exc:  # a date at the end of the calendar
                 self._problem(parsed, (rule.get("args") or {}).get("date", rule["name"]), str(exc))
 
     def _unique(self, parsed: ParsedRow) -> None:

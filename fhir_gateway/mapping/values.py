@@ -7,6 +7,7 @@ by the column's ConceptMap. An empty cell is absent (``None``).
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import date, datetime
 from decimal import Decimal
@@ -31,6 +32,10 @@ def _human(fmt: str) -> str:
     )
 
 
+_INTEGER = re.compile(r"[+-]?[0-9]{1,18}")
+_DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]{1,3})?")
+
+
 @cache
 def _regex(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern)
@@ -42,10 +47,11 @@ def _number(text: str, dialect: Dialect) -> int | float:
         if "." in cleaned:
             raise CellError(f"expected a decimal with '{dialect.decimal}' as decimal separator")
         cleaned = cleaned.replace(dialect.decimal, ".")
-    try:
-        number = float(cleaned)
-    except ValueError:
-        raise CellError("not a number") from None
+    if not _DECIMAL.fullmatch(cleaned):
+        raise CellError("not a number")
+    number = float(cleaned)
+    if not math.isfinite(number):
+        raise CellError("not a number (out of range)")
     return int(number) if number.is_integer() and "e" not in cleaned.lower() else number
 
 
@@ -54,6 +60,8 @@ def parse_cell(column: Column, text: str, dialect: Dialect) -> Any:
     text = text.strip()
     if not text:
         return None
+    if "\x00" in text:
+        raise CellError("contains a NUL character")
     kind = column.type
     value: Any = text
     if kind == "date":
@@ -69,8 +77,8 @@ def parse_cell(column: Column, text: str, dialect: Dialect) -> Any:
     elif kind == "decimal":
         value = _number(text, dialect)
     elif kind == "integer":
-        if not re.fullmatch(r"[+-]?\d+", text):
-            raise CellError("not a whole number")
+        if not _INTEGER.fullmatch(text):
+            raise CellError("not a whole number" + (" (too many digits)" if len(text) > 18 else ""))
         value = int(text)
     elif kind == "code" and column.value_map is not None:
         value = column.value_map.translate(text)

@@ -27,7 +27,7 @@ from fhir_gateway.mapping.report import Problem, Summary
 from fhir_gateway.mapping.rows import ParsedRow
 from fhir_gateway.mapping.spec import Format
 from fhir_gateway.mapping.template import MISSING, holds, merge, render, render_query
-from fhir_gateway.storage.locks import lock_for_transaction
+from fhir_gateway.storage.locks import lock_for_transaction, plan_for_growing_tables
 from fhir_gateway.storage.repository import StoredRow
 
 
@@ -108,6 +108,7 @@ class RowWriter:
         PostgreSQL's lock table (advisory locks count against ``max_locks_per_transaction``).
         """
         lock_for_transaction(self.ctx.conn, "$import-partner")
+        plan_for_growing_tables(self.ctx.conn)
 
     def _fail(self, row: ParsedRow, field: str | None, reason: str) -> RowFailed:
         header = self.fmt.header_of(field) if field else ""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import unicodedata
 from typing import Any
 
+from fhir_gateway.kit.errors import Unprocessable
 from fhir_gateway.search.dates import parse_date_range
 from fhir_gateway.search.paths import evaluate
 from fhir_gateway.search.registry import SearchParam, params_for
@@ -106,13 +107,29 @@ def _reference(value: Any) -> list[tuple[str | None, str | None, str | None]]:
     return [(None, None, ref[:512])]
 
 
+TOKEN_CHARS = 255  # idx_token.system/code and idx_quantity.system/code (VARCHAR on PostgreSQL)
+
+
+def _searchable(param: SearchParam, *texts: Any) -> None:
+    """A system or code too long for the index is refused (422), alike on SQLite and PostgreSQL
+    (which would otherwise store it, or fail the write with a database error)."""
+    for text in texts:
+        if isinstance(text, str) and len(text) > TOKEN_CHARS:
+            raise Unprocessable(
+                f"'{param.code}': a system or code longer than {TOKEN_CHARS} characters cannot be searched"
+                f" ('{text[:40]}...')",
+                code="too-long",
+                expression=[param.code],
+            )
+
+
 def _rows_for(param: SearchParam, values: list[Any]) -> list[dict[str, Any]]:
     kind, rows = param.type, []
     for value in values:
         if kind == "token":
-            rows += [
-                {"system": s, "code": c, "display": (d or "")[:255] or None} for s, c, d in _tokens(value)
-            ]
+            for system, code, display in _tokens(value):
+                _searchable(param, system, code)
+                rows.append({"system": system, "code": code, "display": (display or "")[:255] or None})
         elif kind == "string":
             rows += [{"value_norm": normalize(s), "value_exact": s[:255]} for s in _strings(value) if s]
         elif kind == "date":
@@ -127,6 +144,7 @@ def _rows_for(param: SearchParam, values: list[Any]) -> list[dict[str, Any]]:
                 row: dict[str, Any] = {"value": float(number)}
                 if kind == "quantity" and isinstance(value, dict):
                     row.update(system=value.get("system"), code=value.get("code") or value.get("unit"))
+                    _searchable(param, row["system"], row["code"])
                 rows.append(row)
     for row in rows:
         row["param"] = param.code

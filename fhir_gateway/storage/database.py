@@ -43,7 +43,9 @@ def cache_long_statements() -> None:
 def make_engine(url: str, pool_size: int = 10) -> Engine:
     """An engine for ``url`` with the dialect settings the gateway relies on."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": 30}, hide_parameters=True
+        )
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -66,7 +68,12 @@ def make_engine(url: str, pool_size: int = 10) -> Engine:
     cache_long_statements()
     # Every checkout ends its own transaction (Database.transaction), so no reset round trip.
     return create_engine(
-        url, pool_size=pool_size, max_overflow=10, pool_recycle=1800, pool_reset_on_return=None
+        url,
+        pool_size=pool_size,
+        max_overflow=10,
+        pool_recycle=1800,
+        pool_reset_on_return=None,
+        hide_parameters=True,  # logged database errors never carry the values (names, identifiers)
     )
 
 
@@ -86,6 +93,7 @@ class _AsyncEngines:
             "max_overflow": pool_size - half + 10,
             "pool_recycle": 1800,
             "pool_reset_on_return": None,
+            "hide_parameters": True,  # a logged database error must not carry a person's data
         }
         self.write = create_async_engine(url, **options)
         self.read = create_async_engine(url, isolation_level="AUTOCOMMIT", **options)

@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -24,6 +24,7 @@ BIN = Path(sys.executable).parent
 class LiveServer:
     base_url: str
     env: dict[str, str]
+    process: subprocess.Popen[str] | None = field(default=None, compare=False)
 
     @property
     def fhir(self) -> str:
@@ -50,45 +51,52 @@ def _free_port() -> int:
 @contextmanager
 def running_gateway(tmp_dir: Path, **settings: str) -> Iterator[LiveServer]:
     """``fhir-gateway serve`` on a fresh database, with extra ``FHIR_GATEWAY_*`` settings."""
+    with temporary_database_url(tmp_dir) as url, serving(url, tmp_dir, **settings) as server:
+        yield server
+
+
+@contextmanager
+def serving(url: str, tmp_dir: Path, **settings: str) -> Iterator[LiveServer]:
+    """``fhir-gateway serve`` on the database at ``url`` (its process in ``LiveServer.process``)."""
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
-    with temporary_database_url(tmp_dir) as url:
-        env = {
-            **os.environ,
-            "FHIR_GATEWAY_DATABASE_URL": url,
-            "FHIR_GATEWAY_BASE_URL": base,
-            "FHIR_GATEWAY_DEMO_CLIENT": "false",
-            **{f"FHIR_GATEWAY_{k.upper()}": v for k, v in settings.items()},
-        }
-        log_path = tmp_dir / f"gateway-{port}.log"  # a file, not a pipe nobody drains (it would fill)
-        log_file = log_path.open("w")
-        process = subprocess.Popen(
-            [str(BIN / "fhir-gateway"), "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        try:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                if process.poll() is not None:
-                    raise RuntimeError(f"server exited: {log_path.read_text()[-2000:]}")
-                try:
-                    if httpx.get(f"{base}/health/ready", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.2)
-            else:
-                raise RuntimeError("server did not become ready")
-            yield LiveServer(base, env)
-        finally:
-            process.terminate()
+    env = {
+        **os.environ,
+        "FHIR_GATEWAY_DATABASE_URL": url,
+        "FHIR_GATEWAY_BASE_URL": base,
+        "FHIR_GATEWAY_DEMO_CLIENT": "false",
+        **{f"FHIR_GATEWAY_{k.upper()}": v for k, v in settings.items()},
+    }
+    log_path = tmp_dir / f"gateway-{port}.log"  # a file, not a pipe nobody drains (it would fill)
+    log_file = log_path.open("w")
+    process = subprocess.Popen(
+        [str(BIN / "fhir-gateway"), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"server exited: {log_path.read_text()[-2000:]}")
             try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-            log_file.close()
+                if httpx.get(f"{base}/health/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        else:
+            raise RuntimeError("server did not become ready")
+        yield LiveServer(base, env, process)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log_file.close()
 
 
 @pytest.fixture(scope="module")

@@ -203,6 +203,7 @@ def test_three_partners_ten_minutes_no_error_no_leak_memory_stable(tmp_path: Pat
             "max": max(warm),
             "last": samples[-1][1],
         },
+        "rss_curve": samples,  # (seconds, MiB): a leak climbs to the end, a warm-up levels off
     }
     print(json.dumps(summary))
     (tmp_path / "load.json").write_text(json.dumps(summary))

@@ -53,3 +53,31 @@ def empty_all_tables(database: Database) -> None:
         else:
             for name in names:
                 conn.execute(text(f'DELETE FROM "{name}"'))
+
+
+@contextmanager
+def cloned_database_url(url: str, tmp_dir: Path) -> Iterator[str]:
+    """A copy of the database at ``url`` (nobody may be connected to it); removed afterwards."""
+    if url.startswith("sqlite"):
+        import sqlite3
+
+        copy = tmp_dir / f"clone-{uuid.uuid4().hex[:8]}.db"
+        source, target = sqlite3.connect(url.split("///", 1)[1]), sqlite3.connect(copy)
+        try:
+            source.backup(target)
+        finally:
+            source.close()
+            target.close()
+        yield f"sqlite:///{copy}"
+        return
+    server, original = url.rsplit("/", 1)
+    name = f"fgw_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(server + "/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{original}"'))
+    try:
+        yield f"{server}/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

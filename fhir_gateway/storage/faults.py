@@ -1,0 +1,25 @@
+"""Database refusals that are not bugs: the storage is read-only or full (issue 11).
+
+Said plainly to clients (503 with the reason, ``errors_http``) and to operators (the CLI),
+never hidden behind a 500 or a stack trace.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.exc import DBAPIError
+
+# PostgreSQL SQLSTATEs (Appendix A, "PostgreSQL Error Codes") and SQLite messages that mean
+# the storage refuses writes, as opposed to a bug.
+READ_ONLY = "The database is read-only: writes are refused until it is writable again (reads still work)"
+FULL = "The database's storage is full: writes are refused until space is freed"
+_SQLSTATES = {"25006": READ_ONLY, "53100": FULL, "53000": FULL}
+_SQLITE_MESSAGES = {"readonly database": READ_ONLY, "database or disk is full": FULL}
+
+
+def storage_refusal(exc: DBAPIError) -> str | None:
+    """The plain reason when the database refuses writes (read-only, disk full), else None."""
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if sqlstate in _SQLSTATES:
+        return _SQLSTATES[sqlstate]
+    message = str(exc.orig or "")
+    return next((text for key, text in _SQLITE_MESSAGES.items() if key in message), None)
