@@ -9,12 +9,15 @@ that have ended are closed, not left to the garbage collector.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Connection, text
 
 from fhir_gateway.storage.database import Database
+from tests.support.databases import engine_kind, temporary_database_url
 
 
 def _sleep(conn: Connection) -> int:
@@ -41,10 +44,14 @@ def _one_loop(database: Database, requests: int) -> list[int]:
 
 
 @pytest.fixture
-def pg_database(database: Database) -> Database:
-    if database.dialect != "postgresql":
+def pg_database(tmp_path: Path) -> Iterator[Database]:
+    """A database of its own: the connections counted are this test's only."""
+    if engine_kind() != "postgresql":
         pytest.skip("asyncio pools are PostgreSQL's (SQLite runs in the thread pool)")
-    return Database(database.url, pool_size=4)
+    with temporary_database_url(tmp_path) as url:
+        database = Database(url, pool_size=4)
+        yield database
+        database.dispose()
 
 
 def test_pools_of_ended_loops_are_closed(pg_database: Database) -> None:
@@ -53,7 +60,6 @@ def test_pools_of_ended_loops_are_closed(pg_database: Database) -> None:
         assert _one_loop(pg_database, 6) == [1] * 6
     # only the last loop's idle connections remain (at most its two pools' kept size)
     assert _connections(pg_database) - before <= 4
-    pg_database.dispose()
 
 
 def test_loops_of_several_threads_at_once_never_share_a_pool(pg_database: Database) -> None:
@@ -61,4 +67,3 @@ def test_loops_of_several_threads_at_once_never_share_a_pool(pg_database: Databa
     with ThreadPoolExecutor(max_workers=8) as pool:
         results = list(pool.map(lambda _i: _one_loop(pg_database, 5), range(8)))
     assert results == [[1] * 5] * 8
-    pg_database.dispose()

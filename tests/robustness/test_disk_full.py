@@ -150,6 +150,9 @@ def test_a_full_disk_is_reported_nothing_is_half_written_and_writes_resume() -> 
             assert client.put("/fhir/Patient/before", json=_patient("before")).status_code == 201
             org = {"resourceType": "Organization", "id": "saad", "name": "SAAD"}
             assert client.put("/fhir/Organization/saad", json=org).status_code == 201
+            # reads go on over the connections already open: a new PostgreSQL session writes its
+            # relation cache file into the database's own directory, on the full disk
+            assert client.get("/fhir/Patient/before").status_code == 200
             filler = _fill(folder)
 
             refused = None
@@ -168,7 +171,8 @@ def test_a_full_disk_is_reported_nothing_is_half_written_and_writes_resume() -> 
             for word in ("SQL", "INSERT", "Traceback", "sqlite", "psycopg", "No space"):
                 assert word not in answer.text
             for k in range(5):  # the transaction refused half-way left none of its entries
-                assert client.get(f"/fhir/Patient/b{attempt}-{k}").status_code == 404
+                missing = client.get(f"/fhir/Patient/b{attempt}-{k}")
+                assert missing.status_code == 404, missing.text
             assert client.get("/fhir/Patient/before").status_code == 200  # reads go on
             imported = _cli_import(url)  # the operator's command says it too, no traceback
             assert imported.returncode == 1, imported.stderr
