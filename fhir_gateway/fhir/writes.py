@@ -8,6 +8,7 @@ all in the request's transaction.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,11 +21,11 @@ from fhir_gateway.fhir.resource_types import APPEND_ONLY_TYPES
 from fhir_gateway.kit import jsonutil
 from fhir_gateway.kit.errors import BadRequest, MethodNotAllowed, NotFound, PreconditionFailed, Unprocessable
 from fhir_gateway.kit.timeutil import fhir_instant, utcnow
-from fhir_gateway.search.indexing import patient_compartment_id
+from fhir_gateway.search.indexing import extract_index_rows, patient_compartment_id
 from fhir_gateway.storage import repository
-from fhir_gateway.storage.index_repository import replace_index
+from fhir_gateway.storage.index_repository import IndexWrite, replace_index, replace_indexes
 from fhir_gateway.storage.locks import lock_for_transaction
-from fhir_gateway.storage.repository import StoredRow
+from fhir_gateway.storage.repository import StoredRow, VersionWrite
 from fhir_gateway.storage.tables import resource
 from fhir_gateway.subscriptions import hooks as subscription_hooks
 from fhir_gateway.validation.profiles import validate_profiles
@@ -61,10 +62,23 @@ def check_body(res_type: str, body: dict[str, Any]) -> None:
     validate_profiles(res_type, body)
 
 
-def _store(
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A write checked and stamped, whose SQL is still to run (``apply``): the version it
+    stores, its index rows and what the hooks and the audit need."""
+
+    version: VersionWrite
+    index: IndexWrite
+    body: dict[str, Any]
+    interaction: str
+    result: WriteResult
+
+
+def prepare(
     ctx: Ctx, res_type: str, res_id: str, body: dict[str, Any], current: StoredRow | None, method: str
-) -> WriteResult:
-    """Stamp ``meta`` and write a new version (or the first one) of ``body``."""
+) -> Pending | WriteResult:
+    """Check consent for ``body`` and stamp ``meta`` for its next version (or the first one);
+    the unchanged ``current`` when ``body`` is the same content (no new version)."""
     interaction = _INTERACTIONS[method]
     patient_id = patient_compartment_id(body)
     ctx.check_write(res_type, patient_id, interaction)
@@ -83,18 +97,42 @@ def _store(
     body["meta"] = meta
     content = jsonutil.dumps_str(body)
     naive = moment.replace(tzinfo=None)
-    if current is None:
-        repository.insert_first_version(ctx.conn, res_type, res_id, content, patient_id, naive, method)
-    elif not repository.write_next_version(ctx.conn, current, content, patient_id, naive, method):
-        raise PreconditionFailed(f"{res_type}/{res_id} was changed by another request; read it again")
-    replace_index(ctx.conn, res_type, res_id, body, fresh=current is None)
-    hooks.after_write(ctx.conn, res_type, res_id, body)
-    person = res_id if res_type == "Patient" else patient_id
-    subscription_hooks.after_store(ctx, res_type, res_id, body, version, person)
+    write = VersionWrite(res_type, res_id, content, patient_id, naive, method, current)
+    index = IndexWrite(res_type, res_id, extract_index_rows(body), fresh=current is None)
     row = StoredRow(res_type, res_id, version, naive, False, content, patient_id, method)
     created = current is None or current.deleted
-    ctx.audit("create" if created else interaction, res_type, res_id, patient_id)
-    return WriteResult(row, created=created)
+    return Pending(write, index, body, "create" if created else interaction, WriteResult(row, created))
+
+
+def apply(ctx: Ctx, pending: Sequence[Pending]) -> None:
+    """Run the SQL of prepared writes, a few statements for all of them (resource rows,
+    history, search index), then the consent and subscription hooks and the audit of each,
+    in order (FHIR R4 http.html#create, #update)."""
+    if not pending:
+        return
+    stale = repository.write_versions(ctx.conn, [p.version for p in pending])
+    if stale:
+        raise PreconditionFailed(
+            f"{stale[0].res_type}/{stale[0].res_id} was changed by another request; read it again"
+        )
+    replace_indexes(ctx.conn, [p.index for p in pending])
+    for p in pending:
+        res_type, res_id, patient_id = p.version.res_type, p.version.res_id, p.version.patient_id
+        hooks.after_write(ctx.conn, res_type, res_id, p.body)
+        person = res_id if res_type == "Patient" else patient_id
+        subscription_hooks.after_store(ctx, res_type, res_id, p.body, p.result.row.version, person)
+        ctx.audit(p.interaction, res_type, res_id, patient_id)
+
+
+def _store(
+    ctx: Ctx, res_type: str, res_id: str, body: dict[str, Any], current: StoredRow | None, method: str
+) -> WriteResult:
+    """Stamp ``meta`` and write a new version (or the first one) of ``body``."""
+    prepared = prepare(ctx, res_type, res_id, body, current, method)
+    if isinstance(prepared, WriteResult):
+        return prepared
+    apply(ctx, [prepared])
+    return prepared.result
 
 
 def _same_content(stored: str, body: dict[str, Any]) -> bool:
@@ -123,8 +161,7 @@ def create(
 
     ``assigned_id``: the id a transaction gave a ``urn:uuid`` entry beforehand.
     """
-    ctx.require_scope(res_type, "c")
-    check_body(res_type, body)
+    check_create(ctx, res_type, body)
     if if_none_exist:
         lock_for_transaction(ctx.conn, f"{res_type}?{if_none_exist}")
         matches = find_matches(ctx, res_type, if_none_exist)
@@ -133,6 +170,12 @@ def create(
         if len(matches) > 1:
             raise PreconditionFailed(f"If-None-Exist '{if_none_exist}' matches {len(matches)} resources")
     return _store(ctx, res_type, assigned_id or str(uuid.uuid4()), body, None, "POST")
+
+
+def check_create(ctx: Ctx, res_type: str, body: dict[str, Any]) -> None:
+    """What a create needs first: the scope and a valid body."""
+    ctx.require_scope(res_type, "c")
+    check_body(res_type, body)
 
 
 def _check_if_match(current: StoredRow | None, if_match: int | None, res_type: str, res_id: str) -> None:
@@ -152,6 +195,17 @@ def update(ctx: Ctx, res_type: str, res_id: str, body: dict[str, Any], if_match:
 
     Append-only types (AuditEvent) may be created this way, never replaced.
     """
+    check_update(ctx, res_type, res_id, body)
+    current = repository.get_current(ctx.conn, res_type, res_id, for_update=True)
+    prepared = prepare_update(ctx, res_type, res_id, body, current, if_match)
+    if isinstance(prepared, WriteResult):
+        return prepared
+    apply(ctx, [prepared])
+    return prepared.result
+
+
+def check_update(ctx: Ctx, res_type: str, res_id: str, body: dict[str, Any]) -> None:
+    """What an update needs before the current version is read: scope, id and a valid body."""
     ctx.require_scope(res_type, "u")
     check_id(res_id)
     check_body(res_type, body)
@@ -161,13 +215,23 @@ def update(ctx: Ctx, res_type: str, res_id: str, body: dict[str, Any], if_match:
         raise BadRequest(
             f"Resource id '{body['id']}' does not match the URL id '{res_id}'", expression=[f"{res_type}.id"]
         )
-    current = repository.get_current(ctx.conn, res_type, res_id, for_update=True)
+
+
+def prepare_update(
+    ctx: Ctx,
+    res_type: str,
+    res_id: str,
+    body: dict[str, Any],
+    current: StoredRow | None,
+    if_match: int | None,
+) -> Pending | WriteResult:
+    """The update of ``current`` (read for update) by a body ``check_update`` accepted."""
     if current is not None:
         _refuse_append_only(res_type)
     _check_if_match(current, if_match, res_type, res_id)
     if current is None or current.deleted:
         ctx.require_scope(res_type, "c")
-    return _store(ctx, res_type, res_id, body, current, "PUT")
+    return prepare(ctx, res_type, res_id, body, current, "PUT")
 
 
 def conditional_update(
