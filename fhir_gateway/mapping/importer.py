@@ -15,6 +15,7 @@ from typing import IO, Any
 
 from fhir_gateway.audit.store import store_audit_events
 from fhir_gateway.fhir.context import Ctx
+from fhir_gateway.kit.errors import FhirError
 from fhir_gateway.mapping.csvio import CsvSink, CsvSource, EncodingProblem
 from fhir_gateway.mapping.report import FileRefused, Problem, Summary
 from fhir_gateway.mapping.rows import ParsedRow, RowParser, check_header
@@ -23,6 +24,7 @@ from fhir_gateway.mapping.writer import RowFailed, RowWriter
 
 REJECT_COLUMN = "motif_rejet"
 AUDIT_FLUSH = 2000  # audit events of done writes kept in memory before being stored
+CHUNK = 1000  # rows whose business identifiers are looked up together and writes stored together
 
 
 class ImportRefused(Exception):
@@ -97,17 +99,13 @@ def run_import(
     writer.lock_run()
     rejects = _Rejects(fmt, options.rejects if options.partial else None, source.header)
     try:
+        chunk: list[ParsedRow] = []
         for row in _rows(parser, source):
-            summary.rows += 1
-            if options.progress is not None:
-                options.progress(summary.rows)
-            problems = row.problems or _write(ctx, writer, row, summary, options.partial)
-            if problems:
-                summary.rejected += 1
-                summary.add(problems)
-                rejects.add(row, problems)
-            if len(ctx.audit_events) >= AUDIT_FLUSH:
-                _store_done_writes(ctx)
+            chunk.append(row)
+            if len(chunk) >= CHUNK:
+                _run_chunk(ctx, writer, chunk, summary, options, rejects)
+                chunk = []
+        _run_chunk(ctx, writer, chunk, summary, options, rejects)
     finally:
         rejects.close()
     if summary.error_count and not options.partial:
@@ -119,6 +117,43 @@ def run_import(
         raise DryRunDone(summary)
     summary.written = True
     return summary
+
+
+def _writing(summary: Summary, options: ImportOptions) -> bool:
+    """False once an all-or-nothing import is refused: the other rows are checked, not written."""
+    return options.partial or not summary.error_count
+
+
+def _run_chunk(
+    ctx: Ctx,
+    writer: RowWriter,
+    chunk: list[ParsedRow],
+    summary: Summary,
+    options: ImportOptions,
+    rejects: _Rejects,
+) -> None:
+    """Check and write a chunk of rows: their business identifiers found in one query per kind,
+    their writes stored together at the end (each row in a savepoint of its own when partial)."""
+    if _writing(summary, options):
+        writer.prefetch([row for row in chunk if not row.problems])
+    for row in chunk:
+        summary.rows += 1
+        if options.progress is not None:
+            options.progress(summary.rows)
+        problems = row.problems or _write(ctx, writer, row, summary, options.partial)
+        if problems:
+            summary.rejected += 1
+            summary.add(problems)
+            rejects.add(row, problems)
+    if _writing(summary, options) and chunk:
+        try:
+            writer.flush()
+        except FhirError as exc:  # e.g. a resource changed by another request meanwhile
+            writer.forget()
+            lines = f"lines {chunk[0].line}-{chunk[-1].line}"
+            summary.add([Problem(chunk[0].line, "", "", f"{lines} could not be written: {exc.diagnostics}")])
+    if len(ctx.audit_events) >= AUDIT_FLUSH:
+        _store_done_writes(ctx)
 
 
 def _rows(parser: RowParser, source: CsvSource) -> Any:
@@ -146,18 +181,26 @@ def _forget_writes(ctx: Ctx, start: int) -> None:
 
 def _write(ctx: Ctx, writer: RowWriter, row: ParsedRow, summary: Summary, partial: bool) -> list[Problem]:
     """Write one row (in a savepoint when partial); its problems, or none."""
-    if summary.error_count and not partial:
+    if not partial and summary.error_count:
         return []  # the file is already refused: check the other rows, write nothing more
     start = len(ctx.audit_events)
     try:
         if partial:
             with ctx.conn.begin_nested():
                 outcome = writer.write(row)
+                _flush_row(writer, row)
         else:
             outcome = writer.write(row)
     except RowFailed as exc:
         _forget_writes(ctx, start)
-        writer.cache.clear()  # lookups may have seen what the savepoint rolled back
+        writer.forget()  # lookups may have seen what the savepoint rolled back
         return [exc.problem]
     outcome.add_to(summary)
     return []
+
+
+def _flush_row(writer: RowWriter, row: ParsedRow) -> None:
+    try:
+        writer.flush()
+    except FhirError as exc:
+        raise RowFailed(Problem(row.line, "", "", f"could not be written: {exc.diagnostics}")) from None

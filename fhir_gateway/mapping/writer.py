@@ -12,17 +12,19 @@ are kept for the run until a resource of that type is written.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 import fhirpathpy
 
-from fhir_gateway.fhir import writes
 from fhir_gateway.fhir.conditional import find_matches
 from fhir_gateway.fhir.context import Ctx
+from fhir_gateway.fhir.write_batch import WriteBatch
 from fhir_gateway.kit import jsonutil
 from fhir_gateway.kit.errors import FhirError
+from fhir_gateway.mapping.matching import ChunkMatches
 from fhir_gateway.mapping.report import Problem, Summary
 from fhir_gateway.mapping.rows import ParsedRow
 from fhir_gateway.mapping.spec import Format
@@ -92,13 +94,51 @@ class Outcome:
 
 
 class RowWriter:
-    """Writes the resources of rows of one format for one caller."""
+    """Writes the resources of rows of one format for one caller, in batches (``prefetch`` the
+    business identifiers of a chunk of rows, ``write`` each row, ``flush``)."""
 
     def __init__(self, ctx: Ctx, fmt: Format) -> None:
         self.ctx = ctx
         self.fmt = fmt
         self.steps: list[dict[str, Any]] = list(fmt.model.get("resources") or [])
         self.cache = LookupCache()
+        self.known = ChunkMatches()
+        self.batch = WriteBatch(ctx)
+        self._bound: OrderedDict[tuple[str, str, int, str], dict[str, Any]] = OrderedDict()
+
+    def _queries(self, row: ParsedRow, step: dict[str, Any]) -> Iterator[str]:
+        """The step's match queries that apply to ``row`` and can be rendered, in order."""
+        for entry in step.get("match") or []:
+            spec = entry if isinstance(entry, dict) else {"query": entry}
+            if "when" in spec and not holds(row.values, str(spec["when"])):
+                continue
+            query = render_query(str(spec["query"]), row.values)
+            if query is not None:
+                yield query
+
+    def prefetch(self, rows: list[ParsedRow]) -> None:
+        """Find the resources the business identifiers of ``rows`` name, one query per
+        resource type, parameter and system (queries needing an earlier step's result are
+        left to the row)."""
+        self.flush()
+        self.known.clear()
+        for step in self.steps:
+            for_update = step.get("action") != "lookup"
+            for row in rows:
+                if "when" not in step or holds(row.values, str(step["when"])):
+                    for query in self._queries(row, step):
+                        self.known.want(step["type"], query, for_update=for_update)
+        self.known.fetch(self.ctx)
+
+    def flush(self) -> None:
+        """Store the pending writes (FhirError: the caller rolls back)."""
+        self.batch.flush()
+
+    def forget(self) -> None:
+        """After a rolled-back row: pending writes and known answers may be wrong."""
+        self.batch.discard()
+        self.cache.clear()
+        self.known.clear()
 
     def lock_run(self) -> None:
         """Imports run one at a time (a lock held until the import's transaction ends), so that
@@ -114,21 +154,23 @@ class RowWriter:
         return RowFailed(Problem(row.line, header, row.cells.get(header, "") if header else "", reason))
 
     def _find(self, row: ParsedRow, step: dict[str, Any], *, for_write: bool) -> StoredRow | None:
-        """The stored resource matching the step's first applicable query (``for_write``: read
-        from the database, never from the lookup cache)."""
+        """The stored resource matching the step's first applicable query (``for_write``: never
+        from the lookup cache)."""
         res_type = step["type"]
-        for entry in step.get("match") or []:
-            spec = entry if isinstance(entry, dict) else {"query": entry}
-            if "when" in spec and not holds(row.values, str(spec["when"])):
-                continue
-            query = render_query(str(spec["query"]), row.values)
-            if query is None:
+        for query in self._queries(row, step):
+            known = self.known.answer(res_type, query)
+            if known is not None:
+                if len(known) > 1:
+                    raise self._fail(row, step.get("field"), f"{res_type}?{query} matches several resources")
+                if known:
+                    return known[0]
                 continue
             if not for_write and self.cache.knows(res_type, query):
                 found = self.cache.get(res_type, query)
                 if found is not None:
                     return found
                 continue
+            self.batch.flush_for(res_type, query)
             matches = find_matches(self.ctx, res_type, query)
             if len(matches) > 1:
                 raise self._fail(row, step.get("field"), f"{res_type}?{query} matches several resources")
@@ -156,9 +198,15 @@ class RowWriter:
     def _bind(self, row: ParsedRow, step: dict[str, Any], found: StoredRow) -> None:
         row.values[f"ref.{step['name']}"] = f"{found.res_type}/{found.res_id}"
         if step.get("bind") and found.content is not None:
-            content = jsonutil.loads(found.content)
-            for name, expression in step["bind"].items():
-                row.values[name] = first_value(content, expression)
+            key = (found.res_type, found.res_id, found.version, step["name"])
+            bound = self._bound.get(key)
+            if bound is None:
+                content = jsonutil.loads(found.content)
+                bound = {name: first_value(content, expr) for name, expr in step["bind"].items()}
+                self._bound[key] = bound
+                if len(self._bound) > 10_000:
+                    self._bound.popitem(last=False)
+            row.values.update(bound)
 
     def _lookup(self, row: ParsedRow, step: dict[str, Any]) -> None:
         found = self._find(row, step, for_write=False)
@@ -182,12 +230,14 @@ class RowWriter:
                 lists=step.get("merge") or {},
                 preserve=step.get("preserve") or [],
             )
-            result = writes.update(self.ctx, res_type, found.res_id, body, None)
-            if result.row.version == found.version:
+            result, index = self.batch.update(res_type, found.res_id, body, found)
+            if index is None:
                 outcome.unchanged += 1
             else:
                 outcome.updated += 1
         else:
-            result = writes.create(self.ctx, res_type, body)  # no match, and imports run one at a time
+            result, index = self.batch.create(res_type, body)  # no match, and imports run one at a time
             outcome.created += 1
+        if index is not None:
+            self.known.wrote(result.row, index)
         self._bind(row, step, result.row)

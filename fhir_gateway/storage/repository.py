@@ -41,13 +41,20 @@ class StoredRow:
         return self.last_updated.replace(tzinfo=UTC)
 
 
+def stored_row(r: Row[Any] | Any, method: str = "") -> StoredRow:
+    """A ``StoredRow`` from a result row holding the ``CURRENT_COLUMNS``."""
+    return StoredRow(
+        r.res_type, r.res_id, r.version, r.last_updated, r.deleted, r.content, r.patient_id, method
+    )
+
+
 def _row(r: Row[Any] | Any, method: str = "") -> StoredRow:
     return StoredRow(
         r.res_type, r.res_id, r.version, r.last_updated, r.deleted, r.content, r.patient_id, method
     )
 
 
-_CURRENT_COLUMNS = (
+CURRENT_COLUMNS = _CURRENT_COLUMNS = (
     resource.c.res_type,
     resource.c.res_id,
     resource.c.version,
