@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any
 
+from fhir_gateway.audit.grouped import GroupedWrites
 from fhir_gateway.audit.store import store_audit_events
 from fhir_gateway.fhir.context import Ctx
 from fhir_gateway.kit.errors import FhirError
@@ -97,6 +98,7 @@ def run_import(
     parser = RowParser(fmt, _constants(fmt, organization))
     writer = RowWriter(ctx, fmt)
     writer.lock_run()
+    ctx.grouped_writes = GroupedWrites("import-partner", f"Partner file import ({fmt.name})")
     rejects = _Rejects(fmt, options.rejects if options.partial else None, source.header)
     try:
         chunk: list[ParsedRow] = []
@@ -110,11 +112,12 @@ def run_import(
         rejects.close()
     if summary.error_count and not options.partial:
         summary.created = summary.updated = summary.unchanged = 0
-        _forget_writes(ctx, 0)
+        _forget_writes(ctx, 0, 0)
         raise ImportRefused(summary)
     if options.dry_run:
-        _forget_writes(ctx, 0)
+        _forget_writes(ctx, 0, 0)
         raise DryRunDone(summary)
+    _store_done_writes(ctx)
     summary.written = True
     return summary
 
@@ -150,9 +153,10 @@ def _run_chunk(
             writer.flush()
         except FhirError as exc:  # e.g. a resource changed by another request meanwhile
             writer.forget()
+            _forget_writes(ctx, 0, 0)
             lines = f"lines {chunk[0].line}-{chunk[-1].line}"
             summary.add([Problem(chunk[0].line, "", "", f"{lines} could not be written: {exc.diagnostics}")])
-    if len(ctx.audit_events) >= AUDIT_FLUSH:
+    if len(ctx.audit_events) >= AUDIT_FLUSH or (ctx.grouped_writes and ctx.grouped_writes.full()):
         _store_done_writes(ctx)
 
 
@@ -167,16 +171,21 @@ def _store_done_writes(ctx: Ctx) -> None:
     """Store the AuditEvents of the writes done so far in the import's own transaction.
 
     Memory stays flat on large files, and a refused (rolled back) import takes the audit of
-    its never-committed writes with it; refusals stay for the request's audit sink.
+    its never-committed writes with it; refusals stay for the request's audit sink. The
+    import's writes are audited per person (``audit.grouped``).
     """
     done = [e for e in ctx.audit_events if e.get("outcome") == "0"]
     ctx.audit_events[:] = [e for e in ctx.audit_events if e.get("outcome") != "0"]
+    if ctx.grouped_writes is not None:
+        done += ctx.grouped_writes.drain(ctx.access)
     store_audit_events(ctx.conn, done)
 
 
-def _forget_writes(ctx: Ctx, start: int) -> None:
+def _forget_writes(ctx: Ctx, start: int, mark: int) -> None:
     """Rolled-back writes are not audited as done (refusals stay in the audit trail)."""
     ctx.audit_events[start:] = [e for e in ctx.audit_events[start:] if e.get("outcome") != "0"]
+    if ctx.grouped_writes is not None:
+        ctx.grouped_writes.forget(mark)
 
 
 def _write(ctx: Ctx, writer: RowWriter, row: ParsedRow, summary: Summary, partial: bool) -> list[Problem]:
@@ -184,6 +193,7 @@ def _write(ctx: Ctx, writer: RowWriter, row: ParsedRow, summary: Summary, partia
     if not partial and summary.error_count:
         return []  # the file is already refused: check the other rows, write nothing more
     start = len(ctx.audit_events)
+    mark = ctx.grouped_writes.mark() if ctx.grouped_writes is not None else 0
     try:
         if partial:
             with ctx.conn.begin_nested():
@@ -192,7 +202,7 @@ def _write(ctx: Ctx, writer: RowWriter, row: ParsedRow, summary: Summary, partia
         else:
             outcome = writer.write(row)
     except RowFailed as exc:
-        _forget_writes(ctx, start)
+        _forget_writes(ctx, start, mark)
         writer.forget()  # lookups may have seen what the savepoint rolled back
         return [exc.problem]
     outcome.add_to(summary)
