@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import IO, Any
+from zoneinfo import ZoneInfo
 
 from fhir_gateway.audit.grouped import GroupedWrites
 from fhir_gateway.audit.store import store_audit_events
@@ -77,10 +79,16 @@ def organization_constants(organization: str) -> dict[str, Any]:
     return {"org": organization, "org_id": organization.split("/", 1)[-1]}
 
 
+def import_date(timezone: str) -> str:
+    """The day the gateway learns of the file's data, in the format's timezone (``{import_date}``)."""
+    return datetime.now(ZoneInfo(timezone)).date().isoformat()
+
+
 def _constants(fmt: Format, organization: str) -> dict[str, Any]:
     from fhir_gateway.mapping.template import render
 
     values = organization_constants(organization)
+    values["import_date"] = import_date(fmt.dialect.timezone)
     values.update({k: render(v, values) for k, v in fmt.constants.items()})
     return values
 

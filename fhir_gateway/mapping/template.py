@@ -133,3 +133,48 @@ def merge(
         if name in stored:
             base[name] = copy.deepcopy(stored[name])
     return base
+
+
+def _at(node: Any, path: str) -> Any:
+    for step in path.split("."):
+        node = node.get(step) if isinstance(node, dict) else None
+    return node
+
+
+def _put(node: dict[str, Any], path: str, value: Any) -> None:
+    *parents, last = path.split(".")
+    for step in parents:
+        node = node.setdefault(step, {})
+    node[last] = value
+
+
+def fill_default(
+    merged: dict[str, Any],
+    rendered: dict[str, Any],
+    stored: dict[str, Any] | None,
+    rule: dict[str, Any],
+    values: dict[str, Any],
+    keys: list[str],
+) -> bool:
+    """Complete the items of list ``rule['list']`` the row gave without ``rule['path']``: with
+    the stored item of the same key (``keys``) when it has the element, so that a re-import
+    changes nothing, else with ``rule['value']`` rendered. True when the default was used."""
+    name, path = str(rule["list"]), str(rule["path"])
+    stored_items = (stored or {}).get(name) or []
+    used = False
+    for item in rendered.get(name) or []:
+        if _at(item, path) is not None:
+            continue
+        key = _key(item, keys)
+        target = next((m for m in merged.get(name) or [] if _key(m, keys) == key), None)
+        if target is None:
+            continue
+        kept = next((_at(s, path) for s in stored_items if _key(s, keys) == key), None)
+        if kept is not None:
+            _put(target, path, copy.deepcopy(kept))
+            continue
+        default = render(rule["value"], values)
+        if default is not MISSING:
+            _put(target, path, default)
+            used = True
+    return used

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
@@ -28,7 +28,7 @@ from fhir_gateway.mapping.matching import ChunkMatches
 from fhir_gateway.mapping.report import Problem, Summary
 from fhir_gateway.mapping.rows import ParsedRow
 from fhir_gateway.mapping.spec import Format
-from fhir_gateway.mapping.template import MISSING, holds, merge, render, render_query
+from fhir_gateway.mapping.template import MISSING, fill_default, holds, merge, render, render_query
 from fhir_gateway.storage.locks import lock_for_transaction
 from fhir_gateway.storage.repository import StoredRow
 
@@ -86,11 +86,13 @@ class Outcome:
     created: int = 0
     updated: int = 0
     unchanged: int = 0
+    notes: list[Problem] = field(default_factory=list)
 
     def add_to(self, summary: Summary) -> None:
         summary.created += self.created
         summary.updated += self.updated
         summary.unchanged += self.unchanged
+        summary.add(self.notes)
 
 
 class RowWriter:
@@ -221,23 +223,44 @@ class RowWriter:
         body: dict[str, Any] = {"resourceType": res_type, **({} if rendered is MISSING else rendered)}
         found = self._find(row, step, for_write=True)
         self.cache.forget(res_type)
-        if found is not None and found.content is not None:
-            stored = jsonutil.loads(found.content)
-            body = merge(
+        stored = jsonutil.loads(found.content) if found is not None and found.content is not None else None
+        merged = body
+        if stored is not None:
+            merged = merge(
                 stored,
                 body,
                 mode=step.get("mode", "replace"),
                 lists=step.get("merge") or {},
                 preserve=step.get("preserve") or [],
             )
-            result, index = self.batch.update(res_type, found.res_id, body, found)
+        self._defaults(row, step, merged, body, stored, outcome)
+        if found is not None and stored is not None:
+            result, index = self.batch.update(res_type, found.res_id, merged, found)
             if index is None:
                 outcome.unchanged += 1
             else:
                 outcome.updated += 1
         else:
-            result, index = self.batch.create(res_type, body)  # no match, and imports run one at a time
+            result, index = self.batch.create(res_type, merged)  # no match, and imports run one at a time
             outcome.created += 1
         if index is not None:
             self.known.wrote(result.row, index)
         self._bind(row, step, result.row)
+
+    def _defaults(
+        self,
+        row: ParsedRow,
+        step: dict[str, Any],
+        merged: dict[str, Any],
+        rendered: dict[str, Any],
+        stored: dict[str, Any] | None,
+        outcome: Outcome,
+    ) -> None:
+        """The step's ``defaults``: list item elements the file may leave out (kept from the
+        stored item, else a default value noted as an information issue of the row)."""
+        for rule in step.get("defaults") or []:
+            keys = (step.get("merge") or {}).get(rule["list"]) or []
+            if fill_default(merged, rendered, stored, rule, row.values, keys):
+                header = self.fmt.header_of(rule["field"]) if rule.get("field") else ""
+                note = str(rule.get("note") or f"{rule['list']}.{rule['path']} absent; default used")
+                outcome.notes.append(Problem(row.line, header, "", note, severity="information"))
