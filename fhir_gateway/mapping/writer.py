@@ -12,7 +12,6 @@ are kept for the run until a resource of that type is written.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -24,11 +23,11 @@ from fhir_gateway.fhir.context import Ctx
 from fhir_gateway.fhir.write_batch import WriteBatch
 from fhir_gateway.kit import jsonutil
 from fhir_gateway.kit.errors import FhirError
-from fhir_gateway.mapping.matching import ChunkMatches
+from fhir_gateway.mapping.matching import ChunkMatches, match_queries
 from fhir_gateway.mapping.report import Problem, Summary
 from fhir_gateway.mapping.rows import ParsedRow
 from fhir_gateway.mapping.spec import Format
-from fhir_gateway.mapping.template import MISSING, fill_default, holds, merge, render, render_query
+from fhir_gateway.mapping.template import MISSING, fill_default, holds, merge, render
 from fhir_gateway.storage.locks import lock_for_transaction
 from fhir_gateway.storage.repository import StoredRow
 
@@ -108,16 +107,6 @@ class RowWriter:
         self.batch = WriteBatch(ctx)
         self._bound: OrderedDict[tuple[str, str, int, str], dict[str, Any]] = OrderedDict()
 
-    def _queries(self, row: ParsedRow, step: dict[str, Any]) -> Iterator[str]:
-        """The step's match queries that apply to ``row`` and can be rendered, in order."""
-        for entry in step.get("match") or []:
-            spec = entry if isinstance(entry, dict) else {"query": entry}
-            if "when" in spec and not holds(row.values, str(spec["when"])):
-                continue
-            query = render_query(str(spec["query"]), row.values)
-            if query is not None:
-                yield query
-
     def prefetch(self, rows: list[ParsedRow]) -> None:
         """Find the resources the business identifiers of ``rows`` name, one query per
         resource type, parameter and system (queries needing an earlier step's result are
@@ -128,8 +117,9 @@ class RowWriter:
             for_update = step.get("action") != "lookup"
             for row in rows:
                 if "when" not in step or holds(row.values, str(step["when"])):
-                    for query in self._queries(row, step):
-                        self.known.want(step["type"], query, for_update=for_update)
+                    for query in match_queries(step, row.values):
+                        if query.token is not None:
+                            self.known.want(query.token, for_update=for_update)
         self.known.fetch(self.ctx)
 
     def flush(self) -> None:
@@ -159,14 +149,17 @@ class RowWriter:
         """The stored resource matching the step's first applicable query (``for_write``: never
         from the lookup cache)."""
         res_type = step["type"]
-        for query in self._queries(row, step):
-            known = self.known.answer(res_type, query)
+        for match in match_queries(step, row.values):
+            known = self.known.answer(match.token)
             if known is not None:
                 if len(known) > 1:
-                    raise self._fail(row, step.get("field"), f"{res_type}?{query} matches several resources")
+                    raise self._fail(
+                        row, step.get("field"), f"{res_type}?{match.text} matches several resources"
+                    )
                 if known:
                     return known[0]
                 continue
+            query = match.text
             if not for_write and self.cache.knows(res_type, query):
                 found = self.cache.get(res_type, query)
                 if found is not None:
