@@ -150,3 +150,15 @@ class Database:
 def _in_transaction(conn: Connection, work: Callable[[Connection], T]) -> T:
     with conn.begin():
         return work(conn)
+
+
+def plan_each_statement(conn: Connection) -> None:
+    """PostgreSQL: plan each execution of prepared statements for the rest of the transaction.
+
+    A long write transaction (a partner file import) fills tables whose statistics are those of
+    before it: after five executions, the generic plan PostgreSQL picks from them for a search
+    can scan what the transaction added (10 ms instead of 0.1 ms per search, growing with the
+    file). Custom plans cost a little planning each time and follow the values searched.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_custom_plan")
