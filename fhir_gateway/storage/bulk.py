@@ -26,6 +26,29 @@ def _is_float(column: Column[Any]) -> bool:
     return isinstance(column.type, Float) and not isinstance(column.type, Integer | Boolean)
 
 
+_driver_inserts: dict[tuple[str, Table, tuple[str, ...]], tuple[str, tuple[str, ...], tuple[Any, ...]]] = {}
+
+
+def _driver_insert(
+    conn: Connection, table: Table, on_conflict: tuple[str, ...]
+) -> tuple[str, tuple[str, ...], tuple[Any, ...]]:
+    """(SQL, column names, bind processors) of a driver-level ``executemany`` insert: the rows go
+    to the driver as tuples, without SQLAlchemy's per-row parameter handling (SQLite)."""
+    key = (conn.dialect.name, table, on_conflict)
+    if key not in _driver_inserts:
+        statement: Any = insert(table)
+        if on_conflict:
+            statement = sqlite_insert(table).on_conflict_do_nothing(index_elements=list(on_conflict))
+        compiled = statement.compile(dialect=conn.dialect, column_keys=[c.name for c in table.columns])
+        names = tuple(compiled.positiontup or ())
+        columns = {c.name: c for c in table.columns}
+        processors = tuple(
+            columns[n].type.dialect_impl(conn.dialect).bind_processor(conn.dialect) for n in names
+        )
+        _driver_inserts[key] = (str(compiled), names, processors)
+    return _driver_inserts[key]
+
+
 @cache
 def _unnest_insert(
     table: Table, on_conflict: tuple[str, ...]
@@ -61,10 +84,12 @@ def insert_rows(
     if not rows:
         return 0
     if conn.dialect.name != "postgresql":
-        statement: Any = insert(table)
-        if on_conflict:
-            statement = sqlite_insert(table).on_conflict_do_nothing(index_elements=list(on_conflict))
-        result = conn.execute(statement, list(rows))
+        sql, names, processors = _driver_insert(conn, table, on_conflict)
+        params = [
+            tuple(row.get(n) if p is None else p(row.get(n)) for n, p in zip(names, processors, strict=True))
+            for row in rows
+        ]
+        result = conn.exec_driver_sql(sql, params)
         return int(result.rowcount) if on_conflict else len(rows)
     if not on_conflict and len(rows) >= COPY_FROM:
         return _copy(conn, table, rows)

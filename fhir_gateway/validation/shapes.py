@@ -31,11 +31,12 @@ _SIZE = 2048
 
 def shape(node: Any) -> Any:
     """A hashable description of ``node``'s elements, list lengths and JSON types."""
-    if isinstance(node, dict):
-        return tuple((key, shape(value)) for key, value in node.items())
-    if isinstance(node, list):
-        return _List, tuple(shape(item) for item in node)
-    return type(node)
+    kind = type(node)
+    if kind is dict:
+        return tuple([(key, shape(value)) for key, value in node.items()])
+    if kind is list:
+        return (_List, tuple([shape(item) for item in node]))
+    return kind
 
 
 class _List:
