@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl
 
 from fhir_gateway.fhir import writes
 from fhir_gateway.fhir.context import Ctx
-from fhir_gateway.fhir.writes import Pending, WriteResult
+from fhir_gateway.fhir.storing import Pending, WriteResult, apply, prepare
 from fhir_gateway.search.indexing import Rows
 from fhir_gateway.storage.repository import StoredRow
 
@@ -38,7 +38,7 @@ class WriteBatch:
         """FHIR R4 http.html#create with a server-assigned id; the result and its index rows."""
         writes.check_create(self.ctx, res_type, body)
         self._before_check()
-        return self._add(writes.prepare(self.ctx, res_type, str(uuid.uuid4()), body, None, "POST"))
+        return self._add(prepare(self.ctx, res_type, str(uuid.uuid4()), body, None, "POST"))
 
     def update(
         self, res_type: str, res_id: str, body: dict[str, Any], current: StoredRow | None
@@ -87,7 +87,7 @@ class WriteBatch:
         pending, self.pending = self.pending, []
         self._keys.clear()
         self._types.clear()
-        writes.apply(self.ctx, pending)
+        apply(self.ctx, pending)
 
     def discard(self) -> None:
         """Forget the pending writes (the unit of work is rolled back anyway)."""

@@ -5,6 +5,10 @@ file is written (``ImportRefused`` rolls the caller's transaction back). ``parti
 row is written in its own savepoint; bad rows are reported (and copied to a reject file
 with a ``motif_rejet`` column) while the good ones are kept. ``dry_run``: everything is
 checked and written, then rolled back (``DryRunDone``).
+
+Rows go by chunks of ``CHUNK``: their business identifiers are looked up together and their
+writes stored together at the end of the chunk (memory flat in file size). The import's
+writes are audited per person (``audit.grouped``).
 """
 
 from __future__ import annotations

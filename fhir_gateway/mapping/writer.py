@@ -1,12 +1,14 @@
 """One parsed row -> resources, written through the service layer (DESIGN.md, Mapping).
 
 The model lists the row's resources in order. Each is found again by its business
-identifiers (``match``: search queries tried in turn, through the caller's consent filter)
-and then created or updated with ``fhir.writes``, so scopes, validation, consent, history,
-search index and audit apply as for the REST API. Writing identical content creates no
-version: re-importing a file changes nothing. ``lookup`` resources must already exist
-(or are optional) and only bind values (FHIRPath) for the next templates; their answers
-are kept for the run until a resource of that type is written.
+identifiers (``match``: search queries tried in turn, through the caller's consent filter;
+those of a whole chunk of rows answered together, ``mapping.matching``) and then created or
+updated through ``fhir.write_batch``, the REST write path in batches, so scopes, validation,
+consent, history, search index, subscriptions and audit apply as for the REST API. Writing
+identical content creates no version: re-importing a file changes nothing. ``lookup``
+resources must already exist (or are optional) and only bind values (FHIRPath, cached per
+resource version) for the next templates; their answers are kept for the run until a
+resource of that type is written.
 """
 
 from __future__ import annotations
