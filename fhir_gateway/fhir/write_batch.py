@@ -10,13 +10,13 @@ the writes flush first (``flush_for``). For partner imports (issue 5).
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 from urllib.parse import parse_qsl
 
 from fhir_gateway.fhir import writes
 from fhir_gateway.fhir.context import Ctx
 from fhir_gateway.fhir.storing import Pending, WriteResult, apply, prepare
+from fhir_gateway.kit.ids import new_id
 from fhir_gateway.search.indexing import Rows
 from fhir_gateway.storage.repository import StoredRow
 
@@ -38,7 +38,7 @@ class WriteBatch:
         """FHIR R4 http.html#create with a server-assigned id; the result and its index rows."""
         writes.check_create(self.ctx, res_type, body)
         self._before_check()
-        return self._add(prepare(self.ctx, res_type, str(uuid.uuid4()), body, None, "POST"))
+        return self._add(prepare(self.ctx, res_type, new_id(), body, None, "POST"))
 
     def update(
         self, res_type: str, res_id: str, body: dict[str, Any], current: StoredRow | None

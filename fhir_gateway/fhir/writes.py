@@ -7,7 +7,6 @@ all in the request's transaction.
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import jsonpatch
@@ -19,6 +18,7 @@ from fhir_gateway.fhir.resource_types import APPEND_ONLY_TYPES
 from fhir_gateway.fhir.storing import Pending, WriteResult, apply, prepare
 from fhir_gateway.kit import jsonutil
 from fhir_gateway.kit.errors import BadRequest, MethodNotAllowed, NotFound, PreconditionFailed, Unprocessable
+from fhir_gateway.kit.ids import new_id
 from fhir_gateway.kit.timeutil import utcnow
 from fhir_gateway.storage import repository
 from fhir_gateway.storage.index_repository import replace_index
@@ -82,7 +82,7 @@ def create(
             return WriteResult(matches[0], created=False)
         if len(matches) > 1:
             raise PreconditionFailed(f"If-None-Exist '{if_none_exist}' matches {len(matches)} resources")
-    return _store(ctx, res_type, assigned_id or str(uuid.uuid4()), body, None, "POST")
+    return _store(ctx, res_type, assigned_id or new_id(), body, None, "POST")
 
 
 def check_create(ctx: Ctx, res_type: str, body: dict[str, Any]) -> None:
@@ -160,7 +160,7 @@ def conditional_update(
         raise PreconditionFailed(f"Conditional update '{query}' matches {len(matches)} resources")
     if not matches:
         ctx.require_scope(res_type, "c")
-        res_id = check_id(str(body["id"])) if body.get("id") else str(uuid.uuid4())
+        res_id = check_id(str(body["id"])) if body.get("id") else new_id()
         current = repository.get_current(ctx.conn, res_type, res_id, for_update=True)
         if current is not None and not current.deleted:
             raise PreconditionFailed(f"{res_type}/{res_id} exists but does not match '{query}'")

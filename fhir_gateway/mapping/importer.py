@@ -28,6 +28,7 @@ from fhir_gateway.mapping.report import FileRefused, Problem, Summary
 from fhir_gateway.mapping.rows import ParsedRow, RowParser, check_header
 from fhir_gateway.mapping.spec import Format
 from fhir_gateway.mapping.writer import RowFailed, RowWriter
+from fhir_gateway.storage.database import bulk_transaction
 
 REJECT_COLUMN = "motif_rejet"
 AUDIT_FLUSH = 2000  # audit events of done writes kept in memory before being stored
@@ -113,13 +114,14 @@ def run_import(
     ctx.grouped_writes = GroupedWrites("import-partner", f"Partner file import ({fmt.name})")
     rejects = _Rejects(fmt, options.rejects if options.partial else None, source.header)
     try:
-        chunk: list[ParsedRow] = []
-        for row in _rows(parser, source):
-            chunk.append(row)
-            if len(chunk) >= CHUNK:
-                _run_chunk(ctx, writer, chunk, summary, options, rejects)
-                chunk = []
-        _run_chunk(ctx, writer, chunk, summary, options, rejects)
+        with bulk_transaction(ctx.conn):
+            chunk: list[ParsedRow] = []
+            for row in _rows(parser, source):
+                chunk.append(row)
+                if len(chunk) >= CHUNK:
+                    _run_chunk(ctx, writer, chunk, summary, options, rejects)
+                    chunk = []
+            _run_chunk(ctx, writer, chunk, summary, options, rejects)
     finally:
         rejects.close()
     if summary.error_count and not options.partial:

@@ -30,7 +30,6 @@ from fhir_gateway.mapping.report import Problem, Summary
 from fhir_gateway.mapping.rows import ParsedRow
 from fhir_gateway.mapping.spec import Format
 from fhir_gateway.mapping.template import MISSING, fill_default, holds, merge, render
-from fhir_gateway.storage.database import plan_each_statement
 from fhir_gateway.storage.locks import lock_for_transaction
 from fhir_gateway.storage.repository import StoredRow
 
@@ -143,7 +142,6 @@ class RowWriter:
         PostgreSQL's lock table (advisory locks count against ``max_locks_per_transaction``).
         """
         lock_for_transaction(self.ctx.conn, "$import-partner")
-        plan_each_statement(self.ctx.conn)
 
     def _fail(self, row: ParsedRow, field: str | None, reason: str) -> RowFailed:
         header = self.fmt.header_of(field) if field else ""
