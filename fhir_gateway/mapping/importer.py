@@ -112,6 +112,22 @@ def run_import(
     writer = RowWriter(ctx, fmt)
     writer.lock_run()
     ctx.grouped_writes = GroupedWrites("import-partner", f"Partner file import ({fmt.name})")
+    try:
+        return _run(ctx, fmt, source, parser, writer, summary, options)
+    finally:
+        ctx.grouped_writes = None  # what the unit of work audits next is audited one by one
+
+
+def _run(
+    ctx: Ctx,
+    fmt: Format,
+    source: CsvSource,
+    parser: RowParser,
+    writer: RowWriter,
+    summary: Summary,
+    options: ImportOptions,
+) -> Summary:
+    """The rows of ``source`` by chunks, then the verdict: refused, dry run, or written."""
     rejects = _Rejects(fmt, options.rejects if options.partial else None, source.header)
     try:
         with bulk_transaction(ctx.conn):
