@@ -17,6 +17,7 @@ import types
 import typing
 from collections import OrderedDict
 from collections.abc import Callable
+from contextlib import suppress
 from functools import cache
 from typing import Any
 
@@ -121,7 +122,8 @@ def _get(node: Any, path: Path) -> Any:
 
 
 class ShapeCache:
-    """Plans of the shapes that passed the full check, per resource type (bounded)."""
+    """Plans of the shapes that passed the full check, per resource type (bounded; shared by
+    the request threads: a lost update only costs a full check)."""
 
     def __init__(self) -> None:
         self._plans: OrderedDict[tuple[str, Any], Plan | None] = OrderedDict()
@@ -132,7 +134,8 @@ class ShapeCache:
         plan = self._plans.get(key)
         if plan is None:
             return False, key
-        self._plans.move_to_end(key)
+        with suppress(KeyError):  # evicted meanwhile by another thread: the plan is still valid
+            self._plans.move_to_end(key)
         try:
             for path, check in plan:
                 check(_get(resource, path))
@@ -148,4 +151,5 @@ class ShapeCache:
         if plan is not None:
             self._plans[key] = plan
             if len(self._plans) > _SIZE:
-                self._plans.popitem(last=False)
+                with suppress(KeyError):
+                    self._plans.popitem(last=False)
