@@ -5,9 +5,12 @@
 2. create the service's Organization and import N beneficiaries (saad-beneficiaires);
 3. generate a file of ``--rows`` visits (written streamed, never held in memory) and run
    ``fhir-gateway import saad-interventions`` in a child process;
-4. print rows/s and the child's peak RSS (memory must stay flat as files grow).
+4. print rows/s and the child's peak RSS (memory must stay flat as files grow);
+5. with ``--reimport``, import the same file again (nothing changes: no new version) and
+   print that rate too.
 
     python bench/mapping_import.py [--engine sqlite|postgresql] [--rows 100000] [--beneficiaries 1000]
+                                   [--reimport]
 
 Figures, never pass/fail. Goal of issue 5: >= 5,000 rows/s; peak RSS flat from 100k to 1M rows.
 """
@@ -96,11 +99,17 @@ def run(args: list[str], env: dict[str, str]) -> float:
     return time.perf_counter() - start
 
 
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--engine", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--beneficiaries", type=int, default=1000)
+    parser.add_argument("--reimport", action="store_true", help="time a second import of the same file")
     options = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -116,8 +125,15 @@ def main() -> None:
             database.dispose()
             beneficiaries, visits = write_files(folder, options.rows, options.beneficiaries)
             run(["import", "saad-beneficiaires", str(beneficiaries), "--organization", ORG], env)
+            cpu_before = _children_cpu()
             seconds = run(["import", "saad-interventions", str(visits), "--organization", ORG], env)
+            cpu = _children_cpu() - cpu_before
             peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+            again = (
+                run(["import", "saad-interventions", str(visits), "--organization", ORG], env)
+                if options.reimport
+                else 0
+            )
         finally:
             if pg_name:
                 with create_engine(f"{PG_SERVER}/postgres", isolation_level="AUTOCOMMIT").connect() as conn:
@@ -128,7 +144,13 @@ def main() -> None:
         "seconds": round(seconds, 2),
         "rows_per_second": round(options.rows / seconds),
         "peak_rss_mib": round(peak_kib / 1024, 1),
+        # the import process's own CPU (with SQLite, the database work too): the machine is shared
+        "cpu_seconds": round(cpu, 2),
+        "rows_per_cpu_second": round(options.rows / cpu) if cpu else None,
     }
+    if again:
+        result["reimport_seconds"] = round(again, 2)
+        result["reimport_rows_per_second"] = round(options.rows / again)
     print(json.dumps(result))
 
 

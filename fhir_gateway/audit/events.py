@@ -13,12 +13,12 @@ values of name, birth date, address, telecom and identifier search parameters ar
 from __future__ import annotations
 
 import base64
-import uuid
 from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from fhir_gateway.auth.context import AccessContext
+from fhir_gateway.kit.ids import new_id
 from fhir_gateway.kit.timeutil import fhir_instant, utcnow
 
 GATEWAY = "fhir-gateway"
@@ -128,7 +128,7 @@ def audit_event_for(
         subtypes = [_coding(INTERACTION_SYSTEM, interaction)]
     event: dict[str, Any] = {
         "resourceType": "AuditEvent",
-        "id": str(uuid.uuid4()),
+        "id": new_id(),
         "type": _coding(
             "http://terminology.hl7.org/CodeSystem/audit-event-type", "rest", "RESTful Operation"
         ),

@@ -11,7 +11,6 @@ too, in bulk (one transaction, a few multi-row statements per batch).
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,6 +20,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from fhir_gateway.audit.events import audit_patient
 from fhir_gateway.kit import jsonutil
 from fhir_gateway.kit.errors import FhirError
+from fhir_gateway.kit.ids import new_id
 from fhir_gateway.kit.timeutil import fhir_instant, utcnow
 from fhir_gateway.storage.database import Database
 from fhir_gateway.storage.faults import storage_refusal
@@ -37,7 +37,7 @@ def store_audit_events(conn: Connection, events: Sequence[dict[str, Any]]) -> li
     rows: list[NewVersion] = []
     bodies: list[tuple[str, str, dict[str, Any]]] = []
     for event in events:
-        res_id = str(event.get("id") or uuid.uuid4())
+        res_id = str(event.get("id") or new_id())
         body = {**event, "id": res_id}
         body["meta"] = {**(event.get("meta") or {}), "versionId": "1", "lastUpdated": fhir_instant(moment)}
         rows.append(NewVersion("AuditEvent", res_id, jsonutil.dumps_str(body), audit_patient(body), naive))

@@ -9,7 +9,6 @@ A batch runs each entry in its own transaction; each gets its own status.
 from __future__ import annotations
 
 import base64
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +22,7 @@ from fhir_gateway.fhir.requests import parse_if_match
 from fhir_gateway.fhir.resource_types import require_stored_type
 from fhir_gateway.kit import jsonutil
 from fhir_gateway.kit.errors import BadRequest, FhirError, Issue, PayloadTooLarge, PreconditionFailed
+from fhir_gateway.kit.ids import new_id as make_id
 from fhir_gateway.kit.timeutil import fhir_instant
 from fhir_gateway.storage.repository import StoredRow
 
@@ -185,7 +185,7 @@ def run_transaction(ctx: Ctx, entries: list[EntryRequest], base: str, minimal: b
     targets: set[str] = set()
     for entry in entries:
         if entry.method == "POST" and entry.full_url and entry.full_url.startswith("urn:"):
-            new_id = str(uuid.uuid4())
+            new_id = make_id()
             mapping[entry.full_url] = f"{entry.res_type}/{new_id}"
             entry.assigned_id = new_id
         elif entry.res_id is not None and entry.method != "GET":

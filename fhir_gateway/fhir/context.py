@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from sqlalchemy import ColumnElement, Connection, and_
 
 from fhir_gateway.audit.events import audit_event_for
+from fhir_gateway.audit.grouped import WRITE_INTERACTIONS, GroupedWrites
 from fhir_gateway.auth.context import AccessContext
 from fhir_gateway.auth.validation import ensure_client_active
 from fhir_gateway.consent import visibility
@@ -46,6 +47,8 @@ class Ctx:
     audit_events: list[dict[str, Any]] = field(default_factory=list)
     # lookups that stay true for the whole transaction (e.g. the active subscriptions per type)
     memo: dict[Any, Any] = field(default_factory=dict)
+    # a bulk operation's successful writes, audited per person (audit.grouped) instead of one by one
+    grouped_writes: GroupedWrites | None = None
     # the caller's client still has to be proven active (read units, see the module docstring)
     client_unverified: bool = False
     _client_check_in_sql: bool = False
@@ -128,6 +131,11 @@ class Ctx:
             ).decided_by
         elif self.access.trusted:
             decided_by = "trusted client"
+        if self.grouped_writes is not None and ok and query is None and interaction in WRITE_INTERACTIONS:
+            assert res_type is not None
+            assert res_id is not None
+            self.grouped_writes.add(interaction, res_type, res_id, patient_id, decided_by)
+            return
         self.audit_events.append(
             audit_event_for(self.access, interaction, res_type, res_id, patient_id, ok, decided_by, query)
         )

@@ -7,8 +7,6 @@ all in the request's transaction.
 
 from __future__ import annotations
 
-import uuid
-from dataclasses import dataclass
 from typing import Any
 
 import jsonpatch
@@ -17,10 +15,11 @@ from fhir_gateway.consent import hooks
 from fhir_gateway.fhir.conditional import find_matches
 from fhir_gateway.fhir.context import Ctx
 from fhir_gateway.fhir.resource_types import APPEND_ONLY_TYPES
+from fhir_gateway.fhir.storing import Pending, WriteResult, apply, prepare
 from fhir_gateway.kit import jsonutil
 from fhir_gateway.kit.errors import BadRequest, MethodNotAllowed, NotFound, PreconditionFailed, Unprocessable
-from fhir_gateway.kit.timeutil import fhir_instant, utcnow
-from fhir_gateway.search.indexing import patient_compartment_id
+from fhir_gateway.kit.ids import new_id
+from fhir_gateway.kit.timeutil import utcnow
 from fhir_gateway.storage import repository
 from fhir_gateway.storage.index_repository import replace_index
 from fhir_gateway.storage.locks import lock_for_transaction
@@ -30,16 +29,7 @@ from fhir_gateway.subscriptions import hooks as subscription_hooks
 from fhir_gateway.validation.profiles import validate_profiles
 from fhir_gateway.validation.structural import validate_structure
 
-_INTERACTIONS = {"POST": "create", "PUT": "update", "PATCH": "patch"}
 _ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-.")
-
-
-@dataclass(frozen=True)
-class WriteResult:
-    """The stored version and whether it was created (201) or not (200)."""
-
-    row: StoredRow
-    created: bool
 
 
 def check_id(res_id: str) -> str:
@@ -65,50 +55,11 @@ def _store(
     ctx: Ctx, res_type: str, res_id: str, body: dict[str, Any], current: StoredRow | None, method: str
 ) -> WriteResult:
     """Stamp ``meta`` and write a new version (or the first one) of ``body``."""
-    interaction = _INTERACTIONS[method]
-    patient_id = patient_compartment_id(body)
-    ctx.check_write(res_type, patient_id, interaction)
-    if res_type == subscription_hooks.SUBSCRIPTION:
-        subscription_hooks.prepare(ctx, res_id, body)
-    if current is not None and not current.deleted:
-        ctx.check_write(res_type, current.patient_id, interaction)
-        if current.content is not None and _same_content(current.content, body):
-            return WriteResult(current, created=False)
-    moment = utcnow()
-    version = 1 if current is None else current.version + 1
-    body["id"] = res_id
-    meta = dict(body.get("meta") or {})
-    meta["versionId"] = str(version)
-    meta["lastUpdated"] = fhir_instant(moment)
-    body["meta"] = meta
-    content = jsonutil.dumps_str(body)
-    naive = moment.replace(tzinfo=None)
-    if current is None:
-        repository.insert_first_version(ctx.conn, res_type, res_id, content, patient_id, naive, method)
-    elif not repository.write_next_version(ctx.conn, current, content, patient_id, naive, method):
-        raise PreconditionFailed(f"{res_type}/{res_id} was changed by another request; read it again")
-    replace_index(ctx.conn, res_type, res_id, body, fresh=current is None)
-    hooks.after_write(ctx.conn, res_type, res_id, body)
-    person = res_id if res_type == "Patient" else patient_id
-    subscription_hooks.after_store(ctx, res_type, res_id, body, version, person)
-    row = StoredRow(res_type, res_id, version, naive, False, content, patient_id, method)
-    created = current is None or current.deleted
-    ctx.audit("create" if created else interaction, res_type, res_id, patient_id)
-    return WriteResult(row, created=created)
-
-
-def _same_content(stored: str, body: dict[str, Any]) -> bool:
-    """True when ``body`` equals the stored resource apart from ``meta`` version stamps."""
-    old = jsonutil.loads(stored)
-    old_meta = {
-        k: v for k, v in (old.pop("meta", None) or {}).items() if k not in ("versionId", "lastUpdated")
-    }
-    new = dict(body)
-    new_meta = {
-        k: v for k, v in (new.pop("meta", None) or {}).items() if k not in ("versionId", "lastUpdated")
-    }
-    new.setdefault("id", old.get("id"))
-    return bool(old == new and old_meta == new_meta)
+    prepared = prepare(ctx, res_type, res_id, body, current, method)
+    if isinstance(prepared, WriteResult):
+        return prepared
+    apply(ctx, [prepared])
+    return prepared.result
 
 
 def create(
@@ -123,8 +74,7 @@ def create(
 
     ``assigned_id``: the id a transaction gave a ``urn:uuid`` entry beforehand.
     """
-    ctx.require_scope(res_type, "c")
-    check_body(res_type, body)
+    check_create(ctx, res_type, body)
     if if_none_exist:
         lock_for_transaction(ctx.conn, f"{res_type}?{if_none_exist}")
         matches = find_matches(ctx, res_type, if_none_exist)
@@ -132,7 +82,13 @@ def create(
             return WriteResult(matches[0], created=False)
         if len(matches) > 1:
             raise PreconditionFailed(f"If-None-Exist '{if_none_exist}' matches {len(matches)} resources")
-    return _store(ctx, res_type, assigned_id or str(uuid.uuid4()), body, None, "POST")
+    return _store(ctx, res_type, assigned_id or new_id(), body, None, "POST")
+
+
+def check_create(ctx: Ctx, res_type: str, body: dict[str, Any]) -> None:
+    """What a create needs first: the scope and a valid body."""
+    ctx.require_scope(res_type, "c")
+    check_body(res_type, body)
 
 
 def _check_if_match(current: StoredRow | None, if_match: int | None, res_type: str, res_id: str) -> None:
@@ -152,6 +108,17 @@ def update(ctx: Ctx, res_type: str, res_id: str, body: dict[str, Any], if_match:
 
     Append-only types (AuditEvent) may be created this way, never replaced.
     """
+    check_update(ctx, res_type, res_id, body)
+    current = repository.get_current(ctx.conn, res_type, res_id, for_update=True)
+    prepared = prepare_update(ctx, res_type, res_id, body, current, if_match)
+    if isinstance(prepared, WriteResult):
+        return prepared
+    apply(ctx, [prepared])
+    return prepared.result
+
+
+def check_update(ctx: Ctx, res_type: str, res_id: str, body: dict[str, Any]) -> None:
+    """What an update needs before the current version is read: scope, id and a valid body."""
     ctx.require_scope(res_type, "u")
     check_id(res_id)
     check_body(res_type, body)
@@ -161,13 +128,23 @@ def update(ctx: Ctx, res_type: str, res_id: str, body: dict[str, Any], if_match:
         raise BadRequest(
             f"Resource id '{body['id']}' does not match the URL id '{res_id}'", expression=[f"{res_type}.id"]
         )
-    current = repository.get_current(ctx.conn, res_type, res_id, for_update=True)
+
+
+def prepare_update(
+    ctx: Ctx,
+    res_type: str,
+    res_id: str,
+    body: dict[str, Any],
+    current: StoredRow | None,
+    if_match: int | None,
+) -> Pending | WriteResult:
+    """The update of ``current`` (read for update) by a body ``check_update`` accepted."""
     if current is not None:
         _refuse_append_only(res_type)
     _check_if_match(current, if_match, res_type, res_id)
     if current is None or current.deleted:
         ctx.require_scope(res_type, "c")
-    return _store(ctx, res_type, res_id, body, current, "PUT")
+    return prepare(ctx, res_type, res_id, body, current, "PUT")
 
 
 def conditional_update(
@@ -183,7 +160,7 @@ def conditional_update(
         raise PreconditionFailed(f"Conditional update '{query}' matches {len(matches)} resources")
     if not matches:
         ctx.require_scope(res_type, "c")
-        res_id = check_id(str(body["id"])) if body.get("id") else str(uuid.uuid4())
+        res_id = check_id(str(body["id"])) if body.get("id") else new_id()
         current = repository.get_current(ctx.conn, res_type, res_id, for_update=True)
         if current is not None and not current.deleted:
             raise PreconditionFailed(f"{res_type}/{res_id} exists but does not match '{query}'")

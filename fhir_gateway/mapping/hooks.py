@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -36,6 +37,7 @@ def nir_key(text: str) -> str | None:
 CELL_CHECKS: dict[str, Callable[[str], str | None]] = {"nir_key": nir_key}
 
 
+@lru_cache(maxsize=65536)
 def _instant(day: str, hhmm: str, tz: ZoneInfo, plus_days: int = 0) -> str:
     moment = datetime.combine(
         date.fromisoformat(day) + timedelta(days=plus_days), datetime.strptime(hhmm, "%H:%M").time()

@@ -5,24 +5,34 @@ file is written (``ImportRefused`` rolls the caller's transaction back). ``parti
 row is written in its own savepoint; bad rows are reported (and copied to a reject file
 with a ``motif_rejet`` column) while the good ones are kept. ``dry_run``: everything is
 checked and written, then rolled back (``DryRunDone``).
+
+Rows go by chunks of ``CHUNK``: their business identifiers are looked up together and their
+writes stored together at the end of the chunk (memory flat in file size). The import's
+writes are audited per person (``audit.grouped``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import IO, Any
+from zoneinfo import ZoneInfo
 
+from fhir_gateway.audit.grouped import GroupedWrites
 from fhir_gateway.audit.store import store_audit_events
 from fhir_gateway.fhir.context import Ctx
+from fhir_gateway.kit.errors import FhirError
 from fhir_gateway.mapping.csvio import CsvProblem, CsvSink, CsvSource
 from fhir_gateway.mapping.report import FileRefused, Problem, Summary
 from fhir_gateway.mapping.rows import ParsedRow, RowParser, check_header
 from fhir_gateway.mapping.spec import Format
 from fhir_gateway.mapping.writer import RowFailed, RowWriter
+from fhir_gateway.storage.database import bulk_transaction
 
 REJECT_COLUMN = "motif_rejet"
 AUDIT_FLUSH = 2000  # audit events of done writes kept in memory before being stored
+CHUNK = 1000  # rows whose business identifiers are looked up together and writes stored together
 
 
 class ImportRefused(Exception):
@@ -74,10 +84,16 @@ def organization_constants(organization: str) -> dict[str, Any]:
     return {"org": organization, "org_id": organization.split("/", 1)[-1]}
 
 
+def import_date(timezone: str) -> str:
+    """The day the gateway learns of the file's data, in the format's timezone (``{import_date}``)."""
+    return datetime.now(ZoneInfo(timezone)).date().isoformat()
+
+
 def _constants(fmt: Format, organization: str) -> dict[str, Any]:
     from fhir_gateway.mapping.template import render
 
     values = organization_constants(organization)
+    values["import_date"] = import_date(fmt.dialect.timezone)
     values.update({k: render(v, values) for k, v in fmt.constants.items()})
     return values
 
@@ -95,30 +111,83 @@ def run_import(
     parser = RowParser(fmt, _constants(fmt, organization))
     writer = RowWriter(ctx, fmt)
     writer.lock_run()
+    ctx.grouped_writes = GroupedWrites("import-partner", f"Partner file import ({fmt.name})")
+    try:
+        return _run(ctx, fmt, source, parser, writer, summary, options)
+    finally:
+        ctx.grouped_writes = None  # what the unit of work audits next is audited one by one
+
+
+def _run(
+    ctx: Ctx,
+    fmt: Format,
+    source: CsvSource,
+    parser: RowParser,
+    writer: RowWriter,
+    summary: Summary,
+    options: ImportOptions,
+) -> Summary:
+    """The rows of ``source`` by chunks, then the verdict: refused, dry run, or written."""
     rejects = _Rejects(fmt, options.rejects if options.partial else None, source.header)
     try:
-        for row in _rows(parser, source):
-            summary.rows += 1
-            if options.progress is not None:
-                options.progress(summary.rows)
-            problems = row.problems or _write(ctx, writer, row, summary, options.partial)
-            if problems:
-                summary.rejected += 1
-                summary.add(problems)
-                rejects.add(row, problems)
-            if len(ctx.audit_events) >= AUDIT_FLUSH:
-                _store_done_writes(ctx)
+        with bulk_transaction(ctx.conn):
+            chunk: list[ParsedRow] = []
+            for row in _rows(parser, source):
+                chunk.append(row)
+                if len(chunk) >= CHUNK:
+                    _run_chunk(ctx, writer, chunk, summary, options, rejects)
+                    chunk = []
+            _run_chunk(ctx, writer, chunk, summary, options, rejects)
     finally:
         rejects.close()
     if summary.error_count and not options.partial:
         summary.created = summary.updated = summary.unchanged = 0
-        _forget_writes(ctx, 0)
+        _forget_writes(ctx, 0, 0)
         raise ImportRefused(summary)
     if options.dry_run:
-        _forget_writes(ctx, 0)
+        _forget_writes(ctx, 0, 0)
         raise DryRunDone(summary)
+    _store_done_writes(ctx)
     summary.written = True
     return summary
+
+
+def _writing(summary: Summary, options: ImportOptions) -> bool:
+    """False once an all-or-nothing import is refused: the other rows are checked, not written."""
+    return options.partial or not summary.error_count
+
+
+def _run_chunk(
+    ctx: Ctx,
+    writer: RowWriter,
+    chunk: list[ParsedRow],
+    summary: Summary,
+    options: ImportOptions,
+    rejects: _Rejects,
+) -> None:
+    """Check and write a chunk of rows: their business identifiers found in one query per kind,
+    their writes stored together at the end (each row in a savepoint of its own when partial)."""
+    if _writing(summary, options):
+        writer.prefetch([row for row in chunk if not row.problems])
+    for row in chunk:
+        summary.rows += 1
+        if options.progress is not None:
+            options.progress(summary.rows)
+        problems = row.problems or _write(ctx, writer, row, summary, options.partial)
+        if problems:
+            summary.rejected += 1
+            summary.add(problems)
+            rejects.add(row, problems)
+    if _writing(summary, options) and chunk:
+        try:
+            writer.flush()
+        except FhirError as exc:  # e.g. a resource changed by another request meanwhile
+            writer.forget()
+            _forget_writes(ctx, 0, 0)
+            lines = f"lines {chunk[0].line}-{chunk[-1].line}"
+            summary.add([Problem(chunk[0].line, "", "", f"{lines} could not be written: {exc.diagnostics}")])
+    if len(ctx.audit_events) >= AUDIT_FLUSH or (ctx.grouped_writes and ctx.grouped_writes.full()):
+        _store_done_writes(ctx)
 
 
 def _rows(parser: RowParser, source: CsvSource) -> Any:
@@ -132,32 +201,46 @@ def _store_done_writes(ctx: Ctx) -> None:
     """Store the AuditEvents of the writes done so far in the import's own transaction.
 
     Memory stays flat on large files, and a refused (rolled back) import takes the audit of
-    its never-committed writes with it; refusals stay for the request's audit sink.
+    its never-committed writes with it; refusals stay for the request's audit sink. The
+    import's writes are audited per person (``audit.grouped``).
     """
     done = [e for e in ctx.audit_events if e.get("outcome") == "0"]
     ctx.audit_events[:] = [e for e in ctx.audit_events if e.get("outcome") != "0"]
+    if ctx.grouped_writes is not None:
+        done += ctx.grouped_writes.drain(ctx.access)
     store_audit_events(ctx.conn, done)
 
 
-def _forget_writes(ctx: Ctx, start: int) -> None:
+def _forget_writes(ctx: Ctx, start: int, mark: int) -> None:
     """Rolled-back writes are not audited as done (refusals stay in the audit trail)."""
     ctx.audit_events[start:] = [e for e in ctx.audit_events[start:] if e.get("outcome") != "0"]
+    if ctx.grouped_writes is not None:
+        ctx.grouped_writes.forget(mark)
 
 
 def _write(ctx: Ctx, writer: RowWriter, row: ParsedRow, summary: Summary, partial: bool) -> list[Problem]:
     """Write one row (in a savepoint when partial); its problems, or none."""
-    if summary.error_count and not partial:
+    if not partial and summary.error_count:
         return []  # the file is already refused: check the other rows, write nothing more
     start = len(ctx.audit_events)
+    mark = ctx.grouped_writes.mark() if ctx.grouped_writes is not None else 0
     try:
         if partial:
             with ctx.conn.begin_nested():
                 outcome = writer.write(row)
+                _flush_row(writer, row)
         else:
             outcome = writer.write(row)
     except RowFailed as exc:
-        _forget_writes(ctx, start)
-        writer.cache.clear()  # lookups may have seen what the savepoint rolled back
+        _forget_writes(ctx, start, mark)
+        writer.forget()  # lookups may have seen what the savepoint rolled back
         return [exc.problem]
     outcome.add_to(summary)
     return []
+
+
+def _flush_row(writer: RowWriter, row: ParsedRow) -> None:
+    try:
+        writer.flush()
+    except FhirError as exc:
+        raise RowFailed(Problem(row.line, "", "", f"could not be written: {exc.diagnostics}")) from None

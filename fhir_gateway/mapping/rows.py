@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 from fhir_gateway.mapping import hooks
 from fhir_gateway.mapping.csvio import CsvSource, Row
 from fhir_gateway.mapping.report import FileRefused, Problem
+from fhir_gateway.mapping.seen import SeenKeys
 from fhir_gateway.mapping.spec import Format
 from fhir_gateway.mapping.values import CellError, parse_cell
 
@@ -63,7 +64,7 @@ class RowParser:
         self.tz = ZoneInfo(fmt.dialect.timezone)
         self.columns = [c for c in fmt.columns if not c.export_only]
         self.unique: list[list[str]] = [list(k) for k in fmt.model.get("unique") or []]
-        self.seen: list[dict[int, int]] = [{} for _ in self.unique]  # key digest -> first line
+        self.seen = [SeenKeys() for _ in self.unique]  # key digest -> first line
 
     def parse(self, row: Row) -> ParsedRow:
         values: dict[str, Any] = dict(self.constants)
@@ -116,11 +117,12 @@ class RowParser:
             if None in values:
                 continue
             key = _digest(values)
-            if key in seen:
+            first = seen.first_line(key)
+            if first is not None:
                 names = ", ".join(self.fmt.header_of(f) for f in fields)
-                self._problem(parsed, fields[-1], f"duplicate {names} (first on line {seen[key]})")
+                self._problem(parsed, fields[-1], f"duplicate {names} (first on line {first})")
             else:
-                seen[key] = parsed.line
+                seen.add(key, parsed.line)
 
     def rows(self, source: CsvSource) -> Iterator[ParsedRow]:
         for row in source.rows():

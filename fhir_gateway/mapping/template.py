@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -40,32 +41,84 @@ def holds(values: dict[str, Any], condition: str) -> bool:
 
 def render(template: Any, values: dict[str, Any]) -> Any:
     """``template`` with placeholders replaced from ``values`` (MISSING when nothing is left)."""
+    if not isinstance(template, dict | list):
+        return compile_template(template)(values)
+    key = id(template)
+    found = _compiled.get(key)
+    if found is None or found[0] is not template:
+        found = (template, compile_template(template))
+        if len(_compiled) >= 1024:
+            _compiled.clear()
+        _compiled[key] = found
+    return found[1](values)
+
+
+Renderer = Callable[[dict[str, Any]], Any]
+_compiled: dict[int, tuple[Any, Renderer]] = {}
+
+
+def compile_template(template: Any) -> Renderer:
+    """A function rendering ``template`` (the rules above), built once per template."""
     if isinstance(template, str):
-        whole = _PLACEHOLDER.fullmatch(template)
-        if whole:
-            value = values.get(whole.group(1))
-            return value if _present(value) else MISSING
-        parts: list[str] = []
-        position = 0
-        for match in _PLACEHOLDER.finditer(template):
-            value = values.get(match.group(1))
-            if not _present(value):
-                return MISSING
-            parts += [template[position : match.start()], str(value)]
-            position = match.end()
-        return "".join(parts) + template[position:] if parts else template
+        return _compile_text(template)
     if isinstance(template, dict):
         condition = template.get("$when")
-        conditions = condition if isinstance(condition, list) else [] if condition is None else [condition]
-        if not all(holds(values, str(c)) for c in conditions):
-            return MISSING
-        out = {k: v for k, v in ((k, render(v, values)) for k, v in template.items() if k != "$when")}
-        out = {k: v for k, v in out.items() if v is not MISSING}
-        return out or MISSING
+        conditions = [
+            str(c)
+            for c in (condition if isinstance(condition, list) else [] if condition is None else [condition])
+        ]
+        items = [(k, compile_template(v)) for k, v in template.items() if k != "$when"]
+
+        def render_object(values: dict[str, Any]) -> Any:
+            for c in conditions:
+                if not holds(values, c):
+                    return MISSING
+            out = {}
+            for k, fn in items:
+                v = fn(values)
+                if v is not MISSING:
+                    out[k] = v
+            return out or MISSING
+
+        return render_object
     if isinstance(template, list):
-        items = [item for item in (render(t, values) for t in template) if item is not MISSING]
-        return items or MISSING
-    return template
+        parts = [compile_template(t) for t in template]
+
+        def render_list(values: dict[str, Any]) -> Any:
+            out = [v for v in (fn(values) for fn in parts) if v is not MISSING]
+            return out or MISSING
+
+        return render_list
+    return lambda _values: template
+
+
+def _compile_text(template: str) -> Renderer:
+    whole = _PLACEHOLDER.fullmatch(template)
+    if whole:
+        name = whole.group(1)
+
+        def render_value(values: dict[str, Any]) -> Any:
+            value = values.get(name)
+            return value if _present(value) else MISSING
+
+        return render_value
+    pieces = _PLACEHOLDER.split(template)  # literal, name, literal, name, ..., literal
+    if len(pieces) == 1:
+        return lambda _values: template
+
+    def render_text(values: dict[str, Any]) -> Any:
+        parts: list[str] = []
+        for index, piece in enumerate(pieces):
+            if index % 2:
+                value = values.get(piece)
+                if not _present(value):
+                    return MISSING
+                parts.append(str(value))
+            else:
+                parts.append(piece)
+        return "".join(parts)
+
+    return render_text
 
 
 def query_escape(value: Any) -> str:
@@ -133,3 +186,48 @@ def merge(
         if name in stored:
             base[name] = copy.deepcopy(stored[name])
     return base
+
+
+def _at(node: Any, path: str) -> Any:
+    for step in path.split("."):
+        node = node.get(step) if isinstance(node, dict) else None
+    return node
+
+
+def _put(node: dict[str, Any], path: str, value: Any) -> None:
+    *parents, last = path.split(".")
+    for step in parents:
+        node = node.setdefault(step, {})
+    node[last] = value
+
+
+def fill_default(
+    merged: dict[str, Any],
+    rendered: dict[str, Any],
+    stored: dict[str, Any] | None,
+    rule: dict[str, Any],
+    values: dict[str, Any],
+    keys: list[str],
+) -> bool:
+    """Complete the items of list ``rule['list']`` the row gave without ``rule['path']``: with
+    the stored item of the same key (``keys``) when it has the element, so that a re-import
+    changes nothing, else with ``rule['value']`` rendered. True when the default was used."""
+    name, path = str(rule["list"]), str(rule["path"])
+    stored_items = (stored or {}).get(name) or []
+    used = False
+    for item in rendered.get(name) or []:
+        if _at(item, path) is not None:
+            continue
+        key = _key(item, keys)
+        target = next((m for m in merged.get(name) or [] if _key(m, keys) == key), None)
+        if target is None:
+            continue
+        kept = next((_at(s, path) for s in stored_items if _key(s, keys) == key), None)
+        if kept is not None:
+            _put(target, path, copy.deepcopy(kept))
+            continue
+        default = render(rule["value"], values)
+        if default is not MISSING:
+            _put(target, path, default)
+            used = True
+    return used

@@ -11,7 +11,7 @@ import math
 import re
 from datetime import date, datetime
 from decimal import Decimal
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from fhir_gateway.mapping import hooks
@@ -55,6 +55,24 @@ def _number(text: str, dialect: Dialect) -> int | float:
     return int(number) if number.is_integer() and "e" not in cleaned.lower() else number
 
 
+@lru_cache(maxsize=8192)
+def _date(text: str, fmt: str) -> str:
+    """``YYYY-MM-DD`` of a date cell (files repeat their dates: parsed once each)."""
+    try:
+        return datetime.strptime(text, fmt).date().isoformat()
+    except ValueError:
+        raise CellError(f"not a valid date ({_human(fmt)})") from None
+
+
+@lru_cache(maxsize=4096)
+def _time(text: str, fmt: str) -> str:
+    """``HH:MM`` of a time cell."""
+    try:
+        return datetime.strptime(text, fmt).strftime("%H:%M")
+    except ValueError:
+        raise CellError(f"not a valid time ({_human(fmt)})") from None
+
+
 def parse_cell(column: Column, text: str, dialect: Dialect) -> Any:
     """The canonical value of ``text`` in ``column`` (None when empty), or CellError."""
     text = text.strip()
@@ -65,15 +83,9 @@ def parse_cell(column: Column, text: str, dialect: Dialect) -> Any:
     kind = column.type
     value: Any = text
     if kind == "date":
-        try:
-            value = datetime.strptime(text, dialect.date).date().isoformat()
-        except ValueError:
-            raise CellError(f"not a valid date ({_human(dialect.date)})") from None
+        value = _date(text, dialect.date)
     elif kind == "time":
-        try:
-            value = datetime.strptime(text, dialect.time).strftime("%H:%M")
-        except ValueError:
-            raise CellError(f"not a valid time ({_human(dialect.time)})") from None
+        value = _time(text, dialect.time)
     elif kind == "decimal":
         value = _number(text, dialect)
     elif kind == "integer":

@@ -1,33 +1,36 @@
 """One parsed row -> resources, written through the service layer (DESIGN.md, Mapping).
 
 The model lists the row's resources in order. Each is found again by its business
-identifiers (``match``: search queries tried in turn, through the caller's consent filter)
-and then created or updated with ``fhir.writes``, so scopes, validation, consent, history,
-search index and audit apply as for the REST API. Writing identical content creates no
-version: re-importing a file changes nothing. ``lookup`` resources must already exist
-(or are optional) and only bind values (FHIRPath) for the next templates; their answers
-are kept for the run until a resource of that type is written.
+identifiers (``match``: search queries tried in turn, through the caller's consent filter;
+those of a whole chunk of rows answered together, ``mapping.matching``) and then created or
+updated through ``fhir.write_batch``, the REST write path in batches, so scopes, validation,
+consent, history, search index, subscriptions and audit apply as for the REST API. Writing
+identical content creates no version: re-importing a file changes nothing. ``lookup``
+resources must already exist (or are optional) and only bind values (FHIRPath, cached per
+resource version) for the next templates; their answers are kept for the run until a
+resource of that type is written.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
 import fhirpathpy
 
-from fhir_gateway.fhir import writes
 from fhir_gateway.fhir.conditional import find_matches
 from fhir_gateway.fhir.context import Ctx
+from fhir_gateway.fhir.write_batch import WriteBatch
 from fhir_gateway.kit import jsonutil
 from fhir_gateway.kit.errors import FhirError
+from fhir_gateway.mapping.matching import ChunkMatches, match_queries
 from fhir_gateway.mapping.report import Problem, Summary
 from fhir_gateway.mapping.rows import ParsedRow
 from fhir_gateway.mapping.spec import Format
-from fhir_gateway.mapping.template import MISSING, holds, merge, render, render_query
-from fhir_gateway.storage.locks import lock_for_transaction, plan_for_growing_tables
+from fhir_gateway.mapping.template import MISSING, fill_default, holds, merge, render
+from fhir_gateway.storage.locks import lock_for_transaction
 from fhir_gateway.storage.repository import StoredRow
 
 
@@ -84,21 +87,52 @@ class Outcome:
     created: int = 0
     updated: int = 0
     unchanged: int = 0
+    notes: list[Problem] = field(default_factory=list)
 
     def add_to(self, summary: Summary) -> None:
         summary.created += self.created
         summary.updated += self.updated
         summary.unchanged += self.unchanged
+        summary.add(self.notes)
 
 
 class RowWriter:
-    """Writes the resources of rows of one format for one caller."""
+    """Writes the resources of rows of one format for one caller, in batches (``prefetch`` the
+    business identifiers of a chunk of rows, ``write`` each row, ``flush``)."""
 
     def __init__(self, ctx: Ctx, fmt: Format) -> None:
         self.ctx = ctx
         self.fmt = fmt
         self.steps: list[dict[str, Any]] = list(fmt.model.get("resources") or [])
         self.cache = LookupCache()
+        self.known = ChunkMatches()
+        self.batch = WriteBatch(ctx)
+        self._bound: OrderedDict[tuple[str, str, int, str], dict[str, Any]] = OrderedDict()
+
+    def prefetch(self, rows: list[ParsedRow]) -> None:
+        """Find the resources the business identifiers of ``rows`` name, one query per
+        resource type, parameter and system (queries needing an earlier step's result are
+        left to the row)."""
+        self.flush()
+        self.known.clear()
+        for step in self.steps:
+            for_update = step.get("action") != "lookup"
+            for row in rows:
+                if "when" not in step or holds(row.values, str(step["when"])):
+                    for query in match_queries(step, row.values):
+                        if query.token is not None:
+                            self.known.want(query.token, for_update=for_update)
+        self.known.fetch(self.ctx)
+
+    def flush(self) -> None:
+        """Store the pending writes (FhirError: the caller rolls back)."""
+        self.batch.flush()
+
+    def forget(self) -> None:
+        """After a rolled-back row: pending writes and known answers may be wrong."""
+        self.batch.discard()
+        self.cache.clear()
+        self.known.clear()
 
     def lock_run(self) -> None:
         """Imports run one at a time (a lock held until the import's transaction ends), so that
@@ -107,29 +141,33 @@ class RowWriter:
         Not one lock per business identifier: a transaction of 100,000 rows would exhaust
         PostgreSQL's lock table (advisory locks count against ``max_locks_per_transaction``).
         """
-        lock_for_transaction(self.ctx.conn, "$import-partner")
-        plan_for_growing_tables(self.ctx.conn)
+        lock_for_transaction(self.ctx.conn, "$import-partner")  # plans: storage.database.bulk_transaction
 
     def _fail(self, row: ParsedRow, field: str | None, reason: str) -> RowFailed:
         header = self.fmt.header_of(field) if field else ""
         return RowFailed(Problem(row.line, header, row.cells.get(header, "") if header else "", reason))
 
     def _find(self, row: ParsedRow, step: dict[str, Any], *, for_write: bool) -> StoredRow | None:
-        """The stored resource matching the step's first applicable query (``for_write``: read
-        from the database, never from the lookup cache)."""
+        """The stored resource matching the step's first applicable query (``for_write``: never
+        from the lookup cache)."""
         res_type = step["type"]
-        for entry in step.get("match") or []:
-            spec = entry if isinstance(entry, dict) else {"query": entry}
-            if "when" in spec and not holds(row.values, str(spec["when"])):
+        for match in match_queries(step, row.values):
+            known = self.known.answer(match.token)
+            if known is not None:
+                if len(known) > 1:
+                    raise self._fail(
+                        row, step.get("field"), f"{res_type}?{match.text} matches several resources"
+                    )
+                if known:
+                    return known[0]
                 continue
-            query = render_query(str(spec["query"]), row.values)
-            if query is None:
-                continue
+            query = match.text
             if not for_write and self.cache.knows(res_type, query):
                 found = self.cache.get(res_type, query)
                 if found is not None:
                     return found
                 continue
+            self.batch.flush_for(res_type, query)
             matches = find_matches(self.ctx, res_type, query)
             if len(matches) > 1:
                 raise self._fail(row, step.get("field"), f"{res_type}?{query} matches several resources")
@@ -157,9 +195,15 @@ class RowWriter:
     def _bind(self, row: ParsedRow, step: dict[str, Any], found: StoredRow) -> None:
         row.values[f"ref.{step['name']}"] = f"{found.res_type}/{found.res_id}"
         if step.get("bind") and found.content is not None:
-            content = jsonutil.loads(found.content)
-            for name, expression in step["bind"].items():
-                row.values[name] = first_value(content, expression)
+            key = (found.res_type, found.res_id, found.version, step["name"])
+            bound = self._bound.get(key)
+            if bound is None:
+                content = jsonutil.loads(found.content)
+                bound = {name: first_value(content, expr) for name, expr in step["bind"].items()}
+                self._bound[key] = bound
+                if len(self._bound) > 10_000:
+                    self._bound.popitem(last=False)
+            row.values.update(bound)
 
     def _lookup(self, row: ParsedRow, step: dict[str, Any]) -> None:
         found = self._find(row, step, for_write=False)
@@ -174,21 +218,44 @@ class RowWriter:
         body: dict[str, Any] = {"resourceType": res_type, **({} if rendered is MISSING else rendered)}
         found = self._find(row, step, for_write=True)
         self.cache.forget(res_type)
-        if found is not None and found.content is not None:
-            stored = jsonutil.loads(found.content)
-            body = merge(
+        stored = jsonutil.loads(found.content) if found is not None and found.content is not None else None
+        merged = body
+        if stored is not None:
+            merged = merge(
                 stored,
                 body,
                 mode=step.get("mode", "replace"),
                 lists=step.get("merge") or {},
                 preserve=step.get("preserve") or [],
             )
-            result = writes.update(self.ctx, res_type, found.res_id, body, None)
-            if result.row.version == found.version:
+        self._defaults(row, step, merged, body, stored, outcome)
+        if found is not None and stored is not None:
+            result, index = self.batch.update(res_type, found.res_id, merged, found)
+            if index is None:
                 outcome.unchanged += 1
             else:
                 outcome.updated += 1
         else:
-            result = writes.create(self.ctx, res_type, body)  # no match, and imports run one at a time
+            result, index = self.batch.create(res_type, merged)  # no match, and imports run one at a time
             outcome.created += 1
+        if index is not None:
+            self.known.wrote(result.row, index)
         self._bind(row, step, result.row)
+
+    def _defaults(
+        self,
+        row: ParsedRow,
+        step: dict[str, Any],
+        merged: dict[str, Any],
+        rendered: dict[str, Any],
+        stored: dict[str, Any] | None,
+        outcome: Outcome,
+    ) -> None:
+        """The step's ``defaults``: list item elements the file may leave out (kept from the
+        stored item, else a default value noted as an information issue of the row)."""
+        for rule in step.get("defaults") or []:
+            keys = (step.get("merge") or {}).get(rule["list"]) or []
+            if fill_default(merged, rendered, stored, rule, row.values, keys):
+                header = self.fmt.header_of(rule["field"]) if rule.get("field") else ""
+                note = str(rule.get("note") or f"{rule['list']}.{rule['path']} absent; default used")
+                outcome.notes.append(Problem(row.line, header, "", note, severity="information"))

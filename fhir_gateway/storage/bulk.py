@@ -2,8 +2,9 @@
 
 On PostgreSQL, ``INSERT ... SELECT * FROM unnest(%s::type[], ...)``: one round trip and one
 prepared statement per table whatever the number of rows (an ``executemany`` costs one
-statement execution per row). On SQLite, the driver's ``executemany`` (a C loop, no round
-trips) is already the fast path.
+statement execution per row); from ``COPY_FROM`` rows, ``COPY ... FROM STDIN``; bulk updates
+join the table to such an ``unnest``. On SQLite,
+the driver's ``executemany`` (a C loop, no round trips) is already the fast path.
 """
 
 from __future__ import annotations
@@ -12,34 +13,154 @@ from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Boolean, Connection, Float, Integer, Table, insert
+from sqlalchemy import Boolean, Column, Connection, Float, Integer, Table, and_, bindparam, insert, update
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+
+def _pg_type(column: Column[Any]) -> str:
+    return str(column.type.compile(dialect=postgresql.dialect()))  # type: ignore[no-untyped-call]
+
+
+def _is_float(column: Column[Any]) -> bool:
+    return isinstance(column.type, Float) and not isinstance(column.type, Integer | Boolean)
+
+
+_driver_inserts: dict[tuple[str, Table, tuple[str, ...]], tuple[str, tuple[str, ...], tuple[Any, ...]]] = {}
+
+
+def _driver_insert(
+    conn: Connection, table: Table, on_conflict: tuple[str, ...]
+) -> tuple[str, tuple[str, ...], tuple[Any, ...]]:
+    """(SQL, column names, bind processors) of a driver-level ``executemany`` insert: the rows go
+    to the driver as tuples, without SQLAlchemy's per-row parameter handling (SQLite)."""
+    key = (conn.dialect.name, table, on_conflict)
+    if key not in _driver_inserts:
+        statement: Any = insert(table)
+        if on_conflict:
+            statement = sqlite_insert(table).on_conflict_do_nothing(index_elements=list(on_conflict))
+        compiled = statement.compile(dialect=conn.dialect, column_keys=[c.name for c in table.columns])
+        names = tuple(compiled.positiontup or ())
+        columns = {c.name: c for c in table.columns}
+        processors = tuple(
+            columns[n].type.dialect_impl(conn.dialect).bind_processor(conn.dialect) for n in names
+        )
+        _driver_inserts[key] = (str(compiled), names, processors)
+    return _driver_inserts[key]
 
 
 @cache
-def _unnest_insert(table: Table) -> tuple[str, tuple[str, ...], tuple[bool, ...]]:
+def _unnest_insert(
+    table: Table, on_conflict: tuple[str, ...]
+) -> tuple[str, tuple[str, ...], tuple[bool, ...]]:
     """(SQL, column names, whether each column is a float) for ``table`` on PostgreSQL."""
-    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
     columns = tuple(table.columns)
-    arrays = ", ".join(f"%b::{c.type.compile(dialect=dialect)}[]" for c in columns)
+    arrays = ", ".join(f"%b::{_pg_type(c)}[]" for c in columns)
     names = ", ".join(f'"{c.name}"' for c in columns)
     sql = f'INSERT INTO "{table.name}" ({names}) SELECT * FROM unnest({arrays})'
-    floats = tuple(isinstance(c.type, Float) and not isinstance(c.type, Integer | Boolean) for c in columns)
-    return sql, tuple(c.name for c in columns), floats
+    if on_conflict:
+        sql += f" ON CONFLICT ({', '.join(on_conflict)}) DO NOTHING"
+    return sql, tuple(c.name for c in columns), tuple(_is_float(c) for c in columns)
 
 
-def insert_rows(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert ``rows`` (dicts by column name; a missing column is NULL) into ``table``."""
-    if not rows:
-        return
-    if conn.dialect.name != "postgresql":
-        conn.execute(insert(table), list(rows))
-        return
-    sql, names, floats = _unnest_insert(table)
+def _arrays(names: Sequence[str], floats: Sequence[bool], rows: Sequence[dict[str, Any]]) -> tuple[Any, ...]:
     arrays: list[list[Any]] = []
     for name, is_float in zip(names, floats, strict=True):
         values = [row.get(name) for row in rows]
         if is_float:
             values = [None if v is None else float(v) for v in values]
         arrays.append(values)
-    conn.exec_driver_sql(sql, tuple(arrays))
+    return tuple(arrays)
+
+
+def insert_rows(
+    conn: Connection, table: Table, rows: Sequence[dict[str, Any]], *, on_conflict: tuple[str, ...] = ()
+) -> int:
+    """Insert ``rows`` (dicts by column name; a missing column is NULL) into ``table``.
+
+    ``on_conflict``: the unique columns; rows clashing with an existing one are skipped
+    (``ON CONFLICT DO NOTHING``). Returns the number of rows inserted.
+    """
+    if not rows:
+        return 0
+    if conn.dialect.name != "postgresql":
+        sql, names, processors = _driver_insert(conn, table, on_conflict)
+        params = [
+            tuple(row.get(n) if p is None else p(row.get(n)) for n, p in zip(names, processors, strict=True))
+            for row in rows
+        ]
+        result = conn.exec_driver_sql(sql, params)
+        return int(result.rowcount) if on_conflict else len(rows)
+    if not on_conflict and len(rows) >= COPY_FROM:
+        return _copy(conn, table, rows)
+    sql, names, floats = _unnest_insert(table, on_conflict)
+    result = conn.exec_driver_sql(sql, _arrays(names, floats, rows))
+    return int(result.rowcount)
+
+
+COPY_FROM = 500  # rows from which PostgreSQL gets them by COPY (the fastest way in, no SQL per row)
+
+
+def _copy(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> int:
+    """``COPY table FROM STDIN`` in the connection's transaction (psycopg 3)."""
+    names = [c.name for c in table.columns]
+    floats = [_is_float(c) for c in table.columns]
+    columns = ", ".join(f'"{n}"' for n in names)
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    with driver.cursor() as cursor, cursor.copy(f'COPY "{table.name}" ({columns}) FROM STDIN') as copy:
+        for row in rows:
+            copy.write_row(
+                [
+                    float(v) if is_float and v is not None else v
+                    for v, is_float in zip((row.get(n) for n in names), floats, strict=True)
+                ]
+            )
+    return len(rows)
+
+
+@cache
+def _unnest_update(
+    table: Table, keys: tuple[str, ...], guard: str, columns: tuple[str, ...]
+) -> tuple[str, tuple[str, ...], tuple[bool, ...]]:
+    """``UPDATE table SET ... FROM unnest(...) WHERE keys match and guard = expected`` (PostgreSQL)."""
+    cols = [table.c[name] for name in (*keys, guard, *columns)]
+    names = (*keys, f"expected_{guard}", *columns)
+    arrays = ", ".join(f"%b::{_pg_type(c)}[]" for c in cols)
+    alias = ", ".join(f'"{n}"' for n in names)
+    assignments = ", ".join(f'"{c}" = v."{c}"' for c in columns)
+    matches = " AND ".join(f't."{k}" = v."{k}"' for k in keys)
+    sql = (
+        f'UPDATE "{table.name}" AS t SET {assignments} FROM unnest({arrays}) AS v({alias}) '
+        f'WHERE {matches} AND t."{guard}" = v."expected_{guard}"'
+    )
+    return sql, names, tuple(_is_float(c) for c in cols)
+
+
+def update_rows(
+    conn: Connection, table: Table, keys: tuple[str, ...], guard: str, rows: Sequence[dict[str, Any]]
+) -> int:
+    """Update many rows found by ``keys`` only while ``guard`` still equals ``expected_<guard>``
+    (optimistic locking); each row dict has the keys, ``expected_<guard>`` and the new values.
+    Returns the number of rows updated (fewer than given: some changed meanwhile)."""
+    if not rows:
+        return 0
+    columns = tuple(name for name in rows[0] if name not in keys and name != f"expected_{guard}")
+    if conn.dialect.name != "postgresql":
+        where = and_(*(table.c[k] == bindparam(f"key_{k}") for k in keys))
+        statement = (
+            update(table)
+            .where(where, table.c[guard] == bindparam(f"expected_{guard}"))
+            .values({c: bindparam(f"new_{c}") for c in columns})
+        )
+        params = [
+            {
+                **{f"key_{k}": row[k] for k in keys},
+                f"expected_{guard}": row[f"expected_{guard}"],
+                **{f"new_{c}": row[c] for c in columns},
+            }
+            for row in rows
+        ]
+        return int(conn.execute(statement, params).rowcount)
+    sql, names, floats = _unnest_update(table, keys, guard, columns)
+    return int(conn.exec_driver_sql(sql, _arrays(names, floats, rows)).rowcount)

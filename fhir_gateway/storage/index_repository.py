@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, delete
 
-from fhir_gateway.search.indexing import extract_index_rows
+from fhir_gateway.search.indexing import Rows, extract_index_rows
 from fhir_gateway.storage.bulk import insert_rows
 from fhir_gateway.storage.tables import INDEX_TABLES
+
+
+@dataclass(frozen=True, slots=True)
+class IndexWrite:
+    """The index rows of one resource version (``rows`` by kind, from ``extract_index_rows``);
+    ``fresh``: the resource is new, there is nothing to delete first."""
+
+    res_type: str
+    res_id: str
+    rows: Rows
+    fresh: bool
 
 
 def replace_index(
@@ -18,26 +31,32 @@ def replace_index(
 
     ``fresh``: the resource is new, there is nothing to delete first.
     """
-    if not fresh:
-        for table in INDEX_TABLES.values():
-            conn.execute(delete(table).where(table.c.res_type == res_type, table.c.res_id == res_id))
-    if resource is None:
-        return
-    for kind, rows in extract_index_rows(resource).items():
-        for row in rows:
-            row["res_type"] = res_type
-            row["res_id"] = res_id
+    rows = extract_index_rows(resource) if resource is not None else {}
+    replace_indexes(conn, [IndexWrite(res_type, res_id, rows, fresh)])
+
+
+def replace_indexes(conn: Connection, writes: Sequence[IndexWrite]) -> None:
+    """Replace the index rows of many resources: one DELETE per kind and type of the resources
+    that had rows, then one multi-row insert per kind."""
+    stale: dict[str, list[str]] = {}
+    for w in writes:
+        if not w.fresh:
+            stale.setdefault(w.res_type, []).append(w.res_id)
+    for res_type, ids in stale.items():
+        for start in range(0, len(ids), 1000):
+            chunk = ids[start : start + 1000]
+            for table in INDEX_TABLES.values():
+                conn.execute(delete(table).where(table.c.res_type == res_type, table.c.res_id.in_(chunk)))
+    by_kind: dict[str, list[dict[str, Any]]] = {}
+    for w in writes:
+        for kind, rows in w.rows.items():
+            bucket = by_kind.setdefault(kind, [])
+            for row in rows:
+                bucket.append({**row, "res_type": w.res_type, "res_id": w.res_id})
+    for kind, rows in by_kind.items():
         insert_rows(conn, INDEX_TABLES[kind], rows)
 
 
 def insert_index_rows(conn: Connection, resources: list[tuple[str, str, dict[str, Any]]]) -> None:
     """Index rows of new resources ``(type, id, body)``, one multi-row insert per kind."""
-    by_kind: dict[str, list[dict[str, Any]]] = {}
-    for res_type, res_id, body in resources:
-        for kind, rows in extract_index_rows(body).items():
-            for row in rows:
-                row["res_type"] = res_type
-                row["res_id"] = res_id
-            by_kind.setdefault(kind, []).extend(rows)
-    for kind, rows in by_kind.items():
-        insert_rows(conn, INDEX_TABLES[kind], rows)
+    replace_indexes(conn, [IndexWrite(t, i, extract_index_rows(body), True) for t, i, body in resources])

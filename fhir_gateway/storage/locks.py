@@ -17,15 +17,3 @@ def lock_for_transaction(conn: Connection, key: str) -> None:
         return
     number = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
     conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": number})
-
-
-def plan_for_growing_tables(conn: Connection) -> None:
-    """Plan each statement afresh until this transaction ends (PostgreSQL ``plan_cache_mode``).
-
-    A long write transaction (a partner import) grows tables that statistics still see as
-    they were: prepared statements keep the generic plan chosen then (sequential scans of
-    an empty database) and every lookup scans everything the transaction already wrote. A
-    600-row first import into an empty database took 56 s instead of 8 s.
-    """
-    if conn.dialect.name == "postgresql":
-        conn.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))

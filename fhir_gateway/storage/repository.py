@@ -41,13 +41,20 @@ class StoredRow:
         return self.last_updated.replace(tzinfo=UTC)
 
 
+def stored_row(r: Row[Any] | Any, method: str = "") -> StoredRow:
+    """A ``StoredRow`` from a result row holding the ``CURRENT_COLUMNS``."""
+    return StoredRow(
+        r.res_type, r.res_id, r.version, r.last_updated, r.deleted, r.content, r.patient_id, method
+    )
+
+
 def _row(r: Row[Any] | Any, method: str = "") -> StoredRow:
     return StoredRow(
         r.res_type, r.res_id, r.version, r.last_updated, r.deleted, r.content, r.patient_id, method
     )
 
 
-_CURRENT_COLUMNS = (
+CURRENT_COLUMNS = _CURRENT_COLUMNS = (
     resource.c.res_type,
     resource.c.res_id,
     resource.c.version,
@@ -174,6 +181,23 @@ def insert_first_versions(conn: Connection, rows: Sequence[NewVersion], method: 
     ]
     insert_rows(conn, resource, values)
     insert_rows(conn, resource_history, [{**v, "method": method} for v in values])
+
+
+def get_current_many(
+    conn: Connection, res_type: str, res_ids: Sequence[str], *, for_update: bool = False
+) -> dict[str, StoredRow]:
+    """The current rows of ``res_type`` among ``res_ids`` (deleted ones too), by id."""
+    found: dict[str, StoredRow] = {}
+    unique = list(dict.fromkeys(res_ids))
+    for start in range(0, len(unique), 1000):
+        query = select(*_CURRENT_COLUMNS).where(
+            resource.c.res_type == res_type, resource.c.res_id.in_(unique[start : start + 1000])
+        )
+        if for_update and conn.dialect.name == "postgresql":
+            query = query.with_for_update()
+        for row in conn.execute(query):
+            found[row.res_id] = _row(row)
+    return found
 
 
 def write_next_version(

@@ -6,6 +6,7 @@ count resources the caller may see, and ``_include``/``_revinclude`` never revea
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,7 +15,8 @@ from sqlalchemy import ColumnElement, Connection, and_, false, func, select
 from fhir_gateway.search.compiler import Visible, compartment_clause, criterion_clause, has_clause
 from fhir_gateway.search.model import Include, SearchRequest
 from fhir_gateway.search.registry import param
-from fhir_gateway.storage.tables import INDEX_TABLES, idx_reference, resource, shared_alias
+from fhir_gateway.storage.repository import CURRENT_COLUMNS, StoredRow, stored_row
+from fhir_gateway.storage.tables import INDEX_TABLES, idx_reference, idx_token, resource, shared_alias
 
 
 @dataclass
@@ -162,3 +164,41 @@ def find_ids(conn: Connection, request: SearchRequest, visible: Visible, limit: 
     """Ids matching ``request`` (conditional interactions), at most ``limit``."""
     query = select(resource.c.res_id).where(*_where(request, visible)).limit(limit)
     return [(request.resource_type, row.res_id) for row in conn.execute(query)]
+
+
+def find_by_tokens(
+    conn: Connection,
+    res_type: str,
+    param_code: str,
+    system: str,
+    codes: Sequence[str],
+    visible: Visible,
+    *,
+    for_update: bool = False,
+) -> list[tuple[str, StoredRow]]:
+    """``(code, current row)`` of the ``res_type`` resources visible to the caller whose token
+    parameter ``param_code`` holds ``system|code`` for one of ``codes``: the answers of many
+    ``param=system|code`` searches (FHIR R4 search.html#token) in one query per 1,000 codes.
+    ``for_update``: the rows are locked until the transaction ends (PostgreSQL)."""
+    r, i = resource, shared_alias(idx_token, 0)
+    found: list[tuple[str, StoredRow]] = []
+    unique = list(dict.fromkeys(codes))
+    for start in range(0, len(unique), 1000):
+        query = (
+            select(i.c.code, *CURRENT_COLUMNS)
+            .select_from(r)
+            .join(i, and_(i.c.res_type == r.c.res_type, i.c.res_id == r.c.res_id))
+            .where(
+                r.c.res_type == res_type,
+                r.c.deleted == false(),
+                visible(r, res_type),
+                i.c.res_type == res_type,
+                i.c.param == param_code,
+                i.c.system == system,
+                i.c.code.in_(unique[start : start + 1000]),
+            )
+        )
+        if for_update and conn.dialect.name == "postgresql":
+            query = query.with_for_update(of=r)
+        found += [(row.code, stored_row(row)) for row in conn.execute(query)]
+    return found

@@ -55,6 +55,16 @@ def _rules(element: dict[str, Any]) -> str:
     return "<br>".join(parts)
 
 
+def _usage(structure: dict[str, Any]) -> str:
+    if structure["type"] == "Extension":
+        contexts = ", ".join(f"`{c['expression']}`" for c in structure.get("context", []))
+        return f"- An extension of {contexts}, named by its `url` (extensibility.html)"
+    return (
+        "- Claim it with `meta.profile`, or enforce it with "
+        f"`FHIR_GATEWAY_ENFORCE_PROFILES={structure['type']}={structure['url']}`"
+    )
+
+
 def render_profile(structure: dict[str, Any]) -> str:
     """The Markdown page of one StructureDefinition."""
     lines = [
@@ -66,8 +76,7 @@ def render_profile(structure: dict[str, Any]) -> str:
         f"- Canonical URL: `{structure['url']}`",
         f"- Constrains: [{structure['type']}]({structure['baseDefinition']}) "
         f"(FHIR R4 {structure['fhirVersion']})",
-        "- Claim it with `meta.profile`, or enforce it with "
-        f"`FHIR_GATEWAY_ENFORCE_PROFILES={structure['type']}={structure['url']}`",
+        _usage(structure),
         "",
         "## Differential",
         "",

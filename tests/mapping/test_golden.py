@@ -7,15 +7,24 @@ from pathlib import Path
 
 import pytest
 
+from fhir_gateway.mapping import importer
 from fhir_gateway.storage.database import Database
 from tests.mapping import golden
 from tests.mapping.conftest import CliRun
 
+IMPORT_DATE = "2025-11-20"  # {import_date} of every golden case
+
 
 @pytest.mark.parametrize("case", golden.cases(), ids=lambda p: f"{p.parent.parent.name}/{p.stem}")
 def test_golden_case(
-    case: Path, cli: CliRun, organizations: None, database: Database, tmp_path: Path
+    case: Path,
+    cli: CliRun,
+    organizations: None,
+    database: Database,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(importer, "import_date", lambda _tz: IMPORT_DATE)
     spec_path = case.with_suffix(".json")
     spec = json.loads(spec_path.read_text(encoding="utf-8"))
     fmt = case.parent.parent.name

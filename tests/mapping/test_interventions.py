@@ -3,12 +3,15 @@ re-import, export round trip, vigilance alerts, dry run and usage errors."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
+from fhir_gateway.audit.events import audit_patient
 from fhir_gateway.settings import Settings
 from fhir_gateway.storage.database import Database
+from fhir_gateway.storage.tables import resource
 from tests.mapping.conftest import SAAD, SAMPLES, CliRun, audit_count, put, stored, versions
 
 SAMPLE = SAMPLES / "saad-interventions.csv"
@@ -128,15 +131,35 @@ def test_usage_errors_exit_2(cli: CliRun, organizations: None, tmp_path: Path) -
 def test_audit_of_large_imports_is_stored_as_it_goes(
     cli: CliRun, organizations: None, database: Database, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    from fhir_gateway.audit import grouped
     from fhir_gateway.mapping import importer
 
     _beneficiaries(cli)
     audited = audit_count(database)
     monkeypatch.setattr(importer, "AUDIT_FLUSH", 2)
+    monkeypatch.setattr(grouped, "WINDOW", 2)
     bad = SAMPLE.read_bytes() + b"INT-9;B0101;31/02/2025;08:00;09:00;;;AV-017;Toilette;Planifi\xe9e;;;;;\r\n"
     (tmp_path / "bad.csv").write_bytes(bad)
     refused = cli("import", "saad-interventions", str(tmp_path / "bad.csv"), "--organization", SAAD)
     assert refused.exit_code == 1
     assert audit_count(database) == audited  # rolled back with the writes
     assert cli("import", "saad-interventions", str(SAMPLE), "--organization", SAAD).exit_code == 0
-    assert audit_count(database) == audited + 7  # one AuditEvent per write, none lost
+    with database.engine.connect() as conn:
+        events = [
+            json.loads(row.content)
+            for row in conn.execute(resource.select().where(resource.c.res_type == "AuditEvent"))
+        ]
+        tasks = {
+            f"Task/{row.res_id}"
+            for row in conn.execute(resource.select().where(resource.c.res_type == "Task"))
+        }
+    imports = [e for e in events if any("(saad-interventions)" in s.get("display", "") for s in e["subtype"])]
+    written = [
+        entity["what"]["reference"]
+        for event in imports
+        for entity in event["entity"]
+        if entity["role"]["code"] == "4"
+    ]
+    assert sorted(written) == sorted(tasks)  # every write audited once, none lost
+    assert all(e["agent"][0]["who"]["identifier"]["value"] == "cli:import" for e in imports)
+    assert all(audit_patient(e) for e in imports)  # each about one person, who can find it

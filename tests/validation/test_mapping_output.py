@@ -16,6 +16,7 @@ import pytest
 
 pytest.importorskip("fhir_gateway.mapping.service")
 
+from fhir_gateway.mapping.importer import import_date  # noqa: E402
 from fhir_gateway.storage.database import Database  # noqa: E402
 from fhir_gateway.validation.registry import registry  # noqa: E402
 from tests.mapping.conftest import DC, MDPH_CLIENT_ORG, SAAD, SAMPLES, CliRun, stored  # noqa: E402
@@ -24,9 +25,14 @@ BASE = "https://fhir-gateway.org/fhir/StructureDefinition/"
 DC_BENEFICIARIES = (
     Path(__file__).resolve().parents[1] / "mapping" / "domicile-connect-interventions" / "setup"
 )
+# beneficiaries without "Date début prise en charge": the import date is the participant's start
+START_ABSENT = (
+    Path(__file__).resolve().parents[1] / "mapping" / "saad-beneficiaires" / "cases" / "start-absent.csv"
+)
 IMPORTS = [
     ("mdph-decisions", MDPH_CLIENT_ORG, SAMPLES / "mdph-decisions.csv"),
     ("saad-beneficiaires", SAAD, SAMPLES / "saad-beneficiaires.csv"),
+    ("saad-beneficiaires", SAAD, START_ABSENT),
     ("saad-plan-aide", SAAD, SAMPLES / "saad-plan-aide.csv"),
     ("saad-interventions", SAAD, SAMPLES / "saad-interventions.csv"),
     ("saad-beneficiaires", DC, DC_BENEFICIARIES / "beneficiaires.csv"),
@@ -75,3 +81,9 @@ def _problems(cli: CliRun, database: Database) -> list[str]:
 
 def test_imported_samples_validate_as_stored(cli: CliRun, organizations: None, database: Database) -> None:
     assert _problems(cli, database) == []
+    without_start = [
+        team
+        for team in stored(database, "CareTeam")
+        if any(p.get("period", {}).get("start") == import_date("Europe/Paris") for p in team["participant"])
+    ]
+    assert without_start  # the rows without a start date were checked too

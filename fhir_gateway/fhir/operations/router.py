@@ -62,8 +62,12 @@ async def validate_type(res_type: str, request: Request, access: Access, body: B
     require_stored_type(res_type)
     resource = parse_resource(request, body) if body else None
     profiles = request.query_params.getlist("profile")
+    mode = request.query_params.get("mode")
     result = await run_in_unit(
-        request, access, lambda ctx: validate.validate_type(ctx, res_type, resource, profiles), write=False
+        request,
+        access,
+        lambda ctx: validate.validate_type(ctx, res_type, resource, profiles, mode),
+        write=False,
     )
     return json_response(result)
 
@@ -78,10 +82,11 @@ async def validate_instance(
     require_stored_type(res_type)
     resource = parse_resource(request, body) if body else None
     profiles = request.query_params.getlist("profile")
+    mode = request.query_params.get("mode")
     result = await run_in_unit(
         request,
         access,
-        lambda ctx: validate.validate_instance(ctx, res_type, res_id, resource, profiles),
+        lambda ctx: validate.validate_instance(ctx, res_type, res_id, resource, profiles, mode),
         write=False,
     )
     return json_response(result)

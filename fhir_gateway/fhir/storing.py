@@ -1,0 +1,112 @@
+"""Storing a checked write (FHIR R4 http.html#create, #update; DESIGN.md, Storage).
+
+``prepare`` does what needs no SQL of the write itself: the consent check on the person the
+data belongs to, the unchanged-content test (no new version) and the ``meta`` stamps of the
+new version with its search index rows. ``apply`` runs the SQL of any number of prepared
+writes in a few statements (versions, history, index), then the consent grants, the
+subscription outbox and the audit of each, in order. ``fhir.writes`` uses them for one write,
+``fhir.write_batch`` for many.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from fhir_gateway.consent import hooks
+from fhir_gateway.fhir.context import Ctx
+from fhir_gateway.kit import jsonutil
+from fhir_gateway.kit.errors import PreconditionFailed
+from fhir_gateway.kit.timeutil import fhir_instant, utcnow
+from fhir_gateway.search.indexing import extract_index_rows, patient_compartment_id
+from fhir_gateway.storage.index_repository import IndexWrite, replace_indexes
+from fhir_gateway.storage.repository import StoredRow
+from fhir_gateway.storage.version_writes import VersionWrite, write_versions
+from fhir_gateway.subscriptions import hooks as subscription_hooks
+
+_INTERACTIONS = {"POST": "create", "PUT": "update", "PATCH": "patch"}
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """The stored version and whether it was created (201) or not (200)."""
+
+    row: StoredRow
+    created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A write checked and stamped, whose SQL is still to run (``apply``): the version it
+    stores, its index rows and what the hooks and the audit need."""
+
+    version: VersionWrite
+    index: IndexWrite
+    body: dict[str, Any]
+    interaction: str
+    result: WriteResult
+
+
+def prepare(
+    ctx: Ctx, res_type: str, res_id: str, body: dict[str, Any], current: StoredRow | None, method: str
+) -> Pending | WriteResult:
+    """Check consent for ``body`` and stamp ``meta`` for its next version (or the first one);
+    the unchanged ``current`` when ``body`` is the same content (no new version)."""
+    interaction = _INTERACTIONS[method]
+    patient_id = patient_compartment_id(body)
+    ctx.check_write(res_type, patient_id, interaction)
+    if res_type == subscription_hooks.SUBSCRIPTION:
+        subscription_hooks.prepare(ctx, res_id, body)
+    if current is not None and not current.deleted:
+        ctx.check_write(res_type, current.patient_id, interaction)
+        if current.content is not None and _same_content(current.content, body):
+            return WriteResult(current, created=False)
+    moment = utcnow()
+    version = 1 if current is None else current.version + 1
+    body["id"] = res_id
+    meta = dict(body.get("meta") or {})
+    meta["versionId"] = str(version)
+    meta["lastUpdated"] = fhir_instant(moment)
+    body["meta"] = meta
+    content = jsonutil.dumps_str(body)
+    naive = moment.replace(tzinfo=None)
+    write = VersionWrite(res_type, res_id, content, patient_id, naive, method, current)
+    index = IndexWrite(res_type, res_id, extract_index_rows(body), fresh=current is None)
+    row = StoredRow(res_type, res_id, version, naive, False, content, patient_id, method)
+    created = current is None or current.deleted
+    return Pending(write, index, body, "create" if created else interaction, WriteResult(row, created))
+
+
+def apply(ctx: Ctx, pending: Sequence[Pending]) -> None:
+    """Run the SQL of prepared writes, a few statements for all of them (resource rows,
+    history, search index), then the consent and subscription hooks and the audit of each,
+    in order (FHIR R4 http.html#create, #update)."""
+    if not pending:
+        return
+    stale = write_versions(ctx.conn, [p.version for p in pending])
+    if stale:
+        raise PreconditionFailed(
+            f"{stale[0].res_type}/{stale[0].res_id} was changed by another request; read it again"
+        )
+    replace_indexes(ctx.conn, [p.index for p in pending])
+    for p in pending:
+        res_type, res_id, patient_id = p.version.res_type, p.version.res_id, p.version.patient_id
+        hooks.after_write(ctx.conn, res_type, res_id, p.body)
+        person = res_id if res_type == "Patient" else patient_id
+        subscription_hooks.after_store(ctx, res_type, res_id, p.body, p.result.row.version, person)
+        ctx.audit(p.interaction, res_type, res_id, patient_id)
+
+
+def _same_content(stored: str, body: dict[str, Any]) -> bool:
+    """True when ``body`` equals the stored resource apart from ``meta`` version stamps."""
+    old = jsonutil.loads(stored)
+    old_meta = {
+        k: v for k, v in (old.pop("meta", None) or {}).items() if k not in ("versionId", "lastUpdated")
+    }
+    new = dict(body)
+    new_meta = {
+        k: v for k, v in (new.pop("meta", None) or {}).items() if k not in ("versionId", "lastUpdated")
+    }
+    new.setdefault("id", old.get("id"))
+    return bool(old == new and old_meta == new_meta)

@@ -1,0 +1,96 @@
+"""Many writes through the REST write path, stored together (DESIGN.md, A request's way).
+
+Each write is checked when it is asked for, exactly as a single create or update
+(FHIR R4 http.html#create, #update: scopes, structure and profiles, consent, unchanged
+content kept as is) and stamped with its version; its SQL (resource and history rows, search
+index) runs with the others' at ``flush``, a few statements for the whole batch, followed by
+the consent and subscription hooks and the audit of each write in order. Reads that must see
+the writes flush first (``flush_for``). For partner imports (issue 5).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qsl
+
+from fhir_gateway.fhir import writes
+from fhir_gateway.fhir.context import Ctx
+from fhir_gateway.fhir.storing import Pending, WriteResult, apply, prepare
+from fhir_gateway.kit.ids import new_id
+from fhir_gateway.search.indexing import Rows
+from fhir_gateway.storage.repository import StoredRow
+
+# Writes of these types change what consent lets a partner do: later checks must see them.
+_CONSENT_TYPES = frozenset({"Consent", "CareTeam"})
+
+
+class WriteBatch:
+    """Writes of one unit of work, flushed every ``size`` writes or when asked."""
+
+    def __init__(self, ctx: Ctx, size: int = 2000) -> None:
+        self.ctx = ctx
+        self.size = size
+        self.pending: list[Pending] = []
+        self._keys: set[tuple[str, str]] = set()
+        self._types: set[str] = set()
+
+    def create(self, res_type: str, body: dict[str, Any]) -> tuple[WriteResult, Rows | None]:
+        """FHIR R4 http.html#create with a server-assigned id; the result and its index rows."""
+        writes.check_create(self.ctx, res_type, body)
+        self._before_check()
+        return self._add(prepare(self.ctx, res_type, new_id(), body, None, "POST"))
+
+    def update(
+        self, res_type: str, res_id: str, body: dict[str, Any], current: StoredRow | None
+    ) -> tuple[WriteResult, Rows | None]:
+        """FHIR R4 http.html#update of ``current`` (None: create with this id); the result and
+        its index rows (None when the content is unchanged: no new version)."""
+        writes.check_update(self.ctx, res_type, res_id, body)
+        if (res_type, res_id) in self._keys:
+            self.flush()  # a second version of a resource: the first one is stored first
+        self._before_check()
+        return self._add(writes.prepare_update(self.ctx, res_type, res_id, body, current, None))
+
+    def _before_check(self) -> None:
+        if not self.ctx.access.trusted and self._types & _CONSENT_TYPES:
+            self.flush()  # the consent check of the next write must see the grants and teams
+
+    def _add(self, prepared: Pending | WriteResult) -> tuple[WriteResult, Rows | None]:
+        if isinstance(prepared, WriteResult):
+            return prepared, None
+        self.pending.append(prepared)
+        self._keys.add((prepared.version.res_type, prepared.version.res_id))
+        self._types.add(prepared.version.res_type)
+        if len(self.pending) >= self.size:
+            self.flush()
+        return prepared.result, prepared.index.rows
+
+    def holds(self, res_type: str) -> bool:
+        """True when writes of ``res_type`` wait to be stored."""
+        return res_type in self._types
+
+    def flush_for(self, res_type: str, query: str) -> None:
+        """Store the pending writes a search of ``res_type?query`` could need to see: those of
+        its type, any for chained or ``_has`` parameters, consent's for a partner's filter."""
+        if not self.pending:
+            return
+        names = [name for name, _ in parse_qsl(query.split("?")[-1], keep_blank_values=True)]
+        if (
+            res_type in self._types
+            or any("." in name or name.startswith("_has") for name in names)
+            or (not self.ctx.access.trusted and self._types & _CONSENT_TYPES)
+        ):
+            self.flush()
+
+    def flush(self) -> None:
+        """Store the pending writes (FhirError: none of them is, the caller rolls back)."""
+        pending, self.pending = self.pending, []
+        self._keys.clear()
+        self._types.clear()
+        apply(self.ctx, pending)
+
+    def discard(self) -> None:
+        """Forget the pending writes (the unit of work is rolled back anyway)."""
+        self.pending = []
+        self._keys.clear()
+        self._types.clear()

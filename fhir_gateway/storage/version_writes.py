@@ -1,0 +1,94 @@
+"""Many resource versions in a few statements (FHIR R4 http.html#update, #concurrency).
+
+The write path of every create and update, one or many (``fhir.storing``): new resources
+inserted together, the others replacing their current row under optimistic locking, and
+their history rows, with bulk statements (``storage.bulk``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection
+
+from fhir_gateway.kit.errors import Conflict
+from fhir_gateway.storage.bulk import insert_rows, update_rows
+from fhir_gateway.storage.repository import StoredRow, get_current
+from fhir_gateway.storage.tables import resource, resource_history
+
+
+@dataclass(frozen=True, slots=True)
+class VersionWrite:
+    """One version to store: version 1 of a new resource (``current`` None, or a deleted
+    ``current`` brought back) or the version after ``current``."""
+
+    res_type: str
+    res_id: str
+    content: str
+    patient_id: str | None
+    last_updated: datetime
+    method: str
+    current: StoredRow | None
+
+    @property
+    def version(self) -> int:
+        return 1 if self.current is None else self.current.version + 1
+
+
+def write_versions(conn: Connection, writes: Sequence[VersionWrite]) -> list[VersionWrite]:
+    """Store many versions in a few statements (FHIR R4 http.html#update, #concurrency).
+
+    New resources are inserted together (a clash with a concurrent insert of the same id is a
+    409, as for one); the others replace their current row only while it still has the
+    version read (optimistic locking). Returns the writes refused because their resource
+    changed meanwhile (nothing of the batch must be kept then: the caller rolls back).
+    """
+    fresh = [w for w in writes if w.current is None]
+    following = [w for w in writes if w.current is not None]
+
+    def values(w: VersionWrite) -> dict[str, Any]:
+        return {
+            "res_type": w.res_type,
+            "res_id": w.res_id,
+            "version": w.version,
+            "last_updated": w.last_updated,
+            "deleted": False,
+            "content": w.content,
+            "patient_id": w.patient_id,
+        }
+
+    if fresh:
+        inserted = insert_rows(conn, resource, [values(w) for w in fresh], on_conflict=("res_type", "res_id"))
+        if inserted != len(fresh):
+            clash = _first_clash(conn, fresh)
+            raise Conflict(f"{clash.res_type}/{clash.res_id} was created concurrently; retry the request")
+    stale: list[VersionWrite] = []
+    if following:
+        rows = [{**values(w), "expected_version": w.version - 1} for w in following]
+        if update_rows(conn, resource, ("res_type", "res_id"), "version", rows) != len(following):
+            stale = _stale(conn, following)
+            if stale:
+                return stale
+    insert_rows(conn, resource_history, [{**values(w), "method": w.method} for w in writes])
+    return stale
+
+
+def _first_clash(conn: Connection, fresh: Sequence[VersionWrite]) -> VersionWrite:
+    """The first new resource whose row is not the one just inserted."""
+    for w in fresh:
+        found = get_current(conn, w.res_type, w.res_id)
+        if found is None or found.content != w.content or found.version != 1:
+            return w
+    return fresh[0]
+
+
+def _stale(conn: Connection, following: Sequence[VersionWrite]) -> list[VersionWrite]:
+    """The writes whose resource is not at the version they were made from plus one."""
+    return [
+        w
+        for w in following
+        if (found := get_current(conn, w.res_type, w.res_id)) is None or found.version != w.version
+    ]
