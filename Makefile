@@ -38,8 +38,8 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-bench: $(STAMP)
-	$(BIN)/python bench/run_bench.py
+bench: $(STAMP)  ## issue 9's run: PostgreSQL, a partner client bound by 1,000 Consents, vs the floor
+	$(BIN)/python bench/run_bench.py --engine postgresql --client partner
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache fhir-gateway.db*

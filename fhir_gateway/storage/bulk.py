@@ -91,7 +91,7 @@ def insert_rows(
         ]
         result = conn.exec_driver_sql(sql, params)
         return int(result.rowcount) if on_conflict else len(rows)
-    if not on_conflict and len(rows) >= COPY_FROM:
+    if not on_conflict and len(rows) >= COPY_FROM and _synchronous_driver(conn):
         return _copy(conn, table, rows)
     sql, names, floats = _unnest_insert(table, on_conflict)
     result = conn.exec_driver_sql(sql, _arrays(names, floats, rows))
@@ -99,6 +99,14 @@ def insert_rows(
 
 
 COPY_FROM = 500  # rows from which PostgreSQL gets them by COPY (the fastest way in, no SQL per row)
+
+
+def _synchronous_driver(conn: Connection) -> bool:
+    """COPY is driven here through psycopg's synchronous connection (the CLI's); a request's
+    connection is psycopg's asyncio one (``Database.run``), which takes the ``unnest`` insert."""
+    import psycopg
+
+    return isinstance(conn.connection.driver_connection, psycopg.Connection)
 
 
 def _copy(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> int:
