@@ -7,11 +7,10 @@ that consent never leaks existence (issue 4).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 
 from fhir_gateway.fhir.context import Ctx
+from fhir_gateway.fhir.requests import parse_instant
 from fhir_gateway.kit.errors import BadRequest, Forbidden, Gone, NotFound
-from fhir_gateway.search.dates import parse_date_range
 from fhir_gateway.storage import repository
 from fhir_gateway.storage.repository import StoredRow
 from fhir_gateway.storage.tables import resource, resource_history
@@ -64,16 +63,6 @@ class HistoryPage:
     offset: int
 
 
-def _parse_instant(name: str, value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        low, _high = parse_date_range(value)
-    except ValueError:
-        raise BadRequest(f"{name}: '{value[:60]}' is not a FHIR instant", expression=[name]) from None
-    return low
-
-
 def history(
     ctx: Ctx,
     res_type: str | None,
@@ -91,8 +80,8 @@ def history(
         ctx.conn,
         res_type=res_type,
         res_id=res_id,
-        since=_parse_instant("_since", params.get("_since")),
-        at=_parse_instant("_at", params.get("_at")),
+        since=parse_instant("_since", params.get("_since")),
+        at=parse_instant("_at", params.get("_at")),
         visible=ctx.visible(resource_history, res_type),
         count=count,
         offset=offset,

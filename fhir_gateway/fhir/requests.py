@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from fastapi import Request
 
 from fhir_gateway.kit import jsonutil
 from fhir_gateway.kit.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from fhir_gateway.search.dates import parse_date_range
 
 _JSON_TYPES = ("application/fhir+json", "application/json", "application/json-patch+json")
 
@@ -67,3 +69,15 @@ def parse_if_match(value: str | None) -> int | None:
     if not text.isdigit():
         raise BadRequest(f"If-Match '{value[:40]}' is not a version ETag such as W/\"3\"")
     return int(text)
+
+
+def parse_instant(name: str, value: str | None) -> datetime | None:
+    """A FHIR instant/dateTime parameter (``_since``, ``_at``) as naive UTC, its lower bound (FHIR R4
+    search.html#date); absent or empty: None; malformed: 400 naming the parameter."""
+    if not value:
+        return None
+    try:
+        low, _high = parse_date_range(value)
+    except ValueError:
+        raise BadRequest(f"{name}: '{value[:60]}' is not a FHIR instant", expression=[name]) from None
+    return low

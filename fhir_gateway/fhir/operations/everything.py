@@ -17,14 +17,13 @@ Consent or policy.
 
 from __future__ import annotations
 
-from datetime import datetime
 from urllib.parse import urlencode
 
 from fhir_gateway.fhir.context import Ctx
 from fhir_gateway.fhir.pages import PageEntry, paging, searchset
+from fhir_gateway.fhir.requests import parse_instant
 from fhir_gateway.fhir.resource_types import STORED_TYPES
 from fhir_gateway.kit.errors import BadRequest, Forbidden, Issue, NotFound
-from fhir_gateway.search.dates import parse_date_range
 from fhir_gateway.storage import compartment_repository, repository
 from fhir_gateway.storage.tables import resource
 
@@ -41,17 +40,6 @@ COMPARTMENT_TYPES = (
 )
 ON_REQUEST_TYPES = ("AuditEvent",)  # in the compartment, but only when ``_type`` names them
 SUPPORT_TYPES = ("Organization", "Practitioner", "PractitionerRole")
-
-
-def parse_instant(name: str, value: str | None) -> datetime | None:
-    """A FHIR instant/dateTime parameter as naive UTC (its lower bound), 400 when malformed."""
-    if not value:
-        return None
-    try:
-        low, _high = parse_date_range(value)
-    except ValueError:
-        raise BadRequest(f"{name}: '{value[:60]}' is not a FHIR instant", expression=[name]) from None
-    return low
 
 
 def requested_types(

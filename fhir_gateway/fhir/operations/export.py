@@ -30,7 +30,8 @@ from urllib.parse import urlencode
 from fhir_gateway.consent.visibility import AUDIT_TYPE
 from fhir_gateway.exports.owner import owner_record
 from fhir_gateway.fhir.context import Ctx
-from fhir_gateway.fhir.operations.everything import COMPARTMENT_TYPES, parse_instant, requested_types
+from fhir_gateway.fhir.operations.everything import COMPARTMENT_TYPES, requested_types
+from fhir_gateway.fhir.requests import parse_instant
 from fhir_gateway.fhir.resource_types import STORED_TYPES
 from fhir_gateway.kit.errors import BadRequest, Forbidden, NotFound
 from fhir_gateway.kit.timeutil import fhir_instant, utcnow
