@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import URL, Connection, Engine, create_engine, event, text
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from starlette.concurrency import run_in_threadpool
 
 from fhir_gateway.kit.errors import ServiceUnavailable
@@ -150,6 +150,17 @@ class Database:
             return await run_in_threadpool(self._run_sync, work, write)
         engines = await self._engines()
         engine = engines.write if write else engines.read
+        try:
+            return await self._run_on(engine, work)
+        except DBAPIError as exc:
+            if write or not exc.connection_invalidated:
+                raise
+        # A read on a pooled connection the server had closed (restart, failover, idle cut):
+        # the pool now discards its older connections; a read changes nothing, so once more.
+        return await self._run_on(engine, work)
+
+    @staticmethod
+    async def _run_on(engine: AsyncEngine, work: Callable[[Connection], T]) -> T:
         try:
             async_conn = await engine.connect()
         except (OperationalError, DBAPIError) as exc:
