@@ -57,7 +57,9 @@ def paging(url: str, params: dict[str, str], default_count: int, max_count: int)
     )
 
 
-def _links(p: Paging, total: int | None, matched: int) -> list[dict[str, str]]:
+def paging_links(p: Paging, total: int | None, matched: int) -> list[dict[str, str]]:
+    """self/next/previous links that replay the same request (FHIR R4 search.html#paging)."""
+
     def url(offset: int) -> str:
         return f"{p.url}?{urlencode([*p.kept, ('_count', str(p.count)), ('_offset', str(offset))])}"
 
@@ -82,7 +84,7 @@ def searchset(
     head: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset"}
     if total is not None:
         head["total"] = total
-    head["link"] = _links(p, total, sum(1 for e in entries if e.mode == "match"))
+    head["link"] = paging_links(p, total, sum(1 for e in entries if e.mode == "match"))
     parts = []
     for e in entries:
         search: dict[str, Any] = {"mode": e.mode}

@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from fhir_gateway.fhir.context import Ctx
+from fhir_gateway.fhir.pages import Paging, paging_links
 from fhir_gateway.fhir.responses import strict_handling
 from fhir_gateway.fhir.subsetting import subset
 from fhir_gateway.kit import jsonutil
@@ -39,23 +40,6 @@ def search(ctx: Ctx, res_type: str, items: list[tuple[str, str]], prefer: str | 
     return searchset(request, result, base)
 
 
-def _links(request: SearchRequest, total: int | None, base: str, page_size: int) -> list[dict[str, str]]:
-    """self/next/previous links that replay the same search (search.html#paging)."""
-    kept = [(k, v) for k, v in request.kept if k not in ("_count", "_offset")]
-
-    def url(offset: int) -> str:
-        query = [*kept, ("_count", str(request.count)), ("_offset", str(offset))]
-        return f"{base}/{request.resource_type}?{urlencode(query)}"
-
-    links = [{"relation": "self", "url": url(request.offset)}]
-    more = page_size == request.count and (total is None or request.offset + request.count < total)
-    if more:
-        links.append({"relation": "next", "url": url(request.offset + request.count)})
-    if request.offset > 0:
-        links.append({"relation": "previous", "url": url(max(0, request.offset - request.count))})
-    return links
-
-
 def _entry(base: str, res_type: str, res_id: str, content: bytes, mode: str) -> bytes:
     full_url = jsonutil.dumps(f"{base}/{res_type}/{res_id}")
     return (
@@ -74,7 +58,9 @@ def searchset(request: SearchRequest, result: SearchResult, base: str) -> bytes:
     head: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset"}
     if result.total is not None:
         head["total"] = result.total
-    head["link"] = _links(request, result.total, base, len(result.matches))
+    kept = [(k, v) for k, v in request.kept if k not in ("_count", "_offset")]
+    paging = Paging(f"{base}/{request.resource_type}", kept, request.count, request.offset)
+    head["link"] = paging_links(paging, result.total, len(result.matches))
     entries = []
     for mode, rows in (("match", result.matches), ("include", result.included)):
         for res_type, res_id, content in rows:
