@@ -13,6 +13,7 @@ from fhir_gateway.auth.authorization_server import GatewayAuthorizationServer, a
 from fhir_gateway.auth.keys import SigningKeys
 from fhir_gateway.auth.validation import TokenValidator
 from fhir_gateway.errors_http import install_error_handlers
+from fhir_gateway.kit.gc_tuning import restore_at_shutdown, settle_after_startup
 from fhir_gateway.kit.ratelimit import RateLimiter
 from fhir_gateway.observability.logs import configure_logging
 from fhir_gateway.observability.middleware import RequestLogMiddleware
@@ -44,11 +45,15 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
 
             exporter = ExportWorker(database, settings, audit_sink=audit_writer.submit)
             exporter.start()
+        if settings.tune_gc:
+            settle_after_startup()
         yield
         if exporter is not None:
             exporter.stop()
         if worker is not None:
             worker.stop()
+        if settings.tune_gc:
+            restore_at_shutdown()
         await audit_writer.aclose()
         await database.dispose_async()
         database.dispose()

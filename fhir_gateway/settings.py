@@ -54,6 +54,11 @@ class Settings(BaseSettings):
         description="batched: AuditEvents written by a background thread; sync: before each response",
     )
     audit_flush_seconds: float = Field(0.2, description="longest wait before batched AuditEvents are written")
+    tune_gc: bool = Field(
+        True,
+        description="after start-up, freeze the loaded application out of the garbage collector's "
+        "sight and run young collections less often (less CPU per request)",
+    )
 
     # consent (issue 4)
     consent_default_policy: Literal["care-team-opt-out", "opt-in"] = Field(

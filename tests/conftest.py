@@ -54,6 +54,7 @@ def settings(database: Database, tmp_path: Path) -> Settings:
         subscription_worker_in_serve=False,  # tests drive SubscriptionWorker.run_once themselves
         export_worker_in_serve=False,  # and ExportWorker.run_once
         export_dir=str(tmp_path / "exports"),
+        tune_gc=False,  # a full collection per test app would cost minutes (tests/kit/test_gc_tuning.py)
     )
 
 
