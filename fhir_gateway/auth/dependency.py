@@ -10,6 +10,8 @@ deployment default. ``X-Break-Glass`` is honoured only for clients registered fo
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import Request
 
 from fhir_gateway.auth.context import AccessContext
@@ -17,6 +19,7 @@ from fhir_gateway.auth.scopes import parse_scopes
 from fhir_gateway.auth.tokens import invalid_token
 from fhir_gateway.auth.validation import TokenValidator
 from fhir_gateway.kit.errors import Unauthorized
+from fhir_gateway.kit.lru import Lru
 
 
 def _bearer(request: Request) -> str:
@@ -32,17 +35,31 @@ def _bearer(request: Request) -> str:
     return token.strip()
 
 
+# AccessContexts already built, per token, X-Purpose-Of-Use, X-Break-Glass and default purpose: a client sends
+# the same token with each request until it expires. The token is validated at every use.
+_built: Lru[AccessContext] = Lru(10_000)
+
+
 async def require_access(request: Request) -> AccessContext:
     """Validate the request's token and build its AccessContext (401 when invalid)."""
     validator: TokenValidator = request.app.state.token_validator
-    claims = validator.validate(_bearer(request))
-    settings = request.app.state.settings
-    purpose = str(
-        claims.get("purpose_of_use")
-        or request.headers.get("x-purpose-of-use")
-        or settings.default_purpose_of_use
-    )
-    break_glass = request.headers.get("x-break-glass") if claims.get("break_glass") else None
+    token = _bearer(request)
+    claims = validator.validate(token)
+    headers = request.headers
+    default = request.app.state.settings.default_purpose_of_use
+    key = (token, headers.get("x-purpose-of-use"), headers.get("x-break-glass"), default)
+    access = _built.get(key)
+    if access is None:
+        access = _access_context(claims, key[1], key[2], default)
+        _built.put(key, access)
+    return access
+
+
+def _access_context(
+    claims: dict[str, Any], purpose_header: str | None, break_glass_header: str | None, default_purpose: str
+) -> AccessContext:
+    purpose = str(claims.get("purpose_of_use") or purpose_header or default_purpose)
+    break_glass = break_glass_header if claims.get("break_glass") else None
     patient = claims.get("patient")
     return AccessContext(
         client_id=str(claims.get("client_id", "")),

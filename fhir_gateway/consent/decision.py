@@ -156,8 +156,13 @@ def decision_for(
         return Decision(False, f"default policy: {policy}")
     query = deciding_consents_query(access, res_type, action, policy)
     row = conn.execute(query, {"consent_patient": patient_id}).one()
-    if row.deny_by is not None:
-        return Decision(False, f"Consent/{row.deny_by}", row.deny_by)
-    if row.permit_by is not None:
-        return Decision(True, f"Consent/{row.permit_by}", row.permit_by)
-    return Decision(bool(row.in_team), f"default policy: {policy}")
+    return decision_from(row.deny_by, row.permit_by, row.in_team, policy)
+
+
+def decision_from(deny_by: str | None, permit_by: str | None, in_team: Any, policy: str) -> Decision:
+    """The decision told by ``predicates.deciding_consents``' three columns."""
+    if deny_by is not None:
+        return Decision(False, f"Consent/{deny_by}", deny_by)
+    if permit_by is not None:
+        return Decision(True, f"Consent/{permit_by}", permit_by)
+    return Decision(bool(in_team), f"default policy: {policy}")

@@ -20,6 +20,8 @@ so that paging and totals stay right and a denied resource is never counted.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -47,7 +49,7 @@ from fhir_gateway.kit.errors import Forbidden
 from fhir_gateway.kit.lru import Lru
 from fhir_gateway.kit.timeutil import utcnow
 from fhir_gateway.storage.outbox_tables import subscription
-from fhir_gateway.storage.tables import idx_reference, is_shared
+from fhir_gateway.storage.tables import idx_reference, is_shared, resource
 
 AUDIT_TYPE = "AuditEvent"
 SUBSCRIPTION_TYPE = "Subscription"
@@ -107,6 +109,34 @@ def _cache_key(
         is_auditor(access),
         access.client_id if res_type in (SUBSCRIPTION_TYPE, None) else None,
     )
+
+
+def caller_key(access: AccessContext, policy: str) -> tuple[Any, ...]:
+    """Equal for two callers exactly when ``visible_clause`` builds the same filters for both."""
+    return (
+        policy,
+        access.trusted,
+        access.patient,
+        tuple(caller_actors(access)),
+        access.purpose,
+        bool(access.break_glass),
+        is_auditor(access),
+        access.client_id,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AccessViewer:
+    """The ``search.compiler.Viewer`` of a caller outside a request (e.g. a subscriber)."""
+
+    access: AccessContext
+    policy: str
+
+    def visible(self, alias: Any, res_type: str | None) -> ColumnElement[bool]:
+        return visible_clause(self.access, alias, res_type, policy=self.policy)
+
+    def visible_key(self) -> Hashable:
+        return (caller_key(self.access, self.policy), False)
 
 
 def visible_clause(
@@ -244,6 +274,33 @@ def deciding_consents_query(
         )
 
     return _deciders.get_or_build((tuple(actors), access.purpose, res_type, action, policy), build)
+
+
+_deciding_columns: Lru[tuple[ColumnElement[Any], ...]] = Lru(4096)
+
+
+def deciding_columns(access: AccessContext, res_type: str, policy: str) -> tuple[ColumnElement[Any], ...]:
+    """Columns ``deny_by``, ``permit_by``, ``in_team`` of ``predicates.deciding_consents`` for
+    the person of each ``resource`` row (its ``patient_id``), to select with the row itself:
+    a partner's read learns what decided it without a second round trip (the audit trail's
+    "decided by", ``decision.decision_from``). Empty for callers no Consent decides for."""
+    actors = caller_actors(access)
+    if access.trusted or access.patient is not None or access.break_glass or not actors:
+        return ()
+
+    def build() -> tuple[ColumnElement[Any], ...]:
+        query = deciding_consents(
+            resource.c.patient_id,
+            res_type,
+            actors=actors,
+            purpose=access.purpose,
+            action="read",
+            policy=policy,
+            now=NOW,
+        )
+        return tuple(query.selected_columns)
+
+    return _deciding_columns.get_or_build((tuple(actors), access.purpose, res_type, policy), build)
 
 
 def may_write(

@@ -31,7 +31,7 @@ def find_matches(ctx: Ctx, res_type: str, query: str) -> list[StoredRow]:
     """The current rows matching ``query`` (at most 2: the caller only needs 0, 1 or many)."""
     request = _request(res_type, query)
     rows = []
-    for found_type, found_id in find_ids(ctx.conn, request, ctx.visible, 2):
+    for found_type, found_id in find_ids(ctx.conn, request, ctx, 2):
         row = repository.get_current(ctx.conn, found_type, found_id)
         if row is not None:
             rows.append(row)

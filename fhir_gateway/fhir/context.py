@@ -15,7 +15,7 @@ before answering, and a revoked client gets its 401 with nothing audited as serv
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -27,7 +27,7 @@ from fhir_gateway.audit.grouped import WRITE_INTERACTIONS, GroupedWrites
 from fhir_gateway.auth.context import AccessContext
 from fhir_gateway.auth.validation import ensure_client_active
 from fhir_gateway.consent import visibility
-from fhir_gateway.consent.decision import decision_for
+from fhir_gateway.consent.decision import decision_for, decision_from
 from fhir_gateway.kit.errors import FhirError, Forbidden
 from fhir_gateway.kit.lru import Lru
 from fhir_gateway.observability.metrics import CONSENT_DENIALS
@@ -66,6 +66,19 @@ class Ctx:
         self._client_check_in_sql = True
         return _and_client_active(clause, self.access.client_id)
 
+    def visible_key(self) -> Hashable:
+        """Names the filters ``visible`` builds for this caller now (statement caches key on it).
+
+        While the client is unverified those filters carry the client check, and so does a
+        statement cached under this key: executing it proves the client as ``visible`` does.
+        """
+        if self.client_unverified:
+            self._client_check_in_sql = True
+        return (
+            visibility.caller_key(self.access, self.settings.consent_default_policy),
+            self.client_unverified,
+        )
+
     def rows_returned(self, count: int) -> None:
         """A statement filtered by ``visible`` returned ``count`` rows: >0 proves the client active."""
         if count > 0 and self._client_check_in_sql:
@@ -99,6 +112,18 @@ class Ctx:
             self.audit(interaction, res_type, None, patient_id, ok=False)
             raise
 
+    def deciding_columns(self, res_type: str) -> tuple[ColumnElement[Any], ...]:
+        """Columns to select with a ``resource`` row that tell what decided this caller's access
+        to the row's person (none for callers no Consent decides for)."""
+        return visibility.deciding_columns(self.access, res_type, self.settings.consent_default_policy)
+
+    def decided_by(self, values: tuple[Any, ...]) -> str | None:
+        """The audit trail's "decided by" from the values of ``deciding_columns`` (None: none)."""
+        if not values:
+            return None
+        deny_by, permit_by, in_team = values
+        return decision_from(deny_by, permit_by, in_team, self.settings.consent_default_policy).decided_by
+
     def hidden_exists(self, res_type: str, res_id: str) -> StoredRow | None:
         """For a 404 given to a partner: the row consent hid, if any (to audit the refusal)."""
         if self.access.trusted:
@@ -114,12 +139,15 @@ class Ctx:
         *,
         ok: bool = True,
         query: str | None = None,
+        decided_by: str | None = None,
     ) -> None:
-        """Record this access for the audit trail, with the Consent or policy that decided it."""
-        decided_by = None
+        """Record this access for the audit trail, with the Consent or policy that decided it
+        (``decided_by`` when the caller already knows it, see ``deciding_columns``)."""
         if not ok:
             CONSENT_DENIALS.labels(res_type or "").inc()
-        if patient_id is not None:
+        if decided_by is not None:
+            pass
+        elif patient_id is not None:
             action = "read" if interaction in _READ_INTERACTIONS else "write"
             decided_by = decision_for(
                 self.conn,

@@ -19,14 +19,19 @@ from fhir_gateway.storage.tables import resource, resource_history
 def read(ctx: Ctx, res_type: str, res_id: str) -> StoredRow:
     """The current version; 404 if unknown or not visible, 410 if deleted."""
     ctx.require_scope(res_type, "r")
-    row = repository.get_current(ctx.conn, res_type, res_id, visible=ctx.visible(resource, res_type))
-    ctx.rows_returned(row is not None)
-    if row is None:
+    deciding = ctx.deciding_columns(res_type)  # what decided, read with the row (partners)
+    found = repository.get_current_with(
+        ctx.conn, res_type, res_id, deciding, visible=ctx.visible(resource, res_type)
+    )
+    ctx.rows_returned(found is not None)
+    if found is None:
         _audit_hidden(ctx, "read", res_type, res_id)
         raise NotFound(f"{res_type}/{res_id} is not known")
+    row, decision = found
     if row.deleted:
         raise Gone(f"{res_type}/{res_id} was deleted", headers={"ETag": f'W/"{row.version}"'})
-    ctx.audit("read", res_type, res_id, row.patient_id)
+    decided_by = ctx.decided_by(decision) if row.patient_id is not None else None
+    ctx.audit("read", res_type, res_id, row.patient_id, decided_by=decided_by)
     return row
 
 

@@ -33,7 +33,7 @@ def search(ctx: Ctx, res_type: str, items: list[tuple[str, str]], prefer: str | 
     """The searchset Bundle for ``items`` on ``res_type``."""
     ctx.require_scope(res_type, "s")
     request = parse(ctx, res_type, items, prefer)
-    result = execute_search(ctx.conn, request, ctx.visible, ctx.settings.max_include)
+    result = execute_search(ctx.conn, request, ctx, ctx.settings.max_include)
     ctx.rows_returned(len(result.matches))
     result.included = [row for row in result.included if ctx.access.allows(row[0], "r")]
     ctx.audit("search-type", res_type, None, None, query=urlencode(request.kept))

@@ -40,7 +40,7 @@ def _search(ctx: Ctx, res_type: str, query: str, since: date | None) -> Iterator
     while True:
         page = [*items, ("_sort", "_id"), ("_count", str(PAGE)), ("_offset", str(offset))]
         request = parse_search(res_type, page, default_count=PAGE, max_count=PAGE, strict=True)
-        result = execute_search(ctx.conn, request, ctx.visible, 0)
+        result = execute_search(ctx.conn, request, ctx, 0)
         for _type, _id, content in result.matches:
             yield jsonutil.loads(content)
         if len(result.matches) < PAGE:

@@ -1,203 +1,186 @@
-"""Search criteria compiled to SQL conditions over the index tables (FHIR R4 search.html).
+"""Search shapes compiled to SQL conditions over the index tables (FHIR R4 search.html).
 
 Every criterion becomes an EXISTS sub-query on one index table, correlated with the
-resource row; every user value is a bound parameter. Resources reached through chains
-and ``_has`` are filtered by the caller's visibility, so that consent never leaks through
-them (issue 4).
+resource row; every value is the bound parameter of its slot (``search.shape``), so that a
+statement serves every search of its shape. Resources reached through chains and ``_has``
+are filtered by the caller's visibility, so that consent never leaks through them (issue 4).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import operator
+from collections.abc import Callable, Hashable
+from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, and_, exists, false, not_, or_, select, true
+from sqlalchemy import BindParameter, ColumnElement, and_, bindparam, exists, false, not_, or_, select, true
 
-from fhir_gateway.search.indexing import normalize
-from fhir_gateway.search.model import Criterion, Has, Value
+from fhir_gateway.search.shape import NULL, Shape, Slot, WhereShape
 from fhir_gateway.storage.tables import INDEX_TABLES, idx_reference, resource, shared_alias
 
 Visible = Callable[[Any, str | None], ColumnElement[bool]]
 
 
-def _like_escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+class Viewer(Protocol):
+    """Whose search it is: the rows they may see, and a key naming that filter."""
+
+    def visible(self, alias: Any, res_type: str | None) -> ColumnElement[bool]:
+        """SQL filter of the rows of ``alias`` (of ``res_type``) this caller may read."""
+        ...
+
+    def visible_key(self) -> Hashable:
+        """Equal for two callers exactly when ``visible`` builds the same filters for both."""
+        ...
 
 
-def _token(i: Any, v: Value, modifier: str | None) -> ColumnElement[bool]:
-    if modifier == "text":
-        return i.c.display.ilike(f"%{_like_escape(v.raw)}%", escape="\\")  # type: ignore[no-any-return]
+def bound(slot: Slot, *, expanding: bool = False) -> BindParameter[Any]:
+    """The statement parameter of ``slot`` (its type comes from the column it is compared with)."""
+    return bindparam(slot.name, expanding=expanding)
+
+
+def _equals(column: Any, value: Slot | str) -> ColumnElement[bool]:
+    if isinstance(value, Slot):
+        return column == bound(value)  # type: ignore[no-any-return]
+    assert value == NULL
+    return column.is_(None)  # type: ignore[no-any-return]
+
+
+def _token(i: Any, shape: Shape) -> ColumnElement[bool]:
+    if shape[0] == "text":
+        return i.c.display.ilike(bound(shape[1]), escape="\\")  # type: ignore[no-any-return]
+    _, code, system = shape
     conditions = []
-    if v.code is not None:
-        conditions.append(i.c.code == v.code)
-    if v.system is not None:
-        conditions.append(i.c.system.is_(None) if v.system == "" else i.c.system == v.system)
+    if code is not None:
+        conditions.append(i.c.code == bound(code))
+    if system is not None:
+        conditions.append(_equals(i.c.system, system))
     return and_(*conditions) if conditions else true()
 
 
-def _string(i: Any, v: Value, modifier: str | None) -> ColumnElement[bool]:
-    text = v.code or ""
-    if modifier == "exact":
-        return i.c.value_exact == text[:255]  # type: ignore[no-any-return]
-    pattern = _like_escape(normalize(text))
-    if modifier == "contains":
-        return i.c.value_norm.like(f"%{pattern}%", escape="\\")  # type: ignore[no-any-return]
-    return i.c.value_norm.like(f"{pattern}%", escape="\\")  # type: ignore[no-any-return]
-
-
-def _date(i: Any, v: Value) -> ColumnElement[bool]:
+def _date(i: Any, shape: Shape) -> ColumnElement[bool]:
     """Range semantics of search.html#prefix: the resource range [low, high] vs the value's."""
+    _, prefix, low_slot, high_slot = shape
     lo, hi = i.c.low, i.c.high
-    rlo = or_(lo.is_(None), lo <= v.high)  # resource starts before the value ends
-    rhi = or_(hi.is_(None), hi >= v.low)  # resource ends after the value starts
-    prefix = v.prefix
+    low, high = bound(low_slot), bound(high_slot)
     if prefix == "eq":
-        return and_(lo.is_not(None), hi.is_not(None), lo >= v.low, hi <= v.high)
+        return and_(lo.is_not(None), hi.is_not(None), lo >= low, hi <= high)
     if prefix == "ne":
-        return or_(lo.is_(None), hi.is_(None), lo < v.low, hi > v.high)
+        return or_(lo.is_(None), hi.is_(None), lo < low, hi > high)
     if prefix == "gt":
-        return or_(hi.is_(None), hi > v.high)
+        return or_(hi.is_(None), hi > high)
     if prefix == "lt":
-        return or_(lo.is_(None), lo < v.low)
+        return or_(lo.is_(None), lo < low)
     if prefix == "ge":
-        return or_(hi.is_(None), hi >= v.low)
+        return or_(hi.is_(None), hi >= low)
     if prefix == "le":
-        return or_(lo.is_(None), lo <= v.high)
+        return or_(lo.is_(None), lo <= high)
     if prefix == "sa":
-        return and_(lo.is_not(None), lo > v.high)
+        return and_(lo.is_not(None), lo > high)
     if prefix == "eb":
-        return and_(hi.is_not(None), hi < v.low)
-    return and_(rlo, rhi)  # ap: overlaps
+        return and_(hi.is_not(None), hi < low)
+    return and_(or_(lo.is_(None), lo <= high), or_(hi.is_(None), hi >= low))  # ap: overlaps
 
 
-def _number(i: Any, v: Value) -> ColumnElement[bool]:
-    n, col = v.number, i.c.value
-    assert n is not None
-    ops: dict[str, ColumnElement[bool]] = {
-        "eq": col.between(n - 0.5 * _unit(v.raw), n + 0.5 * _unit(v.raw)),
-        "ne": not_(col.between(n - 0.5 * _unit(v.raw), n + 0.5 * _unit(v.raw))),
-        "gt": col > n,
-        "lt": col < n,
-        "ge": col >= n,
-        "le": col <= n,
-        "sa": col > n,
-        "eb": col < n,
-        "ap": col.between(n - abs(n) * 0.1, n + abs(n) * 0.1),
-    }
-    condition = ops[v.prefix]
-    if v.system is not None and hasattr(i.c, "system"):
-        condition = and_(condition, i.c.system == v.system)
-    if v.code is not None and hasattr(i.c, "code"):
-        condition = and_(condition, i.c.code == v.code)
+_COMPARE: dict[str, Callable[[Any, Any], ColumnElement[bool]]] = {
+    ">": operator.gt,
+    "<": operator.lt,
+    ">=": operator.ge,
+    "<=": operator.le,
+}
+
+
+def _number(i: Any, shape: Shape) -> ColumnElement[bool]:
+    _, test, system, code = shape
+    col = i.c.value
+    condition: ColumnElement[bool]
+    if test[0] == "between":
+        _, negated, low, high = test
+        condition = col.between(bound(low), bound(high))
+        if negated:
+            condition = not_(condition)
+    else:
+        _, comparison, value = test
+        condition = _COMPARE[comparison](col, bound(value))
+    if system is not None and hasattr(i.c, "system"):
+        condition = and_(condition, i.c.system == bound(system))
+    if code is not None and hasattr(i.c, "code"):
+        condition = and_(condition, i.c.code == bound(code))
     return condition
 
 
-def _unit(raw: str) -> float:
-    """The precision implied by a number's decimals (search.html#number)."""
-    text = raw.lstrip("eqnglstab").split("|")[0]
-    if "e" in text.lower():
-        return 1e-9
-    decimals = len(text.split(".")[1]) if "." in text else 0
-    return float(10**-decimals)
-
-
-def _reference(i: Any, v: Value) -> ColumnElement[bool]:
-    conditions = [i.c.target_id == v.target_id]
-    if v.target_type:
-        conditions.append(i.c.target_type == v.target_type)
+def _reference(i: Any, shape: Shape) -> ColumnElement[bool]:
+    _, target_id, target_type, url = shape
+    conditions = [_equals(i.c.target_id, target_id)]
+    if target_type is not None:
+        conditions.append(i.c.target_type == bound(target_type))
     by_id = and_(*conditions)
-    if v.code and "://" in v.code:
-        return or_(by_id, i.c.url == v.code)
+    if url is not None:
+        return or_(by_id, i.c.url == bound(url))
     return by_id
 
 
-def _value_condition(i: Any, kind: str, v: Value, modifier: str | None) -> ColumnElement[bool]:
-    if kind == "token":
-        return _token(i, v, modifier)
-    if kind == "string":
-        return _string(i, v, modifier)
-    if kind == "date":
-        return _date(i, v)
-    if kind in ("number", "quantity"):
-        return _number(i, v)
-    if kind == "reference":
-        return _reference(i, v)
-    if modifier == "below":
-        return i.c.value.like(f"{_like_escape(v.code or '')}%", escape="\\")  # type: ignore[no-any-return]
-    return i.c.value == v.code  # type: ignore[no-any-return]
-
-
-# (type, parameter) whose reference is the resource's patient compartment (indexing.py): a
-# search on it by Patient/<id> is also ``patient_id = <id>``, which the planner can use first.
-_COMPARTMENT_PARAMS = frozenset(
-    {
-        ("Task", "patient"),
-        ("Task", "subject"),
-        ("CarePlan", "patient"),
-        ("CarePlan", "subject"),
-        ("CareTeam", "patient"),
-        ("CareTeam", "subject"),
-        ("Goal", "patient"),
-        ("Goal", "subject"),
-        ("ServiceRequest", "patient"),
-        ("ServiceRequest", "subject"),
-        ("Consent", "patient"),
-        ("RelatedPerson", "patient"),
-    }
-)
-
-
-def compartment_clause(row: Any, res_type: str, c: Criterion) -> ColumnElement[bool] | None:
-    """``row.patient_id IN (...)`` implied by ``c`` (a redundant, indexable condition), if any."""
-    if (res_type, c.param.code) not in _COMPARTMENT_PARAMS or c.modifier or c.chain or c.missing is not None:
-        return None
-    ids = []
-    for v in c.values:
-        if v.target_type != "Patient" or not v.target_id or "://" in v.raw:
-            return None
-        ids.append(v.target_id)
-    return row.c.patient_id.in_(ids) if ids else None
+def _value_condition(i: Any, kind: str, shape: Shape) -> ColumnElement[bool]:
+    form = shape[0]
+    if form == "like":
+        column = i.c.value_norm if kind == "string" else i.c.value
+        return column.like(bound(shape[1]), escape="\\")  # type: ignore[no-any-return]
+    if form == "exact":
+        return i.c.value_exact == bound(shape[1])  # type: ignore[no-any-return]
+    if form in ("token", "text"):
+        return _token(i, shape)
+    if form == "date":
+        return _date(i, shape)
+    if form == "number":
+        return _number(i, shape)
+    if form == "reference":
+        return _reference(i, shape)
+    return _equals(i.c.value, shape[1])
 
 
 def criterion_clause(
-    row: Any, res_type: str, c: Criterion, visible: Visible, depth: int = 0
+    row: Any, res_type: str, shape: Shape, visible: Visible, depth: int = 0
 ) -> ColumnElement[bool]:
     """SQL condition on resource alias ``row`` for one criterion (``depth``: nesting level)."""
-    i = shared_alias(INDEX_TABLES[c.param.type], depth)
-    owner = and_(i.c.res_type == res_type, i.c.res_id == row.c.res_id, i.c.param == c.param.code)
-    if c.chain is not None:
+    form, (kind, code) = shape[0], shape[1]
+    i = shared_alias(INDEX_TABLES[kind], depth)
+    owner = and_(i.c.res_type == res_type, i.c.res_id == row.c.res_id, i.c.param == code)
+    if form == "chain":
+        _, _, target_type, inner_shape = shape
         t = shared_alias(resource, depth)
-        inner = criterion_clause(t, c.chain.target_type, c.chain.criterion, visible, depth + 1)
+        inner = criterion_clause(t, target_type, inner_shape, visible, depth + 1)
         return exists(
             select(1)
             .select_from(i)
             .join(t, and_(t.c.res_type == i.c.target_type, t.c.res_id == i.c.target_id))
             .where(
                 owner,
-                i.c.target_type == c.chain.target_type,
+                i.c.target_type == target_type,
                 t.c.deleted == false(),
-                visible(t, c.chain.target_type),
+                visible(t, target_type),
                 inner,
             )
         )
-    if c.missing is not None:
+    if form == "missing":
         found = exists(select(1).select_from(i).where(owner))
-        return not_(found) if c.missing else found
-    values = or_(*(_value_condition(i, c.param.type, v, c.modifier) for v in c.values))
-    if c.modifier == "not":
+        return not_(found) if shape[2] else found
+    _, _, negated, value_shapes = shape
+    values = or_(*(_value_condition(i, kind, v) for v in value_shapes))
+    if negated:
         return not_(exists(select(1).select_from(i).where(owner, values)))
     return exists(select(1).select_from(i).where(owner, values))
 
 
-def has_clause(row: Any, res_type: str, h: Has, visible: Visible, depth: int = 0) -> ColumnElement[bool]:
-    """``_has``: a visible resource of ``h.source_type`` points at ``row`` and matches."""
+def has_clause(
+    row: Any, res_type: str, shape: Shape, visible: Visible, depth: int = 0
+) -> ColumnElement[bool]:
+    """``_has``: a visible resource of the shape's source type points at ``row`` and matches."""
+    source_type, reference_param, criterion, nested = shape
     s = shared_alias(resource, depth)
     i = shared_alias(idx_reference, depth)
     inner = (
-        criterion_clause(s, h.source_type, h.criterion, visible, depth + 1)
-        if h.criterion is not None
-        else has_clause(s, h.source_type, h.nested, visible, depth + 1)
-        if h.nested is not None
+        criterion_clause(s, source_type, criterion, visible, depth + 1)
+        if criterion is not None
+        else has_clause(s, source_type, nested, visible, depth + 1)
+        if nested is not None
         else true()
     )
     return exists(
@@ -205,12 +188,23 @@ def has_clause(row: Any, res_type: str, h: Has, visible: Visible, depth: int = 0
         .select_from(s)
         .join(i, and_(i.c.res_type == s.c.res_type, i.c.res_id == s.c.res_id))
         .where(
-            s.c.res_type == h.source_type,
+            s.c.res_type == source_type,
             s.c.deleted == false(),
-            i.c.param == h.reference_param,
+            i.c.param == reference_param,
             i.c.target_type == res_type,
             i.c.target_id == row.c.res_id,
-            visible(s, h.source_type),
+            visible(s, source_type),
             inner,
         )
     )
+
+
+def where_clauses(shape: WhereShape, visible: Visible) -> list[ColumnElement[bool]]:
+    """The conditions on ``resource`` of a search of ``shape``, caller's filter included."""
+    r, t = resource, shape.res_type
+    conditions: list[ColumnElement[bool]] = [r.c.res_type == t, r.c.deleted == false(), visible(r, t)]
+    conditions += [r.c.res_id.in_(bound(ids, expanding=True)) for ids in shape.ids]
+    conditions += [criterion_clause(r, t, c, visible) for c in shape.criteria]
+    conditions += [r.c.patient_id.in_(bound(ids, expanding=True)) for ids in shape.compartments]
+    conditions += [has_clause(r, t, h, visible) for h in shape.has]
+    return conditions

@@ -80,25 +80,45 @@ def get_current(
     return _row(found) if found else None
 
 
-_current_queries: Lru[tuple[ColumnElement[bool] | None, Select[Any]]] = Lru(4096)
+def get_current_with(
+    conn: Connection,
+    res_type: str,
+    res_id: str,
+    also: tuple[ColumnElement[Any], ...],
+    *,
+    visible: ColumnElement[bool] | None = None,
+) -> tuple[StoredRow, tuple[Any, ...]] | None:
+    """``get_current`` and the values of the columns ``also`` for that row, in one statement."""
+    query = _current_query(visible, False, also)
+    found = conn.execute(query, {"cur_type": res_type, "cur_id": res_id}).first()
+    if found is None:
+        return None
+    return _row(found), tuple(found[len(_CURRENT_COLUMNS) :])
 
 
-def _current_query(visible: ColumnElement[bool] | None, locking: bool) -> Select[Any]:
-    """The read-by-id statement, built once per visibility filter (filters are shared objects)."""
+_Built = tuple[ColumnElement[bool] | None, tuple[ColumnElement[Any], ...], Select[Any]]
+_current_queries: Lru[_Built] = Lru(4096)
 
-    def build() -> tuple[ColumnElement[bool] | None, Select[Any]]:
-        query = select(*_CURRENT_COLUMNS).where(
+
+def _current_query(
+    visible: ColumnElement[bool] | None, locking: bool, also: tuple[ColumnElement[Any], ...] = ()
+) -> Select[Any]:
+    """The read-by-id statement, built once per visibility filter and extra columns (both are
+    shared objects)."""
+
+    def build() -> _Built:
+        query = select(*_CURRENT_COLUMNS, *also).where(
             resource.c.res_type == bindparam("cur_type"), resource.c.res_id == bindparam("cur_id")
         )
         if visible is not None:
             query = query.where(visible)
-        return visible, query.with_for_update() if locking else query
+        return visible, also, query.with_for_update() if locking else query
 
-    key = (id(visible), locking)
-    owner, query = _current_queries.get_or_build(key, build)
-    if owner is not visible:  # an id reused by another filter after the first was freed
-        owner, query = build()
-        _current_queries.put(key, (owner, query))
+    key = (id(visible), locking, id(also))
+    owner, owner_also, query = _current_queries.get_or_build(key, build)
+    if owner is not visible or owner_also is not also:  # an id reused after the first was freed
+        owner, owner_also, query = build()
+        _current_queries.put(key, (owner, owner_also, query))
     return query
 
 

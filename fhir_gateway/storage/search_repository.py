@@ -2,6 +2,8 @@
 
 The caller's visibility filter is part of every query, so totals and pages only ever
 count resources the caller may see, and ``_include``/``_revinclude`` never reveal others.
+Statements are built once per search shape and caller filter (``search.shape``) and run
+with each search's values.
 """
 
 from __future__ import annotations
@@ -10,11 +12,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, and_, false, func, select
+from sqlalchemy import BindParameter, Connection, Integer, Select, and_, bindparam, false, func, select
 
-from fhir_gateway.search.compiler import Visible, compartment_clause, criterion_clause, has_clause
+from fhir_gateway.kit.lru import Lru
+from fhir_gateway.search.compiler import Viewer, Visible, where_clauses
 from fhir_gateway.search.model import Include, SearchRequest
 from fhir_gateway.search.registry import param
+from fhir_gateway.search.shape import Literals, WhereShape, where_shape
 from fhir_gateway.storage.repository import CURRENT_COLUMNS, StoredRow, stored_row
 from fhir_gateway.storage.tables import INDEX_TABLES, idx_reference, idx_token, resource, shared_alias
 
@@ -28,24 +32,27 @@ class SearchResult:
     total: int | None = None
 
 
-def _where(request: SearchRequest, visible: Visible) -> list[ColumnElement[bool]]:
-    r, t = resource, request.resource_type
-    conditions: list[ColumnElement[bool]] = [r.c.res_type == t, r.c.deleted == false(), visible(r, t)]
-    for ids in request.ids:
-        conditions.append(r.c.res_id.in_(ids))
-    conditions += [criterion_clause(r, t, c, visible) for c in request.criteria]
-    conditions += [x for c in request.criteria if (x := compartment_clause(r, t, c)) is not None]
-    conditions += [has_clause(r, t, h, visible) for h in request.has]
-    return conditions
+@dataclass(frozen=True, slots=True)
+class _Statements:
+    """The statements of one search shape for one kind of caller."""
+
+    page: Select[Any]
+    count: Select[Any]
+    ids: Select[Any]
 
 
-def _sort_key(request: SearchRequest, code: str, desc: bool) -> Any:
+# Statements per (search shape, sort, caller filter): built once, executed with each search's
+# values. The shapes a deployment's clients send are few; the filter key is per client.
+_statements: Lru[_Statements] = Lru(4096)
+
+
+def _sort_key(res_type: str, code: str, desc: bool) -> Any:
     r = resource
     if code == "_id":
         return r.c.res_id
     if code == "_lastUpdated":
         return r.c.last_updated
-    p = param(request.resource_type, code)
+    p = param(res_type, code)
     assert p is not None
     i = shared_alias(INDEX_TABLES[p.type], 0)
     column = {
@@ -65,34 +72,54 @@ def _sort_key(request: SearchRequest, code: str, desc: bool) -> Any:
     )
 
 
-def execute_search(
-    conn: Connection, request: SearchRequest, visible: Visible, max_include: int
-) -> SearchResult:
-    """The page of ``request`` for a caller whose rows are filtered by ``visible``."""
+_LIMIT, _OFFSET, _IDS = "q_limit", "q_offset", "q_ids"  # parameters beside the search's slots
+
+
+def _build(shape: WhereShape, sort: tuple[tuple[str, bool], ...], viewer: Viewer) -> _Statements:
     r = resource
-    conditions = _where(request, visible)
-    total: int | None = None
-    if request.summary == "count" or request.count == 0:
-        total = conn.execute(select(func.count()).select_from(r).where(*conditions)).scalar_one()
-        return SearchResult([], [], int(total))
+    conditions = where_clauses(shape, viewer.visible)
     order = []
-    for code, desc in request.sort:
-        key = _sort_key(request, code, desc)
+    for code, desc in sort:
+        key = _sort_key(shape.res_type, code, desc)
         order.append(key.desc() if desc else key.asc())
     order.append(r.c.res_id)
-    query = (
-        select(r.c.res_type, r.c.res_id, r.c.content)
+    limit, offset = bindparam(_LIMIT, type_=Integer()), bindparam(_OFFSET, type_=Integer())
+    return _Statements(
+        page=select(r.c.res_type, r.c.res_id, r.c.content)
         .where(*conditions)
         .order_by(*order)
-        .limit(request.count)
-        .offset(request.offset)
+        .limit(limit)
+        .offset(offset),
+        count=select(func.count()).select_from(r).where(*conditions),
+        ids=select(r.c.res_id).where(*conditions).limit(limit),
     )
-    matches = [(row.res_type, row.res_id, row.content) for row in conn.execute(query)]
+
+
+def _prepared(request: SearchRequest, viewer: Viewer) -> tuple[_Statements, dict[str, Any]]:
+    """The statements of ``request``'s shape for ``viewer``, and ``request``'s values."""
+    lit = Literals()
+    shape = where_shape(request, lit)
+    sort = tuple(request.sort)
+    key = (shape, sort, viewer.visible_key())
+    statements = _statements.get_or_build(key, lambda: _build(shape, sort, viewer))
+    return statements, lit.params()
+
+
+def execute_search(
+    conn: Connection, request: SearchRequest, viewer: Viewer, max_include: int
+) -> SearchResult:
+    """The page of ``request`` for ``viewer``, whose rows are filtered by ``viewer.visible``."""
+    statements, params = _prepared(request, viewer)
+    total: int | None = None
+    if request.summary == "count" or request.count == 0:
+        return SearchResult([], [], int(conn.execute(statements.count, params).scalar_one()))
+    params[_LIMIT], params[_OFFSET] = request.count, request.offset
+    matches = [(row.res_type, row.res_id, row.content) for row in conn.execute(statements.page, params)]
     if request.offset == 0 and len(matches) < request.count:
         total = len(matches)
     elif request.total != "none":
-        total = int(conn.execute(select(func.count()).select_from(r).where(*conditions)).scalar_one())
-    included = _includes(conn, request, matches, visible, max_include) if request.includes else []
+        total = int(conn.execute(statements.count, params).scalar_one())
+    included = _includes(conn, request, matches, viewer, max_include) if request.includes else []
     return SearchResult(matches, included, total)
 
 
@@ -100,7 +127,7 @@ def _includes(
     conn: Connection,
     request: SearchRequest,
     matches: list[tuple[str, str, str]],
-    visible: Visible,
+    viewer: Viewer,
     limit: int,
 ) -> list[tuple[str, str, str]]:
     """``_include``/``_revinclude`` rows for the page, with ``:iterate`` up to three rounds."""
@@ -118,7 +145,7 @@ def _includes(
                 if wanted:
                     by_type.setdefault(t, []).append(i)
             for frontier_type, ids in by_type.items():
-                for row in _include_rows(conn, inc, frontier_type, ids, visible, limit):
+                for row in _include_rows(conn, inc, frontier_type, ids, viewer, limit):
                     if (row[0], row[1]) not in seen and len(found) + len(new) < limit:
                         seen.add((row[0], row[1]))
                         new.append(row)
@@ -129,11 +156,13 @@ def _includes(
     return found
 
 
-def _include_rows(
-    conn: Connection, inc: Include, frontier_type: str, ids: list[str], visible: Visible, limit: int
-) -> list[tuple[str, str, str]]:
+_include_statements: Lru[Select[Any]] = Lru(1024)
+
+
+def _include_statement(inc: Include, frontier_type: str, viewer: Viewer) -> Select[Any]:
     # The shared ``resource`` table (not an alias): its visibility filter is built once and reused.
     r, i = resource, shared_alias(idx_reference, 0)
+    ids: BindParameter[Any] = bindparam(_IDS, expanding=True)
     if inc.reverse:
         join = and_(i.c.res_type == r.c.res_type, i.c.res_id == r.c.res_id)
         where = [
@@ -142,28 +171,37 @@ def _include_rows(
             i.c.target_type == frontier_type,
             i.c.target_id.in_(ids),
         ]
-        vis = visible(r, inc.source_type)
+        vis = viewer.visible(r, inc.source_type)
     else:
         join = and_(r.c.res_type == i.c.target_type, r.c.res_id == i.c.target_id)
         where = [i.c.res_type == inc.source_type, i.c.param == inc.param, i.c.res_id.in_(ids)]
         if inc.target_type:
             where.append(i.c.target_type == inc.target_type)
-        vis = visible(r, inc.target_type)
-    query = (
+        vis = viewer.visible(r, inc.target_type)
+    return (
         select(r.c.res_type, r.c.res_id, r.c.content)
         .distinct()
         .select_from(i)
         .join(r, join)
         .where(*where, r.c.deleted == false(), vis)
-        .limit(limit)
+        .limit(bindparam(_LIMIT, type_=Integer()))
     )
-    return [(row.res_type, row.res_id, row.content) for row in conn.execute(query)]
 
 
-def find_ids(conn: Connection, request: SearchRequest, visible: Visible, limit: int) -> list[tuple[str, str]]:
+def _include_rows(
+    conn: Connection, inc: Include, frontier_type: str, ids: list[str], viewer: Viewer, limit: int
+) -> list[tuple[str, str, str]]:
+    key = (inc, frontier_type, viewer.visible_key())
+    query = _include_statements.get_or_build(key, lambda: _include_statement(inc, frontier_type, viewer))
+    params = {_IDS: ids, _LIMIT: limit}
+    return [(row.res_type, row.res_id, row.content) for row in conn.execute(query, params)]
+
+
+def find_ids(conn: Connection, request: SearchRequest, viewer: Viewer, limit: int) -> list[tuple[str, str]]:
     """Ids matching ``request`` (conditional interactions), at most ``limit``."""
-    query = select(resource.c.res_id).where(*_where(request, visible)).limit(limit)
-    return [(request.resource_type, row.res_id) for row in conn.execute(query)]
+    statements, params = _prepared(request, viewer)
+    params[_LIMIT] = limit
+    return [(request.resource_type, row.res_id) for row in conn.execute(statements.ids, params)]
 
 
 def find_by_tokens(

@@ -18,8 +18,6 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qsl
 
-from sqlalchemy import ColumnElement
-
 from fhir_gateway.auth.context import AccessContext
 from fhir_gateway.auth.scopes import parse_scopes
 from fhir_gateway.consent import visibility
@@ -139,12 +137,8 @@ def _matches(ctx: Ctx, subscriber: AccessContext, subscribed: SubscriptionRow, r
         return False
     items = [*parse_qsl(subscribed.criteria, keep_blank_values=True), ("_id", res_id)]
     request = parse_search(res_type, items, default_count=1, max_count=1, strict=True)
-    policy = ctx.settings.consent_default_policy
-
-    def visible(alias: Any, t: str | None) -> ColumnElement[bool]:
-        return visibility.visible_clause(subscriber, alias, t, policy=policy)
-
-    return bool(find_ids(ctx.conn, request, visible, 1))
+    viewer = visibility.AccessViewer(subscriber, ctx.settings.consent_default_policy)
+    return bool(find_ids(ctx.conn, request, viewer, 1))
 
 
 def _same_spec(existing: SubscriptionRow, spec: SubscriptionSpec) -> bool:

@@ -10,9 +10,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from sqlalchemy import Connection
 
 from fhir_gateway.auth.context import AccessContext
-from fhir_gateway.consent.decision import decision_for, explain
+from fhir_gateway.consent.decision import decision_for, decision_from, explain
+from fhir_gateway.consent.visibility import deciding_columns
+from fhir_gateway.storage import repository
 from fhir_gateway.storage.database import Database
 from tests.consent.support import caller, careteam, consent, day, provision, store, visible
 
@@ -326,6 +329,19 @@ CASES = [
 ]
 
 
+def _check_read_decision(conn: Connection, case: Case, res_type: str, decided_by: str) -> None:
+    """A read selects what decided with the row (``visibility.deciding_columns``): the same
+    "decided by" as the separate ``decision_for`` statement."""
+    columns = deciding_columns(case.access, res_type, case.policy)
+    for ref in sorted(P1_ROWS):
+        if not ref.startswith(res_type + "/"):
+            continue
+        found = repository.get_current_with(conn, res_type, ref.split("/")[1], columns)
+        assert found is not None
+        deny_by, permit_by, in_team = found[1]
+        assert decision_from(deny_by, permit_by, in_team, case.policy).decided_by == decided_by, ref
+
+
 def _check(db: Database, case: Case, expected: set[str]) -> None:
     with db.transaction() as conn:
         person_rows = visible(conn, case.access, None, case.policy) & BASE
@@ -343,6 +359,7 @@ def _check(db: Database, case: Case, expected: set[str]) -> None:
                 )
                 audited = decision_for(conn, case.access, "p1", res_type, policy=case.policy)
                 assert (audited.permit, audited.decided_by) == (decision.permit, decision.decided_by)
+                _check_read_decision(conn, case, res_type, audited.decided_by)
                 shown = bool({r for r in expected if r.startswith(res_type + "/") and r in P1_ROWS})
                 if res_type == "Task" and case.name.startswith("one resource"):
                     continue  # instance rules do not decide a whole class

@@ -228,3 +228,29 @@ def test_a_paging_link_carries_no_rights_another_client_replays_it_with_its_own(
     assert {e["resource"]["for"]["reference"] for e in replayed["entry"]} == {"Patient/p3"}
     anonymous = fhir.get(link, headers={"Authorization": ""})
     assert anonymous.status_code == 401
+
+
+def test_same_search_shape_for_two_partners_and_other_values_answers_each_its_own(
+    fhir: TestClient, saad: TestClient, dac: TestClient
+) -> None:
+    """Search statements are reused per shape and caller filter (storage.search_repository):
+    interleaved searches of one shape with other values and callers never mix their answers."""
+    _person(fhir, "p1", tasks=2)
+    _person(fhir, "p2", tasks=3)
+    _permit(fhir, "p1", SAAD, "c-p1-saad")
+    _put(fhir, {**consent("p1", provision("deny", actors=[DAC])), "id": "c-p1-dac"})
+    _permit(fhir, "p2", DAC, "c-p2-dac", purposes=["COC"])
+    _put(fhir, {**consent("p2", provision("deny", actors=[SAAD])), "id": "c-p2-saad"})
+    expected = {("saad", "p1"): 2, ("saad", "p2"): 0, ("dac", "p1"): 0, ("dac", "p2"): 3}
+    clients = {"saad": saad, "dac": dac}
+    for _ in range(2):
+        for (who, pid), total in expected.items():
+            page = clients[who].get("/fhir/Task", params={"patient": f"Patient/{pid}", "status": "requested"})
+            assert page.json()["total"] == total, (who, pid)
+            ids = {e["resource"]["id"] for e in page.json().get("entry", [])}
+            assert all(i.startswith(f"{pid}-") for i in ids)
+    # the decision still follows the Consents at each request: SAAD's permit for p1 ends
+    _put(fhir, {**consent("p1", provision("permit", actors=[SAAD])), "id": "c-p1-saad", "status": "inactive"})
+    assert (
+        saad.get("/fhir/Task", params={"patient": "Patient/p1", "status": "requested"}).json()["total"] == 0
+    )

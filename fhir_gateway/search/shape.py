@@ -1,0 +1,208 @@
+"""A search's shape: its SQL structure, with every value the client sent replaced by a slot.
+
+Two searches that differ only in their values (``Task?patient=Patient/1&status=requested``
+and ``...Patient/2...``) have the same shape, so they can run the same SQL statement with
+other bound values (``storage.search_statements`` builds each statement once per shape and
+kind of caller). Building a statement and its cache key cost about a third of a search's
+CPU; executing a ready one costs nothing of the kind.
+
+Every decision the SQL depends on (modifier, prefix, whether a system or a type is given...)
+is taken here and written into the shape; the SQL builder (``search.compiler``) only reads
+shapes and slots, never a value, so a statement built for one search is right for every
+search of the same shape by construction. FHIR R4 search.html defines the semantics; the
+value transformations (case folding, LIKE patterns, number precision) are those of
+search.html#string, #token, #number, #date, #reference and #uri.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from fhir_gateway.search.indexing import normalize
+from fhir_gateway.search.model import Criterion, Has, SearchRequest, Value
+
+Shape = tuple[Any, ...]  # nested tuples of str, bool, None, Slot: hashable
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """The place of one bound value: parameter ``q<index>`` of the statement."""
+
+    index: int
+
+    @property
+    def name(self) -> str:
+        return f"q{self.index}"
+
+
+NULL = "null"  # a condition on SQL NULL (``IS NULL``), not a bound value
+
+
+class Literals:
+    """The values of one search, in slot order."""
+
+    def __init__(self) -> None:
+        self.values: list[Any] = []
+
+    def slot(self, value: Any) -> Slot:
+        self.values.append(value)
+        return Slot(len(self.values) - 1)
+
+    def params(self) -> dict[str, Any]:
+        """The statement's bound parameters."""
+        return {f"q{i}": value for i, value in enumerate(self.values)}
+
+
+def like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _token(v: Value, modifier: str | None, lit: Literals) -> Shape:
+    if modifier == "text":
+        return ("text", lit.slot(f"%{like_escape(v.raw)}%"))
+    code = lit.slot(v.code) if v.code is not None else None
+    system: Slot | str | None = None
+    if v.system == "":
+        system = NULL
+    elif v.system is not None:
+        system = lit.slot(v.system)
+    return ("token", code, system)
+
+
+def _string(v: Value, modifier: str | None, lit: Literals) -> Shape:
+    text = v.code or ""
+    if modifier == "exact":
+        return ("exact", lit.slot(text[:255]))
+    pattern = like_escape(normalize(text))
+    if modifier == "contains":
+        return ("like", lit.slot(f"%{pattern}%"))
+    return ("like", lit.slot(f"{pattern}%"))
+
+
+def _unit(raw: str) -> float:
+    """The precision implied by a number's decimals (search.html#number)."""
+    text = raw.lstrip("eqnglstab").split("|")[0]
+    if "e" in text.lower():
+        return 1e-9
+    decimals = len(text.split(".")[1]) if "." in text else 0
+    return float(10**-decimals)
+
+
+_NUMBER_COMPARISONS = {"gt": ">", "lt": "<", "ge": ">=", "le": "<=", "sa": ">", "eb": "<"}
+
+
+def _number(v: Value, lit: Literals) -> Shape:
+    n = v.number
+    assert n is not None
+    if v.prefix in ("eq", "ne"):
+        half = 0.5 * _unit(v.raw)
+        test: Shape = ("between", v.prefix == "ne", lit.slot(n - half), lit.slot(n + half))
+    elif v.prefix == "ap":
+        test = ("between", False, lit.slot(n - abs(n) * 0.1), lit.slot(n + abs(n) * 0.1))
+    else:
+        test = ("compare", _NUMBER_COMPARISONS[v.prefix], lit.slot(n))
+    system = lit.slot(v.system) if v.system is not None else None
+    code = lit.slot(v.code) if v.code is not None else None
+    return ("number", test, system, code)
+
+
+def _reference(v: Value, lit: Literals) -> Shape:
+    target_id = lit.slot(v.target_id) if v.target_id is not None else NULL
+    target_type = lit.slot(v.target_type) if v.target_type else None
+    url = lit.slot(v.code) if v.code and "://" in v.code else None
+    return ("reference", target_id, target_type, url)
+
+
+def _uri(v: Value, modifier: str | None, lit: Literals) -> Shape:
+    if modifier == "below":
+        return ("like", lit.slot(f"{like_escape(v.code or '')}%"))
+    return ("uri", lit.slot(v.code) if v.code is not None else NULL)
+
+
+def value_shape(kind: str, v: Value, modifier: str | None, lit: Literals) -> Shape:
+    """One OR-ed value of a parameter of type ``kind``."""
+    if kind == "token":
+        return _token(v, modifier, lit)
+    if kind == "string":
+        return _string(v, modifier, lit)
+    if kind == "date":
+        return ("date", v.prefix, lit.slot(v.low), lit.slot(v.high))
+    if kind in ("number", "quantity"):
+        return _number(v, lit)
+    if kind == "reference":
+        return _reference(v, lit)
+    return _uri(v, modifier, lit)
+
+
+def criterion_shape(c: Criterion, lit: Literals) -> Shape:
+    """One criterion: on which index table and parameter, and how it matches."""
+    head = (c.param.type, c.param.code)
+    if c.chain is not None:
+        return ("chain", head, c.chain.target_type, criterion_shape(c.chain.criterion, lit))
+    if c.missing is not None:
+        return ("missing", head, c.missing)
+    values = tuple(value_shape(c.param.type, v, c.modifier, lit) for v in c.values)
+    return ("values", head, c.modifier == "not", values)
+
+
+def has_shape(h: Has, lit: Literals) -> Shape:
+    """``_has``: which resources point here, through which parameter, matching what."""
+    criterion = criterion_shape(h.criterion, lit) if h.criterion is not None else None
+    nested = has_shape(h.nested, lit) if h.nested is not None else None
+    return (h.source_type, h.reference_param, criterion, nested)
+
+
+# (type, parameter) whose reference is the resource's patient compartment (indexing.py): a
+# search on it by Patient/<id> is also ``patient_id IN (<ids>)``, which the planner can use first.
+_COMPARTMENT_PARAMS = frozenset(
+    {
+        ("Task", "patient"),
+        ("Task", "subject"),
+        ("CarePlan", "patient"),
+        ("CarePlan", "subject"),
+        ("CareTeam", "patient"),
+        ("CareTeam", "subject"),
+        ("Goal", "patient"),
+        ("Goal", "subject"),
+        ("ServiceRequest", "patient"),
+        ("ServiceRequest", "subject"),
+        ("Consent", "patient"),
+        ("RelatedPerson", "patient"),
+    }
+)
+
+
+def compartment_ids(res_type: str, c: Criterion) -> list[str] | None:
+    """The persons ``c`` restricts the search to (a redundant, indexable condition), if any."""
+    if (res_type, c.param.code) not in _COMPARTMENT_PARAMS or c.modifier or c.chain or c.missing is not None:
+        return None
+    ids = []
+    for v in c.values:
+        if v.target_type != "Patient" or not v.target_id or "://" in v.raw:
+            return None
+        ids.append(v.target_id)
+    return ids or None
+
+
+@dataclass(frozen=True, slots=True)
+class WhereShape:
+    """The conditions of a search on its resource type (all AND-ed)."""
+
+    res_type: str
+    ids: tuple[Slot, ...]  # each holds a list of ids (``_id=a,b``)
+    criteria: tuple[Shape, ...]
+    compartments: tuple[Slot, ...]  # each holds a list of person ids
+    has: tuple[Shape, ...]
+
+
+def where_shape(request: SearchRequest, lit: Literals) -> WhereShape:
+    """The shape of ``request``'s conditions, its values put in ``lit``."""
+    t = request.resource_type
+    ids = tuple(lit.slot(list(group)) for group in request.ids)
+    criteria = tuple(criterion_shape(c, lit) for c in request.criteria)
+    compartments = tuple(
+        lit.slot(found) for c in request.criteria if (found := compartment_ids(t, c)) is not None
+    )
+    has = tuple(has_shape(h, lit) for h in request.has)
+    return WhereShape(t, ids, criteria, compartments, has)
