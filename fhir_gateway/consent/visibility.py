@@ -37,9 +37,7 @@ from sqlalchemy import (
     case,
     exists,
     false,
-    literal_column,
     or_,
-    select,
     true,
 )
 
@@ -230,29 +228,6 @@ def _partner_clause(
 
 
 _PATIENT = bindparam("consent_patient", type_=String())
-_write_checks: Lru[Select[Any]] = Lru(4096)
-
-
-def _write_check(access: AccessContext, res_type: str, policy: str) -> Select[Any]:
-    """``SELECT 1 WHERE <write permitted for :consent_patient>``, built once per kind of caller."""
-    actors = caller_actors(access)
-
-    def build() -> Select[Any]:
-        clause = permitted(
-            _PATIENT,
-            None,
-            res_type,
-            actors=actors,
-            purpose=access.purpose,
-            action="write",
-            policy=policy,
-            now=NOW,
-        )
-        return select(literal_column("1")).where(clause)
-
-    return _write_checks.get_or_build((tuple(actors), access.purpose, res_type, policy), build)
-
-
 _deciders: Lru[Select[Any]] = Lru(4096)
 
 
@@ -303,12 +278,23 @@ def deciding_columns(access: AccessContext, res_type: str, policy: str) -> tuple
     return _deciding_columns.get_or_build((tuple(actors), access.purpose, res_type, policy), build)
 
 
-def may_write(
+def write_decision(
     conn: Connection, access: AccessContext, res_type: str, patient_id: str, *, policy: str
-) -> bool:
-    """The consent decision with action ``write`` for data of ``patient_id``."""
-    query: Select[Any] = _write_check(access, res_type, policy)
-    return conn.execute(query, {"consent_patient": patient_id}).first() is not None
+) -> tuple[Any, Any, Any]:
+    """What decides the write of ``res_type`` data of ``patient_id``: the ``deny_by``,
+    ``permit_by`` and ``in_team`` of ``predicates.deciding_consents`` (action ``write``): the
+    decision and, for the audit trail, its reason in one statement."""
+    if not caller_actors(access):
+        return None, None, False  # no actor: nothing can permit
+    query = deciding_consents_query(access, res_type, "write", policy)
+    row = conn.execute(query, {"consent_patient": patient_id}).one()
+    return row.deny_by, row.permit_by, row.in_team
+
+
+def write_permitted(decided: tuple[Any, Any, Any]) -> bool:
+    """``write_decision``'s values say permit: no deny, and a permit or the care-team default."""
+    deny_by, permit_by, in_team = decided
+    return deny_by is None and (permit_by is not None or bool(in_team))
 
 
 def check_write(
@@ -318,26 +304,27 @@ def check_write(
     patient_id: str | None,
     *,
     policy: str = CARE_TEAM_OPT_OUT,
-) -> None:
-    """Raise Forbidden (403) when ``access`` may not write ``res_type`` data of ``patient_id``.
+) -> tuple[Any, Any, Any] | None:
+    """Raise Forbidden (403) when ``access`` may not write ``res_type`` data of ``patient_id``;
+    the values of ``write_decision`` when the person's consent decided (None otherwise).
 
     Consent resources are the person's own decision: only trusted clients and the person
     themself (patient context) may write them, never a partner, so that no partner grants
     itself access. AuditEvent is written by the server only (auditevent.html#6.4.4.1).
     """
     if access.trusted:
-        return
+        return None
     if res_type == AUDIT_TYPE:
         raise Forbidden("AuditEvent resources are recorded by the server and cannot be written")
     if access.patient is not None:
         if patient_id is None and res_type not in OWN_ONLY_WRITES or patient_id == access.patient:
-            return
+            return None
         raise Forbidden("A patient-context token may only write data of its own person")
     if res_type in OWN_ONLY_WRITES:
         raise Forbidden(f"Only the person or a trusted client may write {res_type} resources")
-    if patient_id is None:
-        return
-    if access.break_glass:
-        return
-    if not may_write(conn, access, res_type, patient_id, policy=policy):
+    if patient_id is None or access.break_glass:
+        return None
+    decided = write_decision(conn, access, res_type, patient_id, policy=policy)
+    if not write_permitted(decided):
         raise Forbidden("No consent of this person allows this client to write their data")
+    return decided

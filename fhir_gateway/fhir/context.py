@@ -103,14 +103,20 @@ class Ctx:
             )
 
     def check_write(self, res_type: str, patient_id: str | None, interaction: str = "update") -> None:
-        """403 unless consent lets this caller write data of ``patient_id`` (refusals audited)."""
+        """403 unless consent lets this caller write data of ``patient_id`` (refusals audited).
+
+        What decided is remembered for the audit of the write (no second statement)."""
         try:
-            visibility.check_write(
+            decided = visibility.check_write(
                 self.conn, self.access, res_type, patient_id, policy=self.settings.consent_default_policy
             )
         except Forbidden:
             self.audit(interaction, res_type, None, patient_id, ok=False)
             raise
+        if decided is not None:
+            deny_by, permit_by, in_team = decided
+            decision = decision_from(deny_by, permit_by, in_team, self.settings.consent_default_policy)
+            self.memo[(_WRITE_DECIDED_BY, res_type, patient_id)] = decision.decided_by
 
     def deciding_columns(self, res_type: str) -> tuple[ColumnElement[Any], ...]:
         """Columns to select with a ``resource`` row that tell what decided this caller's access
@@ -147,6 +153,12 @@ class Ctx:
             CONSENT_DENIALS.labels(res_type or "").inc()
         if decided_by is not None:
             pass
+        elif (
+            ok
+            and interaction not in _READ_INTERACTIONS
+            and (_WRITE_DECIDED_BY, res_type, patient_id) in self.memo
+        ):
+            decided_by = self.memo[(_WRITE_DECIDED_BY, res_type, patient_id)]
         elif patient_id is not None:
             action = "read" if interaction in _READ_INTERACTIONS else "write"
             decided_by = decision_for(
@@ -190,6 +202,7 @@ def _and_client_active(clause: ColumnElement[bool], client_id: str) -> ColumnEle
     return combined
 
 
+_WRITE_DECIDED_BY = "write decided by"  # memo key: what decided a write checked in this unit
 _READ_INTERACTIONS = frozenset(
     {
         "read",
