@@ -51,17 +51,21 @@ class Pending:
 def prepare(
     ctx: Ctx, res_type: str, res_id: str, body: dict[str, Any], current: StoredRow | None, method: str
 ) -> Pending | WriteResult:
-    """Check consent for ``body`` and stamp ``meta`` for its next version (or the first one);
-    the unchanged ``current`` when ``body`` is the same content (no new version)."""
+    """Check consent for ``body`` (or, for a resource of no person, the caller's ownership of
+    it: consent.ownership) and stamp ``meta`` for its next version (or the first one); the
+    unchanged ``current`` when ``body`` is the same content (no new version)."""
     interaction = _INTERACTIONS[method]
     patient_id = patient_compartment_id(body)
     ctx.check_write(res_type, patient_id, interaction)
     if res_type == subscription_hooks.SUBSCRIPTION:
         subscription_hooks.prepare(ctx, res_id, body)
-    if current is not None and not current.deleted:
-        ctx.check_write(res_type, current.patient_id, interaction)
-        if current.content is not None and _same_content(current.content, body):
-            return WriteResult(current, created=False)
+    stored = current if current is not None and not current.deleted else None
+    if stored is not None:
+        ctx.check_write(res_type, stored.patient_id, interaction)
+        if stored.content is not None and _same_content(stored.content, body):
+            ctx.check_shared_write(res_type, res_id, body, stored, interaction, unchanged=True)
+            return WriteResult(stored, created=False)
+    ctx.check_shared_write(res_type, res_id, body, stored, interaction)
     moment = utcnow()
     version = 1 if current is None else current.version + 1
     body["id"] = res_id
