@@ -311,6 +311,7 @@ def check_write(
     Consent resources are the person's own decision: only trusted clients and the person
     themself (patient context) may write them, never a partner, so that no partner grants
     itself access. AuditEvent is written by the server only (auditevent.html#6.4.4.1).
+    Writes of resources of no person are decided by ``consent.ownership`` (who owns them).
     """
     if access.trusted:
         return None

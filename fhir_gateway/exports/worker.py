@@ -22,7 +22,6 @@ failed), by an AuditEvent of the requester.
 from __future__ import annotations
 
 import logging
-import threading
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
@@ -38,6 +37,7 @@ from fhir_gateway.fhir.context import Ctx
 from fhir_gateway.kit import jsonutil
 from fhir_gateway.kit.errors import FhirError, NotFound
 from fhir_gateway.kit.timeutil import utcnow
+from fhir_gateway.kit.worker_loop import WorkerLoop
 from fhir_gateway.settings import Settings
 from fhir_gateway.storage import compartment_repository, export_repository, repository
 from fhir_gateway.storage.database import Database
@@ -70,16 +70,16 @@ def group_members(group: dict[str, Any]) -> list[str]:
     return sorted(set(ids))
 
 
-class ExportWorker:
-    """Runs the export jobs of one database; safe to run in several processes at once."""
+class ExportWorker(WorkerLoop):
+    """Runs the export jobs of one database; safe to run in several processes at once
+    (``WorkerLoop``: in a thread of ``fhir-gateway serve`` or in ``fhir-gateway worker``)."""
 
     def __init__(self, database: Database, settings: Settings, *, audit_sink: AuditSink) -> None:
+        super().__init__("export-worker", poll_seconds=1.0, join_seconds=30)
         self.database = database
         self.settings = settings
         self.audit_sink = audit_sink
         self.name = f"exporter-{uuid.uuid4().hex[:12]}"
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def run_once(self) -> int:
         """Purge expired jobs, then run one waiting job to its end; the number of jobs run."""
@@ -222,28 +222,3 @@ class ExportWorker:
                 outcome=None if ok else "8",
             )
         )  # fmt: skip
-
-    # -- running ---------------------------------------------------------------------------
-    def run_forever(self, poll_seconds: float = 1.0) -> None:
-        """Rounds until ``stop``; waits ``poll_seconds`` when there was nothing to do."""
-        while not self._stop.is_set():
-            try:
-                busy = self.run_once() > 0
-            except Exception:  # the database may be restarting: wait and try again
-                log.exception("export_worker_round_failed")
-                busy = False
-            if not busy:
-                self._stop.wait(poll_seconds)
-
-    def start(self) -> None:
-        """Run in a background thread (the worker inside ``fhir-gateway serve``)."""
-        self._thread = threading.Thread(target=self.run_forever, name="export-worker", daemon=True)
-        self._thread.start()
-
-    def request_stop(self) -> None:
-        self._stop.set()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)

@@ -26,8 +26,9 @@ from fhir_gateway.audit.events import audit_event_for
 from fhir_gateway.audit.grouped import WRITE_INTERACTIONS, GroupedWrites
 from fhir_gateway.auth.context import AccessContext
 from fhir_gateway.auth.validation import ensure_client_active
-from fhir_gateway.consent import visibility
+from fhir_gateway.consent import ownership, visibility
 from fhir_gateway.consent.decision import decision_for, decision_from
+from fhir_gateway.kit import jsonutil
 from fhir_gateway.kit.errors import FhirError, Forbidden
 from fhir_gateway.kit.lru import Lru
 from fhir_gateway.observability.metrics import CONSENT_DENIALS
@@ -129,6 +130,31 @@ class Ctx:
             return None
         deny_by, permit_by, in_team = values
         return decision_from(deny_by, permit_by, in_team, self.settings.consent_default_policy).decided_by
+
+    def check_shared_write(
+        self,
+        res_type: str,
+        res_id: str,
+        new: dict[str, Any] | None,
+        old: StoredRow | None,
+        interaction: str,
+        *,
+        unchanged: bool = False,
+    ) -> None:
+        """403 unless this caller may write the shared (no person's) resource ``res_type/res_id``
+        from ``old`` (None: a create) to ``new`` (None: a delete), or be answered ``old`` as is
+        (``unchanged``): consent.ownership; refusals audited."""
+        if not ownership.applies(self.access, res_type):
+            return
+        stored = jsonutil.loads(old.content) if old is not None and old.content is not None else None
+        try:
+            if unchanged and stored is not None:
+                ownership.check_unchanged(self.conn, self.access, res_type, res_id, stored)
+            else:
+                ownership.check_write(self.conn, self.access, res_type, res_id, new, stored)
+        except Forbidden:
+            self.audit(interaction, res_type, res_id if stored is not None else None, None, ok=False)
+            raise
 
     def hidden_exists(self, res_type: str, res_id: str) -> StoredRow | None:
         """For a 404 given to a partner: the row consent hid, if any (to audit the refusal)."""

@@ -51,17 +51,21 @@ class Pending:
 def prepare(
     ctx: Ctx, res_type: str, res_id: str, body: dict[str, Any], current: StoredRow | None, method: str
 ) -> Pending | WriteResult:
-    """Check consent for ``body`` and stamp ``meta`` for its next version (or the first one);
-    the unchanged ``current`` when ``body`` is the same content (no new version)."""
+    """Check consent for ``body`` (or, for a resource of no person, the caller's ownership of
+    it: consent.ownership) and stamp ``meta`` for its next version (or the first one); the
+    unchanged ``current`` when ``body`` is the same content (no new version)."""
     interaction = _INTERACTIONS[method]
     patient_id = patient_compartment_id(body)
     ctx.check_write(res_type, patient_id, interaction)
     if res_type == subscription_hooks.SUBSCRIPTION:
         subscription_hooks.prepare(ctx, res_id, body)
-    if current is not None and not current.deleted:
-        ctx.check_write(res_type, current.patient_id, interaction)
-        if current.content is not None and _same_content(current.content, body):
-            return WriteResult(current, created=False)
+    stored = current if current is not None and not current.deleted else None
+    if stored is not None:
+        ctx.check_write(res_type, stored.patient_id, interaction)
+        if stored.content is not None and _same_content(stored.content, body):
+            ctx.check_shared_write(res_type, res_id, body, stored, interaction, unchanged=True)
+            return WriteResult(stored, created=False)
+    ctx.check_shared_write(res_type, res_id, body, stored, interaction)
     moment = utcnow()
     version = 1 if current is None else current.version + 1
     body["id"] = res_id
@@ -81,7 +85,8 @@ def prepare(
 def apply(ctx: Ctx, pending: Sequence[Pending]) -> None:
     """Run the SQL of prepared writes, a few statements for all of them (resource rows,
     history, search index), then the consent and subscription hooks and the audit of each,
-    in order (FHIR R4 http.html#create, #update)."""
+    in order (FHIR R4 http.html#create, #update): subscriptions match the writes between two
+    consent or subscription changes together."""
     if not pending:
         return
     stale = write_versions(ctx.conn, [p.version for p in pending])
@@ -90,12 +95,30 @@ def apply(ctx: Ctx, pending: Sequence[Pending]) -> None:
             f"{stale[0].res_type}/{stale[0].res_id} was changed by another request; read it again"
         )
     replace_indexes(ctx.conn, [p.index for p in pending])
+    start = 0
+    for end in range(1, len(pending) + 1):
+        if end == len(pending) or pending[end].version.res_type in _STATE_TYPES:
+            _after_store(ctx, pending[start:end])
+            start = end
+
+
+# Writes that change what a subscriber may see (consent) or who subscribes: the writes before
+# them are matched first, so that each change is matched with the decisions of its moment.
+_STATE_TYPES = frozenset({"Consent", "CareTeam", subscription_hooks.SUBSCRIPTION})
+
+
+def _after_store(ctx: Ctx, pending: Sequence[Pending]) -> None:
+    """The hooks and audit of writes of which only the first may change consent or subscriptions."""
+    for p in pending:
+        hooks.after_write(ctx.conn, p.version.res_type, p.version.res_id, p.body)
+    stored = []
     for p in pending:
         res_type, res_id, patient_id = p.version.res_type, p.version.res_id, p.version.patient_id
-        hooks.after_write(ctx.conn, res_type, res_id, p.body)
         person = res_id if res_type == "Patient" else patient_id
-        subscription_hooks.after_store(ctx, res_type, res_id, p.body, p.result.row.version, person)
-        ctx.audit(p.interaction, res_type, res_id, patient_id)
+        stored.append(subscription_hooks.Stored(res_type, res_id, p.body, p.result.row.version, person))
+    subscription_hooks.after_store(ctx, stored)
+    for p in pending:
+        ctx.audit(p.interaction, p.version.res_type, p.version.res_id, p.version.patient_id)
 
 
 def _same_content(stored: str, body: dict[str, Any]) -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qsl
 
+from fhir_gateway.consent import ownership
 from fhir_gateway.fhir import writes
 from fhir_gateway.fhir.context import Ctx
 from fhir_gateway.fhir.storing import Pending, WriteResult, apply, prepare
@@ -22,6 +23,8 @@ from fhir_gateway.storage.repository import StoredRow
 
 # Writes of these types change what consent lets a partner do: later checks must see them.
 _CONSENT_TYPES = frozenset({"Consent", "CareTeam"})
+# Writes of these types change what a partner owns (consent.ownership reads them stored).
+_OWNERSHIP_TYPES = frozenset({"Organization", "PractitionerRole"})
 
 
 class WriteBatch:
@@ -37,7 +40,7 @@ class WriteBatch:
     def create(self, res_type: str, body: dict[str, Any]) -> tuple[WriteResult, Rows | None]:
         """FHIR R4 http.html#create with a server-assigned id; the result and its index rows."""
         writes.check_create(self.ctx, res_type, body)
-        self._before_check()
+        self._before_check(res_type)
         return self._add(prepare(self.ctx, res_type, new_id(), body, None, "POST"))
 
     def update(
@@ -48,12 +51,16 @@ class WriteBatch:
         writes.check_update(self.ctx, res_type, res_id, body)
         if (res_type, res_id) in self._keys:
             self.flush()  # a second version of a resource: the first one is stored first
-        self._before_check()
+        self._before_check(res_type)
         return self._add(writes.prepare_update(self.ctx, res_type, res_id, body, current, None))
 
-    def _before_check(self) -> None:
-        if not self.ctx.access.trusted and self._types & _CONSENT_TYPES:
+    def _before_check(self, res_type: str) -> None:
+        if self.ctx.access.trusted:
+            return
+        if self._types & _CONSENT_TYPES:
             self.flush()  # the consent check of the next write must see the grants and teams
+        elif self._types & _OWNERSHIP_TYPES and ownership.applies(self.ctx.access, res_type):
+            self.flush()  # the ownership check of the next write must see organisations and roles
 
     def _add(self, prepared: Pending | WriteResult) -> tuple[WriteResult, Rows | None]:
         if isinstance(prepared, WriteResult):

@@ -209,6 +209,7 @@ def delete(ctx: Ctx, res_type: str, res_id: str) -> StoredRow | None:
     if current.deleted:
         return None
     ctx.check_write(res_type, current.patient_id, "delete")
+    ctx.check_shared_write(res_type, res_id, None, current, "delete")
     if not repository.write_next_version(
         ctx.conn, current, None, current.patient_id, utcnow().replace(tzinfo=None), "DELETE"
     ):

@@ -179,6 +179,10 @@ _COMPARTMENT_PATHS = {
     "AuditEvent": ("entity.what",),
 }
 
+# The types whose resources belong to a person (consent decides their writes); the others are
+# shared resources (Organization, Practitioner...) under consent.ownership.
+PERSON_TYPES: frozenset[str] = frozenset(_COMPARTMENT_PATHS)
+
 
 def patient_compartment_id(resource: dict[str, Any]) -> str | None:
     """The id of the person a resource belongs to (consent is checked against them)."""

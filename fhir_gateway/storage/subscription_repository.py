@@ -1,9 +1,9 @@
 """SQL of the subscription engine: subscriptions, the outbox, leases (issue 7).
 
-The outbox pattern: ``add_event`` runs in the transaction of the change it reports, so a
-change commits with its notifications or not at all. ``next_event_number`` increments the
-subscription's counter with an ``UPDATE``: its row lock orders concurrent writers, so the
-numbers follow commit order. Workers ``claim`` subscriptions (``FOR UPDATE SKIP LOCKED`` on
+The outbox pattern: ``add_events`` runs in the transaction of the change it reports, so a
+change commits with its notifications or not at all. It increments the subscription's
+counter with an ``UPDATE``: its row lock orders concurrent writers, so the numbers follow
+commit order. Workers ``claim`` subscriptions (``FOR UPDATE SKIP LOCKED`` on
 PostgreSQL, so that several workers never take the same one) and hold them by a lease
 that expires if the worker dies.
 """
@@ -11,6 +11,7 @@ that expires if the worker dies.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -151,27 +152,39 @@ def active_for_type(conn: Connection, res_type: str) -> list[SubscriptionRow]:
     return [_subscription(r) for r in rows]
 
 
-def add_event(conn: Connection, sub_id: str, res_type: str, res_id: str, version: int, now: datetime) -> int:
-    """Queue a notification in the current transaction; its event number."""
-    number = conn.execute(
+def add_events(conn: Connection, sub_id: str, changes: Sequence[tuple[str, str, int]], now: datetime) -> None:
+    """Queue one notification per ``(res_type, res_id, version)`` in the current transaction,
+    numbered in order after the subscription's last event.
+
+    One UPDATE of the subscription's counter for all of them (PostgreSQL keeps every version
+    of a row updated again and again in one transaction until it ends, and each UPDATE walks
+    them: one per change would make a long import quadratic), one INSERT for their rows.
+    """
+    if not changes:
+        return
+    last = conn.execute(
         update(sub)
         .where(sub.c.sub_id == sub_id)
-        .values(events_count=sub.c.events_count + 1)
+        .values(events_count=sub.c.events_count + len(changes))
         .returning(sub.c.events_count)
     ).scalar_one()
+    first = int(last) - len(changes) + 1
     conn.execute(
-        insert(ev).values(
-            sub_id=sub_id,
-            event_number=number,
-            res_type=res_type,
-            res_id=res_id,
-            version=version,
-            created_at=now,
-            state="pending",
-            attempts=0,
-        )
+        insert(ev),
+        [
+            {
+                "sub_id": sub_id,
+                "event_number": first + n,
+                "res_type": res_type,
+                "res_id": res_id,
+                "version": version,
+                "created_at": now,
+                "state": "pending",
+                "attempts": 0,
+            }
+            for n, (res_type, res_id, version) in enumerate(changes)
+        ],
     )
-    return int(number)
 
 
 def claim(

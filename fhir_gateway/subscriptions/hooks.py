@@ -10,11 +10,14 @@ Called by ``fhir.writes`` inside the write transaction (DESIGN.md, A request's w
   notification per active subscription whose criteria the new version matches **as its
   owner would search it**: the owner's SMART scopes and the person's consent at the moment
   of the change decide, with the very SQL of the REST search. No change commits without its
-  notifications, no notification exists without its change.
+  notifications, no notification exists without its change. The versions stored together
+  (an import's batch) are matched together, by id: one query per subscription and batch.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -65,36 +68,63 @@ def prepare(ctx: Ctx, res_id: str, body: dict[str, Any]) -> None:
     body.pop("error", None)
 
 
-def after_store(
-    ctx: Ctx, res_type: str, res_id: str, body: dict[str, Any], version: int, patient_id: str | None
-) -> None:
-    """Mirror a Subscription; queue the notifications this new version causes."""
-    if res_type == SUBSCRIPTION:
-        spec = parse_subscription(body)
-        subscription_repository.save(
-            ctx.conn,
-            res_id,
-            res_type=spec.res_type,
-            criteria=spec.criteria,
-            endpoint=spec.endpoint,
-            headers=spec.headers,
-            payload=spec.payload,
-            status=str(body.get("status")),
-            owner=_owner(ctx.access),
-        )
-        ctx.memo.pop(_ACTIVE, None)
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """A new version just stored: what its notifications need (``person``: its compartment)."""
+
+    res_type: str
+    res_id: str
+    body: dict[str, Any]
+    version: int
+    person: str | None
+
+
+def after_store(ctx: Ctx, stored: Sequence[Stored]) -> None:
+    """Mirror the Subscriptions among ``stored``; queue the notifications these new versions
+    cause, in their order.
+
+    ``stored`` were written together and no write among them but the first changes consent or
+    the subscriptions (``fhir.storing.apply`` cuts its batches there), so one decision holds for
+    all: each active subscription of a type is matched once against all of them, by id (one
+    query per 1,000), never once per resource.
+    """
+    for change in stored:
+        if change.res_type == SUBSCRIPTION:
+            _mirror(ctx, change.res_id, change.body)
+    by_type: dict[str, list[Stored]] = {}
+    for change in stored:
+        by_type.setdefault(change.res_type, []).append(change)
     active = ctx.memo.setdefault(_ACTIVE, {})
-    if res_type not in active:  # once per type and transaction (an import writes thousands)
-        active[res_type] = subscription_repository.active_for_type(ctx.conn, res_type)
-    for subscribed in active[res_type]:
-        subscriber = owner_access(subscribed.owner)
-        if _matches(ctx, subscriber, subscribed, res_id):
-            subscription_repository.add_event(
-                ctx.conn, subscribed.sub_id, res_type, res_id, version, utcnow().replace(tzinfo=None)
+    now = utcnow().replace(tzinfo=None)
+    for res_type, changes in by_type.items():
+        if res_type not in active:  # once per type and transaction (an import writes thousands)
+            active[res_type] = subscription_repository.active_for_type(ctx.conn, res_type)
+        for subscribed in active[res_type]:
+            subscriber = owner_access(subscribed.owner)
+            found = _matching(ctx, subscriber, subscribed, [c.res_id for c in changes])
+            notified = [c for c in changes if c.res_id in found]
+            subscription_repository.add_events(
+                ctx.conn, subscribed.sub_id, [(c.res_type, c.res_id, c.version) for c in notified], now
             )
-            Ctx(ctx.conn, subscriber, ctx.settings, ctx.audit_events).audit(
-                "notify", res_type, res_id, patient_id, query=subscribed.criteria
-            )
+            audit = Ctx(ctx.conn, subscriber, ctx.settings, ctx.audit_events)
+            for c in notified:
+                audit.audit("notify", c.res_type, c.res_id, c.person, query=subscribed.criteria)
+
+
+def _mirror(ctx: Ctx, res_id: str, body: dict[str, Any]) -> None:
+    spec = parse_subscription(body)
+    subscription_repository.save(
+        ctx.conn,
+        res_id,
+        res_type=spec.res_type,
+        criteria=spec.criteria,
+        endpoint=spec.endpoint,
+        headers=spec.headers,
+        payload=spec.payload,
+        status=str(body.get("status")),
+        owner=_owner(ctx.access),
+    )
+    ctx.memo.pop(_ACTIVE, None)
 
 
 def after_delete(ctx: Ctx, res_type: str, res_id: str) -> None:
@@ -129,16 +159,30 @@ def _owner(access: AccessContext) -> SubscriptionOwner:
     )
 
 
-def _matches(ctx: Ctx, subscriber: AccessContext, subscribed: SubscriptionRow, res_id: str) -> bool:
+MATCH_CHUNK = 1000  # ids per matching query (bound parameters stay few)
+
+
+def _matching(
+    ctx: Ctx, subscriber: AccessContext, subscribed: SubscriptionRow, res_ids: list[str]
+) -> set[str]:
+    """The ids among ``res_ids`` a search of the subscription's criteria by its owner finds now:
+    the owner's scopes, the persons' consent, the very SQL of a REST search, restricted to
+    these ids (``_id``) so that the cost follows them, not the rows already stored."""
     res_type = subscribed.res_type
     if not (subscriber.allows(res_type, "s") or subscriber.allows(res_type, "r")):
-        return False
+        return set()
     if subscriber.verify_client and not client_repository.is_active(ctx.conn, subscriber.client_id):
-        return False
-    items = [*parse_qsl(subscribed.criteria, keep_blank_values=True), ("_id", res_id)]
-    request = parse_search(res_type, items, default_count=1, max_count=1, strict=True)
+        return set()
+    items = parse_qsl(subscribed.criteria, keep_blank_values=True)
+    criteria = parse_search(res_type, items, default_count=1, max_count=1, strict=True)
     viewer = visibility.AccessViewer(subscriber, ctx.settings.consent_default_policy)
-    return bool(find_ids(ctx.conn, request, viewer, 1))
+    found: set[str] = set()
+    unique = list(dict.fromkeys(res_ids))
+    for start in range(0, len(unique), MATCH_CHUNK):
+        chunk = tuple(unique[start : start + MATCH_CHUNK])
+        request = replace(criteria, ids=[*criteria.ids, chunk])
+        found.update(res_id for _type, res_id in find_ids(ctx.conn, request, viewer, len(chunk)))
+    return found
 
 
 def _same_spec(existing: SubscriptionRow, spec: SubscriptionSpec) -> bool:

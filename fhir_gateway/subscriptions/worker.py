@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -37,6 +36,7 @@ from fhir_gateway.fhir.context import unit_of_work
 from fhir_gateway.kit import jsonutil
 from fhir_gateway.kit.errors import FhirError
 from fhir_gateway.kit.timeutil import utcnow
+from fhir_gateway.kit.worker_loop import WorkerLoop
 from fhir_gateway.settings import Settings
 from fhir_gateway.storage import client_repository, repository, subscription_repository
 from fhir_gateway.storage.database import Database
@@ -67,8 +67,9 @@ def _same_request(mirror: SubscriptionRow | None, claimed: SubscriptionRow) -> b
     return all(getattr(mirror, k) == getattr(claimed, k) for k in keys)
 
 
-class SubscriptionWorker:
-    """Delivers the outbox of one database; safe to run in several processes at once."""
+class SubscriptionWorker(WorkerLoop):
+    """Delivers the outbox of one database; safe to run in several processes at once
+    (``WorkerLoop``: in a thread of ``fhir-gateway serve`` or in ``fhir-gateway worker``)."""
 
     def __init__(
         self,
@@ -82,6 +83,11 @@ class SubscriptionWorker:
         batch: int = 100,
         threads: int = 4,
     ) -> None:
+        super().__init__(
+            "subscription-worker",
+            poll_seconds=settings.subscription_poll_seconds,
+            join_seconds=settings.subscription_timeout_seconds + 5,
+        )
         self.database = database
         self.settings = settings
         self.audit_sink = audit_sink
@@ -92,8 +98,6 @@ class SubscriptionWorker:
         self.threads = threads
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="subscription-delivery")
         self.name = f"worker-{uuid.uuid4().hex[:12]}"
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     # -- one round -------------------------------------------------------------------------
     def run_once(self, limit: int | None = None) -> int:
@@ -231,31 +235,7 @@ class SubscriptionWorker:
         with self.database.transaction() as conn:
             return client_repository.is_active(conn, client_id)
 
-    # -- running -----------------------------------------------------------------------------
-    def run_forever(self) -> None:
-        """Rounds until ``stop``; sleeps ``subscription_poll_seconds`` when there was nothing to do."""
-        while not self._stop.is_set():
-            try:
-                busy = self.run_once() > 0
-            except Exception:  # the database may be restarting: wait and try again
-                log.exception("subscription_worker_round_failed")
-                busy = False
-            if not busy:
-                self._stop.wait(self.settings.subscription_poll_seconds)
-
-    def start(self) -> None:
-        """Run in a background thread (the worker inside ``fhir-gateway serve``)."""
-        self._thread = threading.Thread(target=self.run_forever, name="subscription-worker", daemon=True)
-        self._thread.start()
-
-    def request_stop(self) -> None:
-        """Ask ``run_forever`` to return after the current round (signal handlers)."""
-        self._stop.set()
-
-    def stop(self) -> None:
-        """Stop the background thread (if any) and close the HTTP client."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=self.settings.subscription_timeout_seconds + 5)
+    def close(self) -> None:
+        """Once stopped: the delivery threads end and the HTTP client closes."""
         self._pool.shutdown(wait=True)
         self.http.close()

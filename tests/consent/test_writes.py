@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fhir_gateway.auth.context import AccessContext
+from fhir_gateway.consent import ownership
 from fhir_gateway.consent.visibility import check_write
 from fhir_gateway.kit.errors import Forbidden
 from fhir_gateway.storage.database import Database
@@ -58,3 +59,25 @@ def test_check_write(
         else:
             with pytest.raises(Forbidden):
                 check_write(conn, who, res_type, patient, policy=TEAM)
+
+
+@pytest.mark.parametrize(
+    ("who", "res_type", "allowed"),
+    [
+        (caller(SAAD), "Location", False),  # a type of no person without a rule: deny by default
+        (caller(SAAD), "Endpoint", False),
+        (caller(trusted=True), "Location", True),
+        (caller(SAAD), "Subscription", True),  # its own rule (subscriptions.hooks: the creating client)
+        (caller(SAAD), "Task", True),  # a person's data: consent decides (check_write)
+    ],
+)
+def test_shared_types_without_a_rule_are_refused(
+    seeded: Database, who: AccessContext, res_type: str, allowed: bool
+) -> None:
+    body = {"resourceType": res_type, "id": "x"}
+    with seeded.transaction() as conn:
+        if allowed:
+            ownership.check_write(conn, who, res_type, "x", body, None)
+        else:
+            with pytest.raises(Forbidden, match="trusted clients only"):
+                ownership.check_write(conn, who, res_type, "x", body, None)

@@ -10,10 +10,12 @@ from starlette.testclient import TestClient
 
 from fhir_gateway.storage.database import Database
 from tests.conftest import ClientFactory
-from tests.mapping.conftest import DC, SAAD, SAMPLES, stored, versions
+from tests.consent.support import consent, provision
+from tests.mapping.conftest import DC, MDPH_CLIENT_ORG, SAAD, SAMPLES, stored, versions
 from tests.support.metrics import metric
 
 CSV = {"Content-Type": "text/csv"}
+FHIR = {"Content-Type": "application/fhir+json"}
 
 
 def _import(client: TestClient, fmt: str, data: bytes, **params: str) -> tuple[int, dict[str, Any]]:
@@ -149,3 +151,32 @@ def test_imported_rows_are_counted_in_metrics(fhir: TestClient, organizations: N
         "refused": 2,
         "dry-run": 1,
     }
+
+
+def test_a_partner_import_writes_only_organisations_it_owns(
+    fhir: TestClient, make_client: ClientFactory, organizations: None
+) -> None:
+    """Issue 4 (consent.ownership): a partner MDPH's decisions name the structures persons are
+    oriented to; those known are bound as they are, an unknown one is not created by the partner."""
+    sample = (SAMPLES / "mdph-decisions.csv").read_bytes()
+    assert _import(fhir, "mdph-decisions", sample, organization=MDPH_CLIENT_ORG)[0] == 200
+    people = fhir.get("/fhir/Patient", params={"_count": "100"}).json()["entry"]
+    for n, entry in enumerate(people):
+        permit = consent(entry["resource"]["id"], provision("permit", actors=[MDPH_CLIENT_ORG]))
+        assert (
+            fhir.put(f"/fhir/Consent/c{n}", json={**permit, "id": f"c{n}"}, headers=FHIR).status_code == 201
+        )
+    mdph = make_client("system/*.cruds", organization=MDPH_CLIENT_ORG)
+    status, outcome = _import(mdph, "mdph-decisions", sample)
+    assert status == 200, outcome  # nothing changes: the structures are read, not written
+    assert _counts(outcome)["unchanged"] > 0
+    header, first = sample.decode("utf-8").splitlines()[:2]
+    unknown = first.replace(";420002345;", ";420009999;")
+    assert unknown != first
+    status, outcome = _import(mdph, "mdph-decisions", f"{header}\r\n{unknown}\r\n".encode())
+    assert status == 422
+    errors = [i["diagnostics"] for i in outcome["issue"] if i["severity"] == "error"]
+    assert len(errors) == 1
+    assert "neither this client's Organization nor part of it" in errors[0], errors
+    finess = "urn:oid:1.2.250.1.71.4.2.2|420009999"
+    assert fhir.get("/fhir/Organization", params={"identifier": finess}).json()["total"] == 0

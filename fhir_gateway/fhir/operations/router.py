@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC
 from typing import Annotated
 
@@ -10,6 +11,7 @@ from starlette.responses import FileResponse, Response
 
 from fhir_gateway.auth.context import AccessContext
 from fhir_gateway.exports.files import remove_job_files
+from fhir_gateway.fhir.context import Ctx
 from fhir_gateway.fhir.endpoints import Access, Body, run_in_unit
 from fhir_gateway.fhir.requests import parse_resource, read_csv_body
 from fhir_gateway.fhir.resource_types import require_stored_type
@@ -182,13 +184,24 @@ async def export_file(job_id: str, name: str, request: Request, access: Access) 
     return FileResponse(path, media_type=NDJSON)
 
 
+# A worklist (issue 8, ``fhir.operations.worklists``) from the query parameters, the Prefer
+# header and the base URL of links: a searchset Bundle.
+Worklist = Callable[[Ctx, dict[str, str], str | None, str], bytes]
+
+
+async def _worklist(request: Request, access: AccessContext, run: Worklist) -> Response:
+    params, base = dict(request.query_params), str(request.app.state.settings.fhir_base)
+    prefer = request.headers.get("prefer")
+    body = await run_in_unit(request, access, lambda ctx: run(ctx, params, prefer, base), write=False)
+    return fhir_response(body)
+
+
 @router.get("/Task/$late")
 async def late_tasks(request: Request, access: Access) -> Response:
     """Worklist: the owner's late Tasks (issue 8, ``fhir.operations.worklists``)."""
     from fhir_gateway.fhir.operations.worklists import late_tasks as run
 
-    params, base = dict(request.query_params), str(request.app.state.settings.fhir_base)
-    return fhir_response(await run_in_unit(request, access, lambda ctx: run(ctx, params, base), write=False))
+    return await _worklist(request, access, lambda ctx, params, _prefer, base: run(ctx, params, base))
 
 
 @router.get("/Task/$orientations-waiting")
@@ -196,11 +209,7 @@ async def orientations_waiting(request: Request, access: Access) -> Response:
     """Worklist: orientation decisions without admission after N days."""
     from fhir_gateway.fhir.operations.worklists import orientations_waiting as run
 
-    params, base = dict(request.query_params), str(request.app.state.settings.fhir_base)
-    prefer = request.headers.get("prefer")
-    return fhir_response(
-        await run_in_unit(request, access, lambda ctx: run(ctx, params, prefer, base), write=False)
-    )
+    return await _worklist(request, access, run)
 
 
 @router.get("/Task/$open-alerts")
@@ -208,11 +217,7 @@ async def open_alerts(request: Request, access: Access) -> Response:
     """Worklist: vigilance alerts not handled yet."""
     from fhir_gateway.fhir.operations.worklists import open_alerts as run
 
-    params, base = dict(request.query_params), str(request.app.state.settings.fhir_base)
-    prefer = request.headers.get("prefer")
-    return fhir_response(
-        await run_in_unit(request, access, lambda ctx: run(ctx, params, prefer, base), write=False)
-    )
+    return await _worklist(request, access, run)
 
 
 @router.get("/Patient/$follow-up-gaps")
@@ -220,8 +225,7 @@ async def follow_up_gaps(request: Request, access: Access) -> Response:
     """Worklist: people whose plan has expired or who have no coordinator."""
     from fhir_gateway.fhir.operations.worklists import follow_up_gaps as run
 
-    params, base = dict(request.query_params), str(request.app.state.settings.fhir_base)
-    return fhir_response(await run_in_unit(request, access, lambda ctx: run(ctx, params, base), write=False))
+    return await _worklist(request, access, lambda ctx, params, _prefer, base: run(ctx, params, base))
 
 
 @router.get("/Measure/activity-indicators")

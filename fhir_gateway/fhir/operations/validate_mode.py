@@ -1,11 +1,13 @@
 """The ``mode`` of ``$validate`` (FHIR R4 resource-operation-validate.html, "mode").
 
 - ``create``: the content, then whether this caller could create it (scope, consent on the
-  person it belongs to); an ``id`` is ignored by a create (http.html#create), so it is a warning;
+  person it belongs to, or for a resource of no person the rule of consent.ownership); an
+  ``id`` is ignored by a create (http.html#create), so it is a warning;
 - ``update``: the content, then whether this caller could update the resource it names
-  (scope, append-only types, the id of the URL, consent on the person before and after);
+  (scope, append-only types, the id of the URL, consent on the person or ownership, before
+  and after);
 - ``delete``: the content is ignored; whether this caller could delete the resource (scope,
-  append-only types, consent on the person);
+  append-only types, consent on the person or ownership);
 - ``profile`` (or no mode): the content against its structure and profiles only.
 
 The answers are issues of the operation's OperationOutcome, never a refused write: nothing
@@ -16,9 +18,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fhir_gateway.consent import visibility
+from fhir_gateway.consent import ownership, visibility
 from fhir_gateway.fhir.context import Ctx
 from fhir_gateway.fhir.resource_types import APPEND_ONLY_TYPES
+from fhir_gateway.kit import jsonutil
 from fhir_gateway.kit.errors import BadRequest, Forbidden, Issue
 from fhir_gateway.search.indexing import patient_compartment_id
 from fhir_gateway.storage.repository import StoredRow
@@ -44,6 +47,18 @@ def _consent(ctx: Ctx, res_type: str, patient_id: str | None) -> list[Issue]:
     return []
 
 
+def _ownership(
+    ctx: Ctx, res_type: str, res_id: str, new: dict[str, Any] | None, current: StoredRow | None
+) -> list[Issue]:
+    """What consent.ownership says of a write of a shared resource (one of no person)."""
+    old = jsonutil.loads(current.content) if current is not None and current.content is not None else None
+    try:
+        ownership.check_write(ctx.conn, ctx.access, res_type, res_id, new, old)
+    except Forbidden as exc:
+        return [Issue("error", "forbidden", exc.diagnostics)]
+    return []
+
+
 def _scope(ctx: Ctx, res_type: str, mode: str) -> list[Issue]:
     letter, name = _SCOPES[mode]
     if ctx.access.allows(res_type, letter):
@@ -58,7 +73,8 @@ def create_issues(ctx: Ctx, res_type: str, resource: dict[str, Any]) -> list[Iss
         issues.append(
             Issue("warning", "informational", "a create ignores the resource's id (http.html#create)", ["id"])
         )
-    return issues + _consent(ctx, res_type, patient_compartment_id(resource))
+    issues += _consent(ctx, res_type, patient_compartment_id(resource))
+    return issues + _ownership(ctx, res_type, "", {k: v for k, v in resource.items() if k != "id"}, None)
 
 
 def update_issues(
@@ -78,7 +94,7 @@ def update_issues(
     issues += _consent(ctx, res_type, patient_compartment_id({**resource, "id": res_id}))
     if exists and current is not None and current.patient_id != patient_compartment_id(resource):
         issues += _consent(ctx, res_type, current.patient_id)
-    return issues
+    return issues + _ownership(ctx, res_type, res_id, {**resource, "id": res_id}, current if exists else None)
 
 
 def delete_issues(ctx: Ctx, res_type: str, current: StoredRow) -> list[Issue]:
@@ -86,4 +102,8 @@ def delete_issues(ctx: Ctx, res_type: str, current: StoredRow) -> list[Issue]:
     issues = _scope(ctx, res_type, "delete")
     if res_type in APPEND_ONLY_TYPES:
         issues.append(Issue("error", "not-supported", f"{res_type} is append-only: it cannot be deleted"))
-    return issues + _consent(ctx, res_type, current.patient_id)
+    return (
+        issues
+        + _consent(ctx, res_type, current.patient_id)
+        + _ownership(ctx, res_type, current.res_id, None, current)
+    )
