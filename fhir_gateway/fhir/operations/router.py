@@ -48,8 +48,9 @@ async def patient_everything(patient_id: str, request: Request, access: Access) 
 
     params = dict(request.query_params)
     base = str(request.app.state.settings.fhir_base)
+    prefer = request.headers.get("prefer")
     body = await run_in_unit(
-        request, access, lambda ctx: everything(ctx, patient_id, params, base), write=False
+        request, access, lambda ctx: everything(ctx, patient_id, params, base, prefer), write=False
     )
     return fhir_response(body)
 
@@ -188,7 +189,10 @@ async def late_tasks(request: Request, access: Access) -> Response:
     from fhir_gateway.fhir.operations.worklists import late_tasks as run
 
     params, base = dict(request.query_params), str(request.app.state.settings.fhir_base)
-    return fhir_response(await run_in_unit(request, access, lambda ctx: run(ctx, params, base), write=False))
+    prefer = request.headers.get("prefer")
+    return fhir_response(
+        await run_in_unit(request, access, lambda ctx: run(ctx, params, base, prefer), write=False)
+    )
 
 
 @router.get("/Task/$orientations-waiting")
@@ -221,7 +225,10 @@ async def follow_up_gaps(request: Request, access: Access) -> Response:
     from fhir_gateway.fhir.operations.worklists import follow_up_gaps as run
 
     params, base = dict(request.query_params), str(request.app.state.settings.fhir_base)
-    return fhir_response(await run_in_unit(request, access, lambda ctx: run(ctx, params, base), write=False))
+    prefer = request.headers.get("prefer")
+    return fhir_response(
+        await run_in_unit(request, access, lambda ctx: run(ctx, params, base, prefer), write=False)
+    )
 
 
 @router.get("/Measure/activity-indicators")
