@@ -40,7 +40,7 @@ def open_page(
         cursor = given[0] if given else None
     key = ctx.paging_key
     digest = query_digest(key, scope, items)
-    now = int(time.time())
+    now = _now()
     offset = 0
     if cursor:
         offset = open_cursor(
@@ -52,6 +52,10 @@ def open_page(
             ttl=ctx.settings.paging_cursor_ttl_seconds,
         )
     return offset, CursorIssuer(key, ctx.access.client_id, digest, now)
+
+
+def _now() -> int:
+    return int(time.time())
 
 
 def offset_warnings(params: Iterable[tuple[str, str]], *, strict: bool) -> list[Issue]:
