@@ -293,3 +293,18 @@ def test_a_cursor_is_good_on_every_replica(settings: Settings, database: Databas
         assert ids(one.get(back).json()) == ["Patient/r0", "Patient/r1"]
     with database.engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM server_secret")).scalar() == 1
+
+
+def test_the_capability_statement_says_how_paging_works(http: TestClient) -> None:
+    from fhir.resources.capabilitystatement import CapabilityStatement
+
+    statement = http.get("/fhir/metadata").json()
+    CapabilityStatement.model_validate(statement)
+    documentation = statement["rest"][0]["documentation"]
+    for words in (
+        "`_cursor`",
+        "another client gets 403",
+        "older than 3600 s 410",
+        "`_offset` is not accepted",
+    ):
+        assert words in documentation
