@@ -11,6 +11,7 @@ from fhir_gateway import __version__
 from fhir_gateway.audit.writer import AuditWriter
 from fhir_gateway.auth.authorization_server import GatewayAuthorizationServer, allow_plain_http_in_development
 from fhir_gateway.auth.keys import SigningKeys
+from fhir_gateway.auth.paging_key import PagingKey
 from fhir_gateway.auth.validation import TokenValidator
 from fhir_gateway.errors_http import install_error_handlers
 from fhir_gateway.kit.gc_tuning import restore_at_shutdown, settle_after_startup
@@ -75,6 +76,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.state.database = database
     app.state.audit_writer = audit_writer
     app.state.signing_keys = SigningKeys(database)
+    app.state.paging_key = PagingKey(database)
     app.state.token_validator = TokenValidator(settings, database, app.state.signing_keys)
     allow_plain_http_in_development(settings)
     app.state.authorization_server = GatewayAuthorizationServer(

@@ -34,6 +34,11 @@ class Settings(BaseSettings):
     max_count: int = Field(1000, description="largest _count honoured")
     max_include: int = Field(1000, description="most resources added by _include/_revinclude per page")
     max_json_depth: int = Field(64, description="deepest JSON nesting accepted in a request body")
+    paging_cursor_ttl_seconds: int = Field(
+        3600,
+        ge=1,
+        description="how long a paging link (its _cursor, bound to the client) stays valid; older: 410",
+    )
     rate_limit_per_second: float = Field(0.0, description="requests per second per client (0: no limit)")
     rate_limit_burst: int = Field(100, description="requests a client may send at once above its rate")
 

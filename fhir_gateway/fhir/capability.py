@@ -96,8 +96,20 @@ def _resource(res_type: str) -> dict[str, Any]:
     }
 
 
+def _paging_documentation(cursor_ttl: int) -> str:
+    """How paging works here (rest.documentation): links with a cursor bound to the client."""
+    return (
+        "Paging (search, history, $everything, worklists): follow the Bundle's self, first, previous, "
+        "next and last links as given. They replay the query with `_count` and an opaque `_cursor` "
+        "bound to the client that ran it and to the query: another client gets 403, an altered "
+        f"cursor or one moved to another query 400, a cursor older than {cursor_ttl} s 410. "
+        "`_offset` is not accepted: an unknown parameter of searches and operations (ignored with "
+        "a warning, 400 under `Prefer: handling=strict`), a 400 on histories."
+    )
+
+
 @cache
-def _statement(base_url: str) -> bytes:
+def _statement(base_url: str, cursor_ttl: int) -> bytes:
     base = base_url.rstrip("/")
     statement = {
         "resourceType": "CapabilityStatement",
@@ -114,6 +126,7 @@ def _statement(base_url: str) -> bytes:
         "rest": [
             {
                 "mode": "server",
+                "documentation": _paging_documentation(cursor_ttl),
                 "security": {
                     "cors": False,
                     "service": [
@@ -159,4 +172,5 @@ def _statement(base_url: str) -> bytes:
 @router.get("/metadata")
 def metadata(request: Request) -> Response:
     """The CapabilityStatement (open without a token, http.html#capabilities)."""
-    return fhir_response(_statement(request.app.state.settings.base_url))
+    settings = request.app.state.settings
+    return fhir_response(_statement(settings.base_url, settings.paging_cursor_ttl_seconds))

@@ -26,8 +26,9 @@ def all_matches(ctx: Ctx, res_type: str, items: list[tuple[str, str]]) -> Iterat
     ctx.require_scope(res_type, "s")
     offset = 0
     while True:
-        page = [*items, ("_sort", "_id"), ("_count", str(PAGE)), ("_offset", str(offset))]
+        page = [*items, ("_sort", "_id"), ("_count", str(PAGE))]
         request = parse_search(res_type, page, default_count=PAGE, max_count=PAGE, strict=True)
+        request.offset = offset  # internal paging: no cursor, no client-given _offset
         request.total = "none"
         result = execute_search(ctx.conn, request, ctx, 0)
         for _type, _id, content in result.matches:

@@ -52,7 +52,16 @@ class Ctx:
     grouped_writes: GroupedWrites | None = None
     # the caller's client still has to be proven active (read units, see the module docstring)
     client_unverified: bool = False
+    # the deployment's paging cursor key (``auth.paging_key``), for units that answer paged Bundles
+    cursor_key: bytes | None = None
     _client_check_in_sql: bool = False
+
+    @property
+    def paging_key(self) -> bytes:
+        """The HMAC key of paging cursors (``fhir.cursors``); only REST units are given it."""
+        if self.cursor_key is None:
+            raise RuntimeError("this unit of work was opened without the paging cursor key")
+        return self.cursor_key
 
     def visible(self, alias: Any, res_type: str | None) -> ColumnElement[bool]:
         """SQL filter of the rows of ``alias`` this caller may read (scopes and consent).
@@ -275,6 +284,7 @@ async def run_unit(
     *,
     write: bool,
     audit_sink: Callable[[list[dict[str, Any]]], None],
+    cursor_key: bytes | None = None,
 ) -> T:
     """``work(ctx)`` in the request's transaction (``Database.run``), then audit, as ``unit_of_work``."""
     events: list[dict[str, Any]] = []
@@ -282,7 +292,14 @@ async def run_unit(
     def in_transaction(conn: Connection) -> T:
         if access.verify_client and write:
             ensure_client_active(conn, access.client_id)
-        ctx = Ctx(conn, access, settings, events, client_unverified=access.verify_client and not write)
+        ctx = Ctx(
+            conn,
+            access,
+            settings,
+            events,
+            client_unverified=access.verify_client and not write,
+            cursor_key=cursor_key,
+        )
         try:
             result = work(ctx)
         except FhirError:

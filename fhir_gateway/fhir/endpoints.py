@@ -48,7 +48,13 @@ async def run_in_unit(request: Request, access: AccessContext, work: Callable[[C
     """``work(ctx)`` in the request's unit of work (``fhir.context.run_unit``), off the event loop's way."""
     state = request.app.state
     return await run_unit(
-        state.database, state.settings, access, work, write=write, audit_sink=state.audit_writer.submit
+        state.database,
+        state.settings,
+        access,
+        work,
+        write=write,
+        audit_sink=state.audit_writer.submit,
+        cursor_key=await state.paging_key.load(),
     )
 
 
@@ -61,7 +67,7 @@ async def system_history(request: Request) -> Response:
     access = await limited_access(request)
     params = dict(request.query_params)
     page = await run_in_unit(request, access, lambda ctx: reads.history(ctx, None, None, params), write=False)
-    return fhir_response(history_bundle(page, _base(request), "/_history", params))
+    return fhir_response(history_bundle(page, _base(request)))
 
 
 @router.get("/{res_type}/_history")
@@ -72,7 +78,7 @@ async def type_history(request: Request, res_type: str) -> Response:
     page = await run_in_unit(
         request, access, lambda ctx: reads.history(ctx, res_type, None, params), write=False
     )
-    return fhir_response(history_bundle(page, _base(request), f"/{res_type}/_history", params))
+    return fhir_response(history_bundle(page, _base(request)))
 
 
 @router.get("/{res_type}/{res_id}/_history")
@@ -83,8 +89,7 @@ async def instance_history(request: Request, res_type: str, res_id: str) -> Resp
     page = await run_in_unit(
         request, access, lambda ctx: reads.history(ctx, res_type, res_id, params), write=False
     )
-    path = f"/{res_type}/{res_id}/_history"
-    return fhir_response(history_bundle(page, _base(request), path, params))
+    return fhir_response(history_bundle(page, _base(request)))
 
 
 @router.get("/{res_type}/{res_id}/_history/{version}")

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
-
+from fhir_gateway.fhir.pages import Paging, paging_links
 from fhir_gateway.fhir.reads import HistoryPage
 from fhir_gateway.kit import jsonutil
 from fhir_gateway.kit.timeutil import fhir_instant
@@ -11,13 +10,15 @@ from fhir_gateway.kit.timeutil import fhir_instant
 _STATUS = {"POST": "201 Created", "PUT": "200 OK", "PATCH": "200 OK", "DELETE": "204 No Content"}
 
 
-def history_bundle(page: HistoryPage, base: str, path: str, params: dict[str, str]) -> bytes:
-    """The page as a ``history`` Bundle, stored resources spliced in unparsed."""
+def history_bundle(page: HistoryPage, base: str) -> bytes:
+    """The page as a ``history`` Bundle, stored resources spliced in unparsed; its links carry
+    cursors bound to the client (``fhir.cursors``)."""
+    paging = Paging(page.url, page.kept, page.count, page.offset, page.cursors)
     head = {
         "resourceType": "Bundle",
         "type": "history",
         "total": page.total,
-        "link": _links(page, base, path, params),
+        "link": paging_links(paging, page.total, len(page.rows)),
     }
     parts: list[bytes] = []
     for row in page.rows:
@@ -34,17 +35,3 @@ def history_bundle(page: HistoryPage, base: str, path: str, params: dict[str, st
         entry += b',"request":' + jsonutil.dumps(request) + b',"response":' + jsonutil.dumps(response) + b"}"
         parts.append(entry)
     return jsonutil.dumps(head)[:-1] + b',"entry":[' + b",".join(parts) + b"]}"
-
-
-def _links(page: HistoryPage, base: str, path: str, params: dict[str, str]) -> list[dict[str, str]]:
-    def url(offset: int) -> str:
-        query = {k: v for k, v in params.items() if k not in ("_offset", "_count")}
-        query.update({"_count": str(page.count), "_offset": str(offset)})
-        return f"{base}{path}?{urlencode(query)}"
-
-    links = [{"relation": "self", "url": url(page.offset)}]
-    if page.offset + page.count < page.total:
-        links.append({"relation": "next", "url": url(page.offset + page.count)})
-    if page.offset > 0:
-        links.append({"relation": "previous", "url": url(max(0, page.offset - page.count))})
-    return links

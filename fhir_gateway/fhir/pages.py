@@ -1,8 +1,9 @@
 """searchset Bundles built by operations (``$everything``, worklists): stored JSON spliced in.
 
-FHIR R4 bundle.html#searchset and search.html#paging: ``total``, ``self``/``next``/
-``previous`` links that replay the operation with ``_count``/``_offset``, entries with
-``search.mode`` (match, include, outcome). Stored JSON text is sent as it is.
+FHIR R4 bundle.html#searchset and search.html#paging: ``total``, ``self``/``first``/
+``previous``/``next``/``last`` links that replay the operation with ``_count`` and a
+``_cursor`` bound to the client (``fhir.cursors``), entries with ``search.mode`` (match,
+include, outcome). Stored JSON text is sent as it is.
 """
 
 from __future__ import annotations
@@ -11,7 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
+from fhir_gateway.fhir.context import Ctx
+from fhir_gateway.fhir.cursors import OFFSET, offset_warnings, open_page
 from fhir_gateway.kit import jsonutil
+from fhir_gateway.kit.cursor import PARAM, CursorIssuer
 from fhir_gateway.kit.errors import BadRequest, Issue, operation_outcome
 
 
@@ -28,12 +32,14 @@ class PageEntry:
 
 @dataclass
 class Paging:
-    """``_count``/``_offset`` of an operation answer and the parameters that replay it."""
+    """The page of an answer (``_count``, the cursor's offset) and the parameters that replay it."""
 
     url: str  # the operation's URL without query, e.g. http://x/fhir/Patient/1/$everything
-    kept: list[tuple[str, str]] = field(default_factory=list)
-    count: int = 20
-    offset: int = 0
+    kept: list[tuple[str, str]]
+    count: int
+    offset: int
+    cursors: CursorIssuer
+    warnings: list[Issue] = field(default_factory=list)  # ``_offset`` ignored
 
 
 def int_param(params: dict[str, str], name: str, default: int, maximum: int) -> int:
@@ -46,29 +52,32 @@ def int_param(params: dict[str, str], name: str, default: int, maximum: int) -> 
     return min(int(raw), maximum)
 
 
-def paging(url: str, params: dict[str, str], default_count: int, max_count: int) -> Paging:
-    """The paging of an operation called with ``params`` (other parameters kept for the links)."""
-    kept = [(k, v) for k, v in params.items() if k not in ("_count", "_offset")]
-    return Paging(
-        url,
-        kept,
-        int_param(params, "_count", default_count, max_count),
-        int_param(params, "_offset", 0, 10**7),
-    )
+def paging(ctx: Ctx, url: str, params: dict[str, str], *, strict: bool = False) -> Paging:
+    """The paging of an operation at ``url`` called with ``params`` (the others kept for the links)."""
+    warnings = offset_warnings(params.items(), strict=strict)
+    kept = [(k, v) for k, v in params.items() if k not in ("_count", OFFSET, PARAM)]
+    count = int_param(params, "_count", ctx.settings.default_count, ctx.settings.max_count)
+    offset, cursors = open_page(ctx, url, kept, params.get(PARAM))
+    return Paging(url, kept, count, offset, cursors, warnings)
 
 
 def paging_links(p: Paging, total: int | None, matched: int) -> list[dict[str, str]]:
-    """self/next/previous links that replay the same request (FHIR R4 search.html#paging)."""
+    """self, first, previous, next and last links that replay the same request, each with its
+    cursor (FHIR R4 search.html#paging; ``last`` when the total is known)."""
 
     def url(offset: int) -> str:
-        return f"{p.url}?{urlencode([*p.kept, ('_count', str(p.count)), ('_offset', str(offset))])}"
+        return f"{p.url}?{urlencode([*p.kept, ('_count', str(p.count)), (PARAM, p.cursors.cursor(offset))])}"
 
     links = [{"relation": "self", "url": url(p.offset)}]
-    more = matched == p.count and (total is None or p.offset + p.count < total)
-    if more:
-        links.append({"relation": "next", "url": url(p.offset + p.count)})
+    if p.count <= 0:
+        return links
+    links.append({"relation": "first", "url": url(0)})
     if p.offset > 0:
         links.append({"relation": "previous", "url": url(max(0, p.offset - p.count))})
+    if matched == p.count and (total is None or p.offset + p.count < total):
+        links.append({"relation": "next", "url": url(p.offset + p.count)})
+    if total is not None:
+        links.append({"relation": "last", "url": url(max(0, total - 1) // p.count * p.count)})
     return links
 
 
@@ -99,6 +108,7 @@ def searchset(
             + jsonutil.dumps(search)
             + b"}"
         )
+    warnings = [*p.warnings, *(warnings or [])]
     if warnings:
         outcome = jsonutil.dumps(operation_outcome(warnings))
         parts.append(b'{"resource":' + outcome + b',"search":{"mode":"outcome"}}')

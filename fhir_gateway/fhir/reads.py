@@ -6,10 +6,12 @@ that consent never leaks existence (issue 4).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fhir_gateway.fhir.context import Ctx
+from fhir_gateway.fhir.cursors import OFFSET, open_page, refuse_offset
 from fhir_gateway.fhir.requests import parse_instant
+from fhir_gateway.kit.cursor import PARAM, CursorIssuer
 from fhir_gateway.kit.errors import BadRequest, Forbidden, Gone, NotFound
 from fhir_gateway.storage import repository
 from fhir_gateway.storage.repository import StoredRow
@@ -66,6 +68,15 @@ class HistoryPage:
     total: int
     count: int
     offset: int
+    url: str  # the history's URL, without query
+    cursors: CursorIssuer  # of its links (``fhir.cursors``)
+    kept: list[tuple[str, str]] = field(default_factory=list)  # parameters the links replay
+
+
+def history_url(base: str, res_type: str | None, res_id: str | None) -> str:
+    """``[base]/_history``, ``[base]/[type]/_history`` or ``[base]/[type]/[id]/_history``."""
+    path = "/".join(part for part in (res_type, res_id) if part)
+    return f"{base}/{path}/_history" if path else f"{base}/_history"
 
 
 def history(
@@ -74,13 +85,16 @@ def history(
     res_id: str | None,
     params: dict[str, str],
 ) -> HistoryPage:
-    """Instance, type or system history, newest first, paged by ``_count``/``_offset``."""
+    """Instance, type or system history, newest first, paged by ``_count`` and the links' cursors."""
     if res_type is not None:
         ctx.require_scope(res_type, "r" if res_id else "s")
     elif not ctx.access.allows("*", "s"):
         raise Forbidden("System history needs a wildcard search scope (*.s)")
+    refuse_offset(params.items())
     count = _int_param(params, "_count", ctx.settings.default_count, ctx.settings.max_count)
-    offset = _int_param(params, "_offset", 0, 10**9)
+    url = history_url(ctx.settings.fhir_base, res_type, res_id)
+    kept = [(k, v) for k, v in params.items() if k not in ("_count", OFFSET, PARAM)]
+    offset, cursors = open_page(ctx, url, kept, params.get(PARAM))
     rows, total = repository.history_page(
         ctx.conn,
         res_type=res_type,
@@ -105,7 +119,7 @@ def history(
     interaction = "history-instance" if res_id else "history-type" if res_type else "history-system"
     patient_id = rows[0].patient_id if res_id and rows else None
     ctx.audit(interaction, res_type, res_id, patient_id)
-    return HistoryPage(list(rows), total, count, offset)
+    return HistoryPage(list(rows), total, count, offset, url, cursors, kept)
 
 
 def _int_param(params: dict[str, str], name: str, default: int, maximum: int) -> int:

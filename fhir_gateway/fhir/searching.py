@@ -1,5 +1,8 @@
 """Search interactions (FHIR R4 http.html#search): parse, run under the caller's filter,
 and answer a ``searchset`` Bundle spliced from the stored JSON text.
+
+The page comes from the request's ``_cursor`` (``fhir.cursors``: bound to the client and to
+the query), never from a client's ``_offset``.
 """
 
 from __future__ import annotations
@@ -8,6 +11,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from fhir_gateway.fhir.context import Ctx
+from fhir_gateway.fhir.cursors import OFFSET, OFFSET_ADVICE, open_page
 from fhir_gateway.fhir.pages import Paging, paging_links
 from fhir_gateway.fhir.responses import strict_handling
 from fhir_gateway.fhir.subsetting import subset
@@ -33,11 +37,21 @@ def search(ctx: Ctx, res_type: str, items: list[tuple[str, str]], prefer: str | 
     """The searchset Bundle for ``items`` on ``res_type``."""
     ctx.require_scope(res_type, "s")
     request = parse(ctx, res_type, items, prefer)
+    paging = _paging(ctx, request, base)
+    request.offset = paging.offset
     result = execute_search(ctx.conn, request, ctx, ctx.settings.max_include)
     ctx.rows_returned(len(result.matches))
     result.included = [row for row in result.included if ctx.access.allows(row[0], "r")]
     ctx.audit("search-type", res_type, None, None, query=urlencode(request.kept))
-    return searchset(request, result, base)
+    return searchset(request, result, paging, base)
+
+
+def _paging(ctx: Ctx, request: SearchRequest, base: str) -> Paging:
+    """The page the request's cursor points at, and the parameters its links replay."""
+    url = f"{base}/{request.resource_type}"
+    kept = [(k, v) for k, v in request.kept if k != "_count"]
+    offset, cursors = open_page(ctx, url, kept, request.cursor or "")
+    return Paging(url, kept, request.count, offset, cursors)
 
 
 def _entry(base: str, res_type: str, res_id: str, content: bytes, mode: str) -> bytes:
@@ -53,13 +67,11 @@ def _entry(base: str, res_type: str, res_id: str, content: bytes, mode: str) -> 
     )
 
 
-def searchset(request: SearchRequest, result: SearchResult, base: str) -> bytes:
+def searchset(request: SearchRequest, result: SearchResult, paging: Paging, base: str) -> bytes:
     """Bundle JSON with stored resources spliced in (no re-parse unless subsetting)."""
     head: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset"}
     if result.total is not None:
         head["total"] = result.total
-    kept = [(k, v) for k, v in request.kept if k not in ("_count", "_offset")]
-    paging = Paging(f"{base}/{request.resource_type}", kept, request.count, request.offset)
     head["link"] = paging_links(paging, result.total, len(result.matches))
     entries = []
     for mode, rows in (("match", result.matches), ("include", result.included)):
@@ -69,11 +81,14 @@ def searchset(request: SearchRequest, result: SearchResult, base: str) -> bytes:
                 body = jsonutil.dumps(subset(jsonutil.loads(content), request.summary, request.elements))
             entries.append(_entry(base, res_type, res_id, body, mode))
     if request.ignored:
-        outcome = operation_outcome(
-            [
-                Issue("warning", "not-supported", f"Unknown search parameter '{name}' was ignored", [name])
-                for name in request.ignored
-            ]
-        )
+        outcome = operation_outcome([_ignored(name) for name in request.ignored])
         entries.append(b'{"resource":' + jsonutil.dumps(outcome) + b',"search":{"mode":"outcome"}}')
     return jsonutil.dumps(head)[:-1] + b',"entry":[' + b",".join(entries) + b"]}"
+
+
+def _ignored(name: str) -> Issue:
+    if name == OFFSET:
+        return Issue(
+            "warning", "not-supported", f"{OFFSET} is not accepted and was ignored; {OFFSET_ADVICE}", [name]
+        )
+    return Issue("warning", "not-supported", f"Unknown search parameter '{name}' was ignored", [name])

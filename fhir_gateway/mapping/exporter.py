@@ -38,8 +38,9 @@ def _search(ctx: Ctx, res_type: str, query: str, since: date | None) -> Iterator
         items.append(("_lastUpdated", f"ge{since.isoformat()}"))
     offset = 0
     while True:
-        page = [*items, ("_sort", "_id"), ("_count", str(PAGE)), ("_offset", str(offset))]
+        page = [*items, ("_sort", "_id"), ("_count", str(PAGE))]
         request = parse_search(res_type, page, default_count=PAGE, max_count=PAGE, strict=True)
+        request.offset = offset  # internal paging: no cursor, no client-given _offset
         result = execute_search(ctx.conn, request, ctx, 0)
         for _type, _id, content in result.matches:
             yield jsonutil.loads(content)

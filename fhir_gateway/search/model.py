@@ -74,7 +74,8 @@ class SearchRequest:
     includes: list[Include] = field(default_factory=list)
     sort: list[tuple[str, bool]] = field(default_factory=list)
     count: int = 20
-    offset: int = 0
+    offset: int = 0  # set by code only: from a verified ``_cursor``, or by internal pagers
+    cursor: str | None = None  # the ``_cursor`` of a paging link, verified by ``fhir.cursors``
     total: str = "accurate"
     summary: str | None = None
     elements: tuple[str, ...] = ()

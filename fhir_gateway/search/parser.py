@@ -3,8 +3,10 @@
 Repeated parameters AND together, commas OR; modifiers ``:exact :contains :missing :not
 :text :below :above`` and reference type modifiers; chains ``subject:Patient.name=x``;
 reverse chains ``_has:Task:patient:status=requested``; result parameters ``_include``,
-``_revinclude`` (``:iterate``), ``_sort``, ``_count``, ``_offset``, ``_total``, ``_summary``,
-``_elements``. Unknown parameters are collected (or refused under strict handling).
+``_revinclude`` (``:iterate``), ``_sort``, ``_count``, ``_total``, ``_summary``, ``_elements``,
+and ``_cursor`` (a paging link's position, kept aside for ``fhir.cursors`` to verify).
+Unknown parameters are collected (or refused under strict handling); so is ``_offset``:
+a client pages with the links it is given, internal pagers set ``SearchRequest.offset``.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ RESULT_PARAMS = frozenset(
         "_revinclude",
         "_sort",
         "_count",
-        "_offset",
         "_total",
         "_summary",
         "_elements",
@@ -32,6 +33,7 @@ RESULT_PARAMS = frozenset(
 )
 MODIFIERS = frozenset({"exact", "contains", "missing", "not", "text", "below", "above", "identifier"})
 MAX_CHAIN_DEPTH = 3
+OFFSET_REFUSED = "not accepted; page with the Bundle's next/previous links (their _cursor)"
 
 
 def _bad(name: str, message: str) -> BadRequest:
@@ -132,8 +134,14 @@ def parse_search(
                 request.sort.append((code, desc))
         elif name == "_count":
             request.count = _int(name, raw, max_count)
+        elif name == "_cursor":
+            request.cursor = raw or None
+            continue
         elif name == "_offset":
-            request.offset = _int(name, raw, 10**7)
+            if strict:
+                raise _bad(name, OFFSET_REFUSED)
+            request.ignored.append(name)
+            continue
         elif name == "_total":
             if raw not in ("none", "estimate", "accurate"):
                 raise _bad(name, "takes none, estimate or accurate")

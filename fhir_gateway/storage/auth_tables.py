@@ -1,7 +1,8 @@
 """Tables of the built-in authorization server: clients, signing keys, used assertion ids.
 
 RFC 6749 §2 (client registration), RFC 7523 §3 (``jti`` replay protection), RFC 7517
-(signing keys published as a JWK Set).
+(signing keys published as a JWK Set); ``server_secret`` holds the deployment's other keys
+(the HMAC key of paging cursors), shared by every replica.
 """
 
 from __future__ import annotations
@@ -33,6 +34,14 @@ signing_key = Table(
     Column("private_pem", Text, nullable=False),
     Column("created", DateTime, nullable=False),
     Column("retired", DateTime, nullable=True),
+)
+
+server_secret = Table(
+    "server_secret",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("secret", Text, nullable=False),  # base64
+    Column("created", DateTime, nullable=False),
 )
 
 used_assertion = Table(

@@ -1,4 +1,4 @@
-"""SQL of the authorization server: clients, signing keys, replayed assertions."""
+"""SQL of the authorization server: clients, signing keys, server secrets, replayed assertions."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, Connection, bindparam, delete, exists, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from fhir_gateway.storage.auth_tables import oauth_client, signing_key, used_assertion
+from fhir_gateway.storage.auth_tables import oauth_client, server_secret, signing_key, used_assertion
 
 
 @dataclass(frozen=True)
@@ -114,3 +114,18 @@ def retire_signing_keys(conn: Connection, except_kid: str, moment: datetime) -> 
         .where(signing_key.c.kid != except_kid, signing_key.c.retired.is_(None))
         .values(retired=moment)
     )
+
+
+def get_server_secret(conn: Connection, name: str) -> str | None:
+    """The stored secret ``name`` (base64), if any."""
+    return conn.execute(select(server_secret.c.secret).where(server_secret.c.name == name)).scalar()
+
+
+def add_server_secret(conn: Connection, name: str, secret: str, created: datetime) -> bool:
+    """Store ``secret`` as ``name`` unless another process stored one first (False then)."""
+    try:
+        with conn.begin_nested():
+            conn.execute(insert(server_secret).values(name=name, secret=secret, created=created))
+    except IntegrityError:
+        return False
+    return True

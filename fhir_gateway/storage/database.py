@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from starlette.concurrency import run_in_threadpool
 
 from fhir_gateway.kit.errors import ServiceUnavailable
+from fhir_gateway.storage.faults import storage_refusal
 
 _WRITE_FLAG = "fhir_gateway_write"
 T = TypeVar("T")
@@ -148,8 +149,15 @@ class _AsyncEngines:
             await kept.engine.dispose()
 
 
-def _unreachable() -> ServiceUnavailable:
-    """503 when no connection can be opened (server down, or all its connection slots taken)."""
+def _unreachable(exc: DBAPIError) -> ServiceUnavailable:
+    """503 when no connection can be opened (server down, or all its connection slots taken).
+
+    A server that refuses the new session because its storage is full (a session starting
+    while PostgreSQL's WAL filesystem is full gets SQLSTATE 53100) says so.
+    """
+    refusal = storage_refusal(exc)
+    if refusal is not None:
+        return ServiceUnavailable(refusal, headers={"Retry-After": "30"})
     return ServiceUnavailable(
         "The database is not reachable; try again shortly", headers={"Retry-After": "5"}
     )
@@ -209,7 +217,7 @@ class Database:
         try:
             async_conn = await kept.take()
         except (OperationalError, DBAPIError) as exc:
-            raise _unreachable() from exc
+            raise _unreachable(exc) from exc
         reusable = False
         try:
             result = await async_conn.run_sync(_in_transaction, work)
@@ -236,7 +244,7 @@ class Database:
         try:
             conn = self.engine.connect()
         except (OperationalError, DBAPIError) as exc:
-            raise _unreachable() from exc
+            raise _unreachable(exc) from exc
         try:
             if write:
                 conn.info[_WRITE_FLAG] = True

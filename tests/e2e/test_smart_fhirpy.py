@@ -19,7 +19,7 @@ from fhirpy.base.exceptions import ResourceNotFound
 from joserfc import jwt
 from joserfc.jwk import ECKey
 
-from tests.e2e.conftest import LiveServer
+from tests.e2e.conftest import LiveServer, serving
 
 pytestmark = pytest.mark.e2e
 
@@ -112,3 +112,45 @@ def test_live_server_refuses_requests_without_token(live_server: LiveServer) -> 
     assert response.headers["www-authenticate"].startswith("Bearer")
     assert response.json()["resourceType"] == "OperationOutcome"
     assert httpx.get(live_server.fhir + "/metadata").status_code == 200
+
+
+def test_fhirpy_follows_cursor_links_bound_to_its_client_on_every_replica(
+    live_server: LiveServer, tmp_path: Path
+) -> None:
+    """fhirpy pages through ``next`` links as given (their ``_cursor``); another client is refused
+    the same link (403); a second ``fhir-gateway serve`` on the same database (a replica) follows it."""
+    scope = "system/*.cruds"
+    owner_key = _register_backend_client(live_server, tmp_path, "pager", scope)
+    owner_token = _token(live_server, "pager", owner_key, scope)
+    other_key = _register_backend_client(live_server, tmp_path, "bystander", scope)
+    other_token = _token(live_server, "bystander", other_key, scope)
+    client = SyncFHIRClient(live_server.fhir, authorization=f"Bearer {owner_token}")
+    family = f"Pagination-{uuid.uuid4().hex[:8]}"
+    for k in range(12):
+        client.resource("Patient", name=[{"family": family, "given": [f"n{k:02d}"]}]).save()
+
+    found = client.resources("Patient").search(family=family).sort("_id").limit(5).fetch_all()
+    assert len(found) == 12
+    assert len({p.id for p in found}) == 12
+
+    first = httpx.get(
+        live_server.fhir + "/Patient",
+        params={"family": family, "_count": "5"},
+        headers={"Authorization": f"Bearer {owner_token}"},
+    ).json()
+    link = next(x["url"] for x in first["link"] if x["relation"] == "next")
+    assert "_cursor=" in link
+    assert "_offset" not in link
+    refused = httpx.get(link, headers={"Authorization": f"Bearer {other_token}"})
+    assert refused.status_code == 403
+    assert refused.json()["issue"][0]["code"] == "forbidden"
+    assert family not in refused.text
+    assert httpx.get(link, headers={"Authorization": f"Bearer {owner_token}"}).status_code == 200
+
+    url = live_server.env["FHIR_GATEWAY_DATABASE_URL"]
+    with serving(url, tmp_path, base_url=live_server.base_url) as replica:
+        moved = link.replace(live_server.base_url, replica.base_url)
+        answer = httpx.get(moved, headers={"Authorization": f"Bearer {owner_token}"})
+        assert answer.status_code == 200, answer.text
+        assert len(answer.json()["entry"]) == 5
+        assert httpx.get(moved, headers={"Authorization": f"Bearer {other_token}"}).status_code == 403

@@ -207,25 +207,31 @@ def test_person_sees_who_looked_at_their_file(
     assert SAAD in readers
 
 
-def test_a_paging_link_carries_no_rights_another_client_replays_it_with_its_own(
+def test_a_paging_link_is_bound_to_its_client_another_client_is_refused(
     fhir: TestClient, saad: TestClient, dac: TestClient
 ) -> None:
-    """Paging links (search.html#paging) are the search itself, replayed with the token of
-    whoever follows them: a link handed over (or stolen) shows only what its bearer may see,
-    and a link without a token shows nothing (issue 11)."""
+    """Paging links (search.html#paging) carry a cursor bound to the client that ran the
+    search: handed over (or stolen), a link is refused to another client with a 403 that says
+    nothing of the query, and without a token it shows nothing (issue 11)."""
     for pid in ("p1", "p2", "p3"):
         _person(fhir, pid, tasks=2)
     for pid in ("p1", "p2"):
         _permit(fhir, pid, SAAD, f"c-{pid}", purposes=["TREAT"])
     _put(fhir, {**consent("p3", provision("permit", actors=[DAC])), "id": "c-p3"})
-    first = saad.get("/fhir/Task", params={"_count": "1", "_sort": "_id"}).json()
+    first = saad.get("/fhir/Task", params={"_count": "1", "_sort": "_id", "owner": SAAD}).json()
     assert first["total"] == 4
     link = next(x["url"] for x in first["link"] if x["relation"] == "next").replace("http://testserver", "")
-    assert "_offset=1" in link
+    assert "_offset" not in link
+    assert "_cursor=" in link
     assert saad.get(link).json()["total"] == 4
-    replayed = dac.get(link).json()
-    assert replayed["total"] == 2
-    assert {e["resource"]["for"]["reference"] for e in replayed["entry"]} == {"Patient/p3"}
+    refused = dac.get(link)
+    assert refused.status_code == 403
+    outcome = refused.json()
+    assert outcome["resourceType"] == "OperationOutcome"
+    assert outcome["issue"][0]["code"] == "forbidden"
+    assert "another client" in outcome["issue"][0]["diagnostics"]
+    for echoed in ("saad", "owner", "_sort", "Task"):
+        assert echoed not in refused.text
     anonymous = fhir.get(link, headers={"Authorization": ""})
     assert anonymous.status_code == 401
 

@@ -10,17 +10,14 @@ it is refused the test is skipped and says so.
 
 from __future__ import annotations
 
-import errno
 import os
 import shutil
 import subprocess
-import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
 from sqlalchemy import create_engine, text
 from starlette.testclient import TestClient
 
@@ -33,49 +30,9 @@ from tests.e2e.conftest import BIN
 from tests.mapping.conftest import SAMPLES
 from tests.support.auth import issue_token, register_client
 from tests.support.databases import DEFAULT_PG_URL, engine_kind
+from tests.support.filesystems import fill, tiny_filesystem
 
 FHIR = "application/fhir+json"
-
-
-@contextmanager
-def _tiny_filesystem(size: str) -> Iterator[Path]:
-    """A tmpfs of ``size`` that PostgreSQL's server may use too (outside pytest's private folders)."""
-    path = Path(tempfile.mkdtemp(prefix="fgw-full-"))
-    path.chmod(0o755)
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0777", "tmpfs", str(path)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(
-            f"cannot mount a small filesystem here ({mounted.stderr.strip()}): disk full not simulated"
-        )
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
-        path.rmdir()
-
-
-def _fill(folder: Path) -> Path:
-    """Take every free byte of ``folder``'s filesystem with one file; returns it."""
-    filler = folder / "filler"
-    handle = os.open(filler, os.O_WRONLY | os.O_CREAT)
-    try:
-        for size in (65536, 4096, 512, 1):  # down to the last crumbs
-            written = 1
-            while written:
-                try:
-                    written = os.write(handle, b"\0" * size)
-                except OSError as exc:
-                    if exc.errno != errno.ENOSPC:
-                        raise
-                    written = 0
-    finally:
-        os.close(handle)
-    return filler
 
 
 @contextmanager
@@ -138,7 +95,7 @@ def _bundle(prefix: str) -> dict[str, object]:
 
 def test_a_full_disk_is_reported_nothing_is_half_written_and_writes_resume() -> None:
     size = "6m" if engine_kind() == "sqlite" else "24m"
-    with _tiny_filesystem(size) as folder, _database_on(folder) as url:
+    with tiny_filesystem(size) as folder, _database_on(folder) as url:
         database = Database(url)
         upgrade(database)
         client_id, secret = register_client(database, "full", "system/*.cruds", trusted=True)
@@ -153,7 +110,7 @@ def test_a_full_disk_is_reported_nothing_is_half_written_and_writes_resume() -> 
             # reads go on over the connections already open: a new PostgreSQL session writes its
             # relation cache file into the database's own directory, on the full disk
             assert client.get("/fhir/Patient/before").status_code == 200
-            filler = _fill(folder)
+            filler = fill(folder)
 
             refused = None
             for attempt in range(60):  # pages and WAL frames already there may take a few writes

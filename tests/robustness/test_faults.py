@@ -151,3 +151,38 @@ def test_a_read_only_sqlite_file_is_reported(tmp_path: Path) -> None:
     refused = client.put("/fhir/Patient/x", json=_patient("x"), headers={"Content-Type": FHIR})
     assert refused.status_code == 503
     assert "read-only" in refused.json()["issue"][0]["diagnostics"]
+
+
+class _DiskFull(Exception):
+    """What psycopg raises when PostgreSQL refuses a new session for lack of WAL space."""
+
+    sqlstate = "53100"
+
+
+def test_a_session_refused_because_the_storage_is_full_says_so(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While PostgreSQL's WAL filesystem is full, even opening a session can fail with SQLSTATE
+    53100 (seen in tests/robustness/test_wal_full.py): the 503 names the full storage instead of
+    an unreachable server; any other connection failure stays "not reachable"."""
+    from sqlalchemy.exc import OperationalError
+
+    from fhir_gateway.kit.errors import ServiceUnavailable
+    from fhir_gateway.storage.faults import FULL
+
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise OperationalError("connect", {}, _DiskFull("could not write to file"))
+
+    monkeypatch.setattr(database.engine, "connect", refuse)
+    with pytest.raises(ServiceUnavailable) as caught, database.transaction(write=True):
+        pass
+    assert caught.value.diagnostics == FULL
+    assert caught.value.headers["Retry-After"]
+
+    def down(*_args: object, **_kwargs: object) -> None:
+        raise OperationalError("connect", {}, ConnectionRefusedError("refused"))
+
+    monkeypatch.setattr(database.engine, "connect", down)
+    with pytest.raises(ServiceUnavailable) as caught, database.transaction():
+        pass
+    assert caught.value.diagnostics == "The database is not reachable; try again shortly"

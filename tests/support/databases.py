@@ -44,9 +44,13 @@ def temporary_database_url(tmp_dir: Path, kind: str | None = None) -> Iterator[s
         admin.dispose()
 
 
+KEPT_TABLES = frozenset({"server_secret"})  # the deployment's keys, made by the migration
+
+
 def empty_all_tables(database: Database) -> None:
-    """Delete every row of every table (between tests), keeping the schema."""
-    names = [t.name for t in reversed(full_metadata().sorted_tables)]
+    """Delete every row of every table (between tests), keeping the schema and the deployment's
+    keys (a test that needs them missing deletes them itself)."""
+    names = [t.name for t in reversed(full_metadata().sorted_tables) if t.name not in KEPT_TABLES]
     with database.engine.begin() as conn:
         if database.dialect == "postgresql":
             conn.execute(text("TRUNCATE " + ", ".join(f'"{n}"' for n in names)))

@@ -1,6 +1,7 @@
 """``GET /fhir/Patient/{id}/$everything`` (FHIR R4 patient-operation-everything.html).
 
-The person's record as a ``searchset`` Bundle, paged by ``_count``/``_offset``: their Patient
+The person's record as a ``searchset`` Bundle, paged by ``_count`` and the links' cursors
+(``fhir.cursors``, bound to the client): their Patient
 resource, then every resource of their compartment (CarePlan, CareTeam, Consent, Goal,
 Provenance, RelatedPerson, ServiceRequest, Task; AuditEvent only when ``_type`` asks for it),
 and, as ``include`` entries, the Organizations, Practitioners and PractitionerRoles the page
@@ -10,9 +11,10 @@ Consent and scopes: the same SQL filter as a search (``Ctx.visible``): a partner
 resources the person's consent lets it see, and nothing (404) when it may not see the person.
 Types the token has no read scope for are left out; naming one in ``_type`` is a 403.
 Parameters: ``_since`` (instant: resources changed at or after it), ``_type`` (comma list),
-``_count``, ``_offset``. ``start``/``end`` (care dates) are not supported: ignored with a
-warning in an ``outcome`` entry. One AuditEvent (``operation``) per call, with the deciding
-Consent or policy.
+``_count``. ``start``/``end`` (care dates) are not supported, nor is ``_offset``: ignored
+with a warning in an ``outcome`` entry (``_offset`` is a 400 under ``Prefer:
+handling=strict``). One AuditEvent (``operation``) per call, with the deciding Consent or
+policy.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from fhir_gateway.fhir.context import Ctx
 from fhir_gateway.fhir.pages import PageEntry, paging, searchset
 from fhir_gateway.fhir.requests import parse_instant
 from fhir_gateway.fhir.resource_types import STORED_TYPES
+from fhir_gateway.fhir.responses import strict_handling
 from fhir_gateway.kit.errors import BadRequest, Forbidden, Issue, NotFound
 from fhir_gateway.storage import compartment_repository, repository
 from fhir_gateway.storage.tables import resource
@@ -62,15 +65,14 @@ def requested_types(
     return list(dict.fromkeys(names))
 
 
-def everything(ctx: Ctx, patient_id: str, params: dict[str, str], base: str) -> bytes:
+def everything(
+    ctx: Ctx, patient_id: str, params: dict[str, str], base: str, prefer: str | None = None
+) -> bytes:
     """The page of the person's record; see the module docstring."""
     ctx.require_scope("Patient", "r")
     types = requested_types(ctx, params.get("_type"), COMPARTMENT_TYPES + ON_REQUEST_TYPES, COMPARTMENT_TYPES)
     since = parse_instant("_since", params.get("_since"))
-    settings = ctx.settings
-    page = paging(
-        f"{base}/Patient/{patient_id}/$everything", params, settings.default_count, settings.max_count
-    )
+    page = paging(ctx, f"{base}/Patient/{patient_id}/$everything", params, strict=strict_handling(prefer))
     person = repository.get_current(ctx.conn, "Patient", patient_id, visible=ctx.visible(resource, "Patient"))
     if person is None or person.deleted:
         hidden = ctx.hidden_exists("Patient", patient_id)

@@ -50,8 +50,9 @@ async def patient_everything(patient_id: str, request: Request, access: Access) 
 
     params = dict(request.query_params)
     base = str(request.app.state.settings.fhir_base)
+    prefer = request.headers.get("prefer")
     body = await run_in_unit(
-        request, access, lambda ctx: everything(ctx, patient_id, params, base), write=False
+        request, access, lambda ctx: everything(ctx, patient_id, params, base, prefer), write=False
     )
     return fhir_response(body)
 
@@ -201,7 +202,7 @@ async def late_tasks(request: Request, access: Access) -> Response:
     """Worklist: the owner's late Tasks (issue 8, ``fhir.operations.worklists``)."""
     from fhir_gateway.fhir.operations.worklists import late_tasks as run
 
-    return await _worklist(request, access, lambda ctx, params, _prefer, base: run(ctx, params, base))
+    return await _worklist(request, access, lambda ctx, params, prefer, base: run(ctx, params, base, prefer))
 
 
 @router.get("/Task/$orientations-waiting")
@@ -225,7 +226,7 @@ async def follow_up_gaps(request: Request, access: Access) -> Response:
     """Worklist: people whose plan has expired or who have no coordinator."""
     from fhir_gateway.fhir.operations.worklists import follow_up_gaps as run
 
-    return await _worklist(request, access, lambda ctx, params, _prefer, base: run(ctx, params, base))
+    return await _worklist(request, access, lambda ctx, params, prefer, base: run(ctx, params, base, prefer))
 
 
 @router.get("/Measure/activity-indicators")

@@ -21,9 +21,11 @@ They follow the data the project's profiles and partner mappings produce (``prof
 ``$orientations-waiting`` and ``$open-alerts`` are plain searches (their links replay them
 as ``Task?...``). The two others need rules the search language cannot say: their candidates
 come from ordinary searches under the caller's filter (``fhir.collect``), the rule narrows
-them, and paging is done on the result. Everything is filtered by scopes and consent like
-a search; each call is audited. A partner that may not see a person's CareTeam sees that
-person as without coordinator: a gap in what it may know, never a leak.
+them, and paging is done on the result. Paging links carry a cursor bound to the client
+(``fhir.cursors``); a client's ``_offset`` is ignored with a warning (400 when strict).
+Everything is filtered by scopes and consent like a search; each call is audited. A partner
+that may not see a person's CareTeam sees that person as without coordinator: a gap in what
+it may know, never a leak.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from fhir_gateway.fhir import searching
 from fhir_gateway.fhir.collect import all_matches, by_ids
 from fhir_gateway.fhir.context import Ctx
 from fhir_gateway.fhir.pages import PageEntry, paging, searchset
+from fhir_gateway.fhir.responses import strict_handling
 from fhir_gateway.kit import jsonutil
 from fhir_gateway.kit.errors import BadRequest
 from fhir_gateway.kit.timeutil import utcnow
@@ -118,15 +121,13 @@ def _patients_included(ctx: Ctx, entries: list[PageEntry]) -> list[PageEntry]:
     return [PageEntry(t, i, c, "include") for t, i, c in rows]
 
 
-def late_tasks(ctx: Ctx, params: dict[str, str], base: str) -> bytes:
+def late_tasks(ctx: Ctx, params: dict[str, str], base: str, prefer: str | None = None) -> bytes:
     """``Task/$late`` (see the module docstring)."""
     owner = params.get("owner") or ctx.access.organization
     if not owner:
         raise BadRequest("$late needs an 'owner' (e.g. Organization/123)", expression=["owner"])
     now = reference_instant(params)
-    page = paging(
-        f"{base}/Task/$late", {**params, "owner": owner}, ctx.settings.default_count, ctx.settings.max_count
-    )
+    page = paging(ctx, f"{base}/Task/$late", {**params, "owner": owner}, strict=strict_handling(prefer))
     found: list[tuple[datetime, str, dict[str, Any]]] = []
     for task in all_matches(ctx, "Task", [("owner", owner), ("status", OPEN_STATUSES)]):
         late = late_reason(task, now)
@@ -143,7 +144,9 @@ def _search(
     ctx: Ctx, items: list[tuple[str, str]], params: dict[str, str], prefer: str | None, base: str
 ) -> bytes:
     passed = [
-        (k, v) for k, v in params.items() if k in ("_count", "_offset", "owner", "requester", "patient")
+        (k, v)
+        for k, v in params.items()
+        if k in ("_count", "_cursor", "_offset", "owner", "requester", "patient")
     ]
     return searching.search(ctx, "Task", [*items, *passed], prefer, base)
 
@@ -195,15 +198,13 @@ def _subject(body: dict[str, Any]) -> str | None:
     return reference.split("/", 1)[1] if reference.startswith("Patient/") else None
 
 
-def follow_up_gaps(ctx: Ctx, params: dict[str, str], base: str) -> bytes:
+def follow_up_gaps(ctx: Ctx, params: dict[str, str], base: str, prefer: str | None = None) -> bytes:
     """``Patient/$follow-up-gaps`` (see the module docstring)."""
     wanted = {r.strip() for r in params.get("reason", "plan-expired,no-coordinator").split(",") if r.strip()}
     if not wanted or wanted - {"plan-expired", "no-coordinator"}:
         raise BadRequest("reason takes plan-expired and/or no-coordinator", expression=["reason"])
     now = reference_instant(params)
-    page = paging(
-        f"{base}/Patient/$follow-up-gaps", params, ctx.settings.default_count, ctx.settings.max_count
-    )
+    page = paging(ctx, f"{base}/Patient/$follow-up-gaps", params, strict=strict_handling(prefer))
     reasons: dict[str, list[str]] = {}
     expired_plans: dict[str, list[dict[str, Any]]] = {}
     followed: set[str] = set()
