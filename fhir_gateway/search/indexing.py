@@ -8,11 +8,12 @@ ranges, references split into type and id, quantities, numbers and URIs.
 from __future__ import annotations
 
 import unicodedata
+from functools import lru_cache
 from typing import Any
 
 from fhir_gateway.kit.errors import Unprocessable
 from fhir_gateway.search.dates import parse_date_range
-from fhir_gateway.search.paths import evaluate
+from fhir_gateway.search.paths import Step, compile_split, evaluate, root_keys
 from fhir_gateway.search.registry import SearchParam, params_for
 
 Rows = dict[str, list[dict[str, Any]]]
@@ -80,17 +81,21 @@ def _tokens(value: Any) -> list[tuple[str | None, str | None, str | None]]:
     return []
 
 
+# Ranges of the dates seen lately (the rows of a partner file share their days and hours).
+_date_range = lru_cache(maxsize=4096)(parse_date_range)
+
+
 def _dates(value: Any) -> list[tuple[Any, Any]]:
     try:
         if isinstance(value, str):
-            return [parse_date_range(value)]
+            return [_date_range(value)]
         if isinstance(value, dict):
             if "start" in value or "end" in value:  # Period
-                low = parse_date_range(value["start"])[0] if value.get("start") else None
-                high = parse_date_range(value["end"])[1] if value.get("end") else None
+                low = _date_range(value["start"])[0] if value.get("start") else None
+                high = _date_range(value["end"])[1] if value.get("end") else None
                 return [(low, high)]
             if "event" in value:  # Timing
-                return [parse_date_range(e) for e in value["event"] if isinstance(e, str)]
+                return [_date_range(e) for e in value["event"] if isinstance(e, str)]
     except (ValueError, TypeError):
         return []
     return []
@@ -151,8 +156,75 @@ def _rows_for(param: SearchParam, values: list[Any]) -> list[dict[str, Any]]:
     return rows
 
 
+# One path of a parameter in a plan: the root's keys its first step reads and the other steps
+# (keys None: every step from the root).
+PlannedPath = tuple[tuple[str, ...] | None, tuple[Step, ...]]
+Plan = tuple[tuple[SearchParam, tuple[PlannedPath, ...]], ...]
+_PLANS: dict[tuple[str, tuple[str, ...]], Plan] = {}
+_PLANS_SIZE = 4096
+
+
+def _plan(res_type: str, keys: tuple[str, ...]) -> Plan:
+    """The parameters of ``res_type`` that may have values in a resource with top-level
+    ``keys``, with their paths reduced to the keys they read: the others are skipped."""
+    plan = []
+    for param in params_for(res_type).values():
+        paths: list[PlannedPath] = []
+        for path in param.paths:
+            first, rest = compile_split(path, res_type)
+            if first is None:
+                paths.append((None, rest))
+            elif found := root_keys(first, keys):
+                paths.append((found, rest))
+        if paths:
+            plan.append((param, tuple(paths)))
+    return tuple(plan)
+
+
 def extract_index_rows(resource: dict[str, Any]) -> Rows:
-    """Index rows of ``resource`` by kind (without res_type/res_id, added by the writer)."""
+    """Index rows of ``resource`` by kind (without res_type/res_id, added by the writer).
+
+    The same rows as evaluating every parameter's expression on the resource, from a plan
+    made once per resource type and set of top-level elements (``_plan``): parameters whose
+    elements are absent are not evaluated, the others start from the keys they read.
+    """
+    res_type = str(resource.get("resourceType", ""))
+    key = (res_type, tuple(resource))
+    plan = _PLANS.get(key)
+    if plan is None:
+        if len(_PLANS) >= _PLANS_SIZE:
+            _PLANS.clear()
+        plan = _PLANS[key] = _plan(*key)
+    out: Rows = {}
+    for param, paths in plan:
+        values: list[Any] = []
+        for keys, steps in paths:
+            items: list[Any]
+            if keys is None:
+                items = [resource]
+            else:
+                items = []
+                for name in keys:
+                    value = resource[name]
+                    if isinstance(value, list):
+                        items.extend(value)
+                    else:
+                        items.append(value)
+            for step in steps:
+                if not items:
+                    break
+                items = step(items)
+            values.extend(items)
+        if values:
+            rows = _rows_for(param, values)
+            if rows:
+                out.setdefault(param.type, []).extend(rows)
+    return out
+
+
+def generic_index_rows(resource: dict[str, Any]) -> Rows:
+    """``extract_index_rows`` by evaluating every parameter's expression (the reference the
+    planned extraction is tested against)."""
     res_type = str(resource.get("resourceType", ""))
     out: Rows = {}
     for param in params_for(res_type).values():
