@@ -23,6 +23,7 @@ _STRING_PARTS = {
 }
 
 
+@lru_cache(maxsize=4096)
 def normalize(text: str) -> str:
     """Lower case without accents: the form ``:exact``-less string search compares."""
     decomposed = unicodedata.normalize("NFKD", text)
@@ -103,13 +104,23 @@ def _dates(value: Any) -> list[tuple[Any, Any]]:
 
 def _reference(value: Any) -> list[tuple[str | None, str | None, str | None]]:
     ref = value.get("reference") if isinstance(value, dict) else value if isinstance(value, str) else None
-    if not isinstance(ref, str) or ref.startswith("#"):
+    if not isinstance(ref, str):
         return []
+    found = _reference_parts(ref)
+    return [] if found is None else [found]
+
+
+@lru_cache(maxsize=4096)
+def _reference_parts(ref: str) -> tuple[str | None, str | None, str | None] | None:
+    """(type, id, url) of a reference (None for a contained one); the few references of a
+    batch of writes repeat (the person, the organisation)."""
+    if ref.startswith("#"):
+        return None
     path = ref.split("/_history/")[0]
     parts = path.split("/")
     if len(parts) >= 2 and parts[-2][:1].isupper() and "?" not in path:
-        return [(parts[-2], parts[-1][:64], ref[:512] if "://" in ref else None)]
-    return [(None, None, ref[:512])]
+        return (parts[-2], parts[-1][:64], ref[:512] if "://" in ref else None)
+    return (None, None, ref[:512])
 
 
 TOKEN_CHARS = 255  # idx_token.system/code and idx_quantity.system/code (VARCHAR on PostgreSQL)
@@ -128,20 +139,50 @@ def _searchable(param: SearchParam, *texts: Any) -> None:
             )
 
 
-def _rows_for(param: SearchParam, values: list[Any]) -> list[dict[str, Any]]:
+def _token_rows(param: SearchParam, values: list[Any]) -> list[dict[str, Any]]:
+    rows = []
+    for value in values:
+        for system, code, display in _tokens(value):
+            if (isinstance(system, str) and len(system) > TOKEN_CHARS) or (
+                isinstance(code, str) and len(code) > TOKEN_CHARS
+            ):
+                _searchable(param, system, code)
+            rows.append(
+                {
+                    "system": system,
+                    "code": code,
+                    "display": (display or "")[:255] or None,
+                    "param": param.code,
+                }
+            )
+    return rows
+
+
+def _string_rows(param: SearchParam, values: list[Any]) -> list[dict[str, Any]]:
+    return [
+        {"value_norm": normalize(s), "value_exact": s[:255], "param": param.code}
+        for value in values
+        for s in _strings(value)
+        if s
+    ]
+
+
+def _date_rows(param: SearchParam, values: list[Any]) -> list[dict[str, Any]]:
+    return [{"low": lo, "high": hi, "param": param.code} for value in values for lo, hi in _dates(value)]
+
+
+def _reference_rows(param: SearchParam, values: list[Any]) -> list[dict[str, Any]]:
+    return [
+        {"target_type": t, "target_id": i, "url": u, "param": param.code}
+        for value in values
+        for t, i, u in _reference(value)
+    ]
+
+
+def _other_rows(param: SearchParam, values: list[Any]) -> list[dict[str, Any]]:
     kind, rows = param.type, []
     for value in values:
-        if kind == "token":
-            for system, code, display in _tokens(value):
-                _searchable(param, system, code)
-                rows.append({"system": system, "code": code, "display": (display or "")[:255] or None})
-        elif kind == "string":
-            rows += [{"value_norm": normalize(s), "value_exact": s[:255]} for s in _strings(value) if s]
-        elif kind == "date":
-            rows += [{"low": lo, "high": hi} for lo, hi in _dates(value)]
-        elif kind == "reference":
-            rows += [{"target_type": t, "target_id": i, "url": u} for t, i, u in _reference(value)]
-        elif kind == "uri" and isinstance(value, str):
+        if kind == "uri" and isinstance(value, str):
             rows.append({"value": value[:512]})
         elif kind in ("quantity", "number"):
             number = value.get("value") if isinstance(value, dict) else value
@@ -154,6 +195,19 @@ def _rows_for(param: SearchParam, values: list[Any]) -> list[dict[str, Any]]:
     for row in rows:
         row["param"] = param.code
     return rows
+
+
+_ROWS_BY_KIND = {
+    "token": _token_rows,
+    "string": _string_rows,
+    "date": _date_rows,
+    "reference": _reference_rows,
+}
+
+
+def _rows_for(param: SearchParam, values: list[Any]) -> list[dict[str, Any]]:
+    """The index rows of ``param``'s ``values`` (each with its ``param``)."""
+    return _ROWS_BY_KIND.get(param.type, _other_rows)(param, values)
 
 
 # One path of a parameter in a plan: the root's keys its first step reads and the other steps

@@ -48,7 +48,9 @@ _leaf = st.one_of(
     st.none(),
     st.booleans(),
     st.integers(-5, 5),
-    st.sampled_from(["2024", "2024-02", "2024-02-29", "2024-02-29T10:00:00+01:00", "x", "Patient/p1", "#c"]),
+    st.sampled_from(
+        ["2024", "2024-02", "2024-02-29", "2024-02-29T10:00:00+01:00", "x", "Patient/p1", "#c", "c" * 300]
+    ),
 )
 _value = st.recursive(
     _leaf,
