@@ -147,8 +147,8 @@ _COMPARTMENT_PARAMS = frozenset(
 )
 
 
-def compartment_clause(row: Any, res_type: str, c: Criterion) -> ColumnElement[bool] | None:
-    """``row.patient_id IN (...)`` implied by ``c`` (a redundant, indexable condition), if any."""
+def compartment_ids(res_type: str, c: Criterion) -> list[str] | None:
+    """The persons ``c`` restricts resources to (``patient_id IN ...``), if it does."""
     if (res_type, c.param.code) not in _COMPARTMENT_PARAMS or c.modifier or c.chain or c.missing is not None:
         return None
     ids = []
@@ -156,6 +156,12 @@ def compartment_clause(row: Any, res_type: str, c: Criterion) -> ColumnElement[b
         if v.target_type != "Patient" or not v.target_id or "://" in v.raw:
             return None
         ids.append(v.target_id)
+    return ids or None
+
+
+def compartment_clause(row: Any, res_type: str, c: Criterion) -> ColumnElement[bool] | None:
+    """``row.patient_id IN (...)`` implied by ``c`` (a redundant, indexable condition), if any."""
+    ids = compartment_ids(res_type, c)
     return row.c.patient_id.in_(ids) if ids else None
 
 

@@ -166,6 +166,25 @@ def find_ids(conn: Connection, request: SearchRequest, visible: Visible, limit: 
     return [(request.resource_type, row.res_id) for row in conn.execute(query)]
 
 
+_REFERENCES = idx_reference.alias("idx_reference_found")
+
+
+def find_with_references(
+    conn: Connection, request: SearchRequest, param_code: str, visible: Visible
+) -> list[tuple[str | None, str | None, StoredRow]]:
+    """The current rows matching ``request`` (no limit), each once per reference it holds in
+    reference parameter ``param_code``: ``(target_type, target_id, row)``. For answering many
+    searches that differ only in the value of ``param_code`` with one (their values OR-ed)."""
+    r, i = resource, _REFERENCES
+    query = (
+        select(i.c.target_type, i.c.target_id, *CURRENT_COLUMNS)
+        .select_from(r)
+        .join(i, and_(i.c.res_type == r.c.res_type, i.c.res_id == r.c.res_id, i.c.param == param_code))
+        .where(*_where(request, visible))
+    )
+    return [(row.target_type, row.target_id, stored_row(row)) for row in conn.execute(query)]
+
+
 def find_by_tokens(
     conn: Connection,
     res_type: str,
