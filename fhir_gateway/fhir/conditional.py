@@ -91,7 +91,7 @@ def find_token_matches(
 # (type, reference parameter, the query's other criteria): queries of one group differ only in
 # the one value of that parameter, and are answered together.
 Group = tuple[str, str, tuple[Criterion, ...]]
-_GROUP_SIZE = 100  # values OR-ed in one query (SQLite parses an OR of n terms n levels deep, at most 1,000)
+_GROUP_SIZE = 500  # reference targets asked in one query
 
 
 def reference_group(res_type: str, query: str) -> tuple[Group, Value] | None:
@@ -125,25 +125,33 @@ def reference_group(res_type: str, query: str) -> tuple[Group, Value] | None:
 
 def find_reference_matches(ctx: Ctx, group: Group, values: dict[str, Value]) -> dict[str, list[StoredRow]]:
     """The rows each query of ``group`` (by text, with its value) matches, as ``find_matches``
-    would answer it but with every match: one search with the values OR-ed, whose rows are then
-    told apart by the references they hold (``compiler._reference`` for ``Type/id``), and by
-    person where the parameter is the patient compartment (``compiler.compartment_clause``)."""
+    would answer it but with every match: the rows matching the other criteria that hold one
+    of the references asked (``find_with_references``; ``compiler._reference`` for
+    ``Type/id``), told apart by reference, and by person where the parameter is the patient
+    compartment (``compiler.compartment_clause``)."""
     res_type, code, others = group
-    found: dict[str, list[StoredRow]] = {text: [] for text in values}
-    texts = list(values)
-    for start in range(0, len(texts), _GROUP_SIZE):
-        part = texts[start : start + _GROUP_SIZE]
-        ref_param = param_of(res_type, code)
-        assert ref_param is not None
-        ors = tuple(dict.fromkeys(values[t] for t in part))
-        request = SearchRequest(res_type, criteria=[Criterion(ref_param, None, ors), *others])
-        held: dict[tuple[str | None, str | None], dict[str, StoredRow]] = {}
-        for target_type, target_id, row in find_with_references(ctx.conn, request, code, ctx.visible):
-            held.setdefault((target_type, target_id), {})[row.res_id] = row
-        for text in part:
-            value = values[text]
-            rows = held.get((value.target_type, value.target_id), {})
-            single = Criterion(ref_param, None, (value,))
-            persons = compartment_ids(res_type, single)
-            found[text] = [r for r in rows.values() if persons is None or r.patient_id in persons]
+    ref_param = param_of(res_type, code)
+    assert ref_param is not None
+    request = SearchRequest(res_type, criteria=list(others))
+    by_type: dict[str, list[str]] = {}
+    for value in values.values():
+        assert value.target_type is not None
+        assert value.target_id is not None
+        by_type.setdefault(value.target_type, []).append(value.target_id)
+    held: dict[tuple[str, str], dict[str, StoredRow]] = {}
+    for target_type, ids in by_type.items():
+        unique = list(dict.fromkeys(ids))
+        for start in range(0, len(unique), _GROUP_SIZE):
+            part = unique[start : start + _GROUP_SIZE]
+            for target_id, row in find_with_references(
+                ctx.conn, request, code, target_type, part, ctx.visible
+            ):
+                held.setdefault((target_type, target_id), {})[row.res_id] = row
+    found: dict[str, list[StoredRow]] = {}
+    for text, value in values.items():
+        assert value.target_type is not None
+        assert value.target_id is not None
+        rows = held.get((value.target_type, value.target_id), {})
+        persons = compartment_ids(res_type, Criterion(ref_param, None, (value,)))
+        found[text] = [r for r in rows.values() if persons is None or r.patient_id in persons]
     return found

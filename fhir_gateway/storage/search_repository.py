@@ -170,19 +170,34 @@ _REFERENCES = idx_reference.alias("idx_reference_found")
 
 
 def find_with_references(
-    conn: Connection, request: SearchRequest, param_code: str, visible: Visible
-) -> list[tuple[str | None, str | None, StoredRow]]:
-    """The current rows matching ``request`` (no limit), each once per reference it holds in
-    reference parameter ``param_code``: ``(target_type, target_id, row)``. For answering many
-    searches that differ only in the value of ``param_code`` with one (their values OR-ed)."""
+    conn: Connection,
+    request: SearchRequest,
+    param_code: str,
+    target_type: str,
+    target_ids: Sequence[str],
+    visible: Visible,
+) -> list[tuple[str, StoredRow]]:
+    """``(target id, current row)`` of the rows matching ``request`` (no limit) that hold in
+    reference parameter ``param_code`` a reference to ``target_type``/one of ``target_ids``,
+    once per such reference: the answers of many searches ``param_code=target_type/id&...``
+    (``compiler._reference``) in one query."""
     r, i = resource, _REFERENCES
     query = (
-        select(i.c.target_type, i.c.target_id, *CURRENT_COLUMNS)
+        select(i.c.target_id, *CURRENT_COLUMNS)
         .select_from(r)
-        .join(i, and_(i.c.res_type == r.c.res_type, i.c.res_id == r.c.res_id, i.c.param == param_code))
+        .join(
+            i,
+            and_(
+                i.c.res_type == r.c.res_type,
+                i.c.res_id == r.c.res_id,
+                i.c.param == param_code,
+                i.c.target_type == target_type,
+                i.c.target_id.in_(list(target_ids)),
+            ),
+        )
         .where(*_where(request, visible))
     )
-    return [(row.target_type, row.target_id, stored_row(row)) for row in conn.execute(query)]
+    return [(row.target_id, stored_row(row)) for row in conn.execute(query)]
 
 
 def find_by_tokens(
