@@ -92,6 +92,19 @@ def _entries(step: dict[str, Any]) -> tuple[Entry, ...]:
     return found[1]
 
 
+_NAME = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.]*)\}")
+
+
+def query_names(step: dict[str, Any]) -> frozenset[str]:
+    """The row values the step's match queries read (placeholders and ``when`` conditions)."""
+    names: set[str] = set()
+    for when, template, _shape in _entries(step):
+        names.update(_NAME.findall(template))
+        if when is not None:
+            names.add(when.lstrip("!"))
+    return frozenset(names)
+
+
 def match_queries(step: dict[str, Any], values: dict[str, Any]) -> list[MatchQuery]:
     """The step's match queries that apply to a row with ``values`` and can be rendered."""
     res_type = str(step["type"])

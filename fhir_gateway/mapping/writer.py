@@ -25,7 +25,7 @@ from fhir_gateway.fhir.context import Ctx
 from fhir_gateway.fhir.write_batch import WriteBatch
 from fhir_gateway.kit import jsonutil
 from fhir_gateway.kit.errors import FhirError
-from fhir_gateway.mapping.matching import ChunkMatches, match_queries
+from fhir_gateway.mapping.matching import ChunkMatches, MatchQuery, match_queries, query_names
 from fhir_gateway.mapping.report import Problem, Summary
 from fhir_gateway.mapping.rows import ParsedRow
 from fhir_gateway.mapping.spec import Format
@@ -109,6 +109,20 @@ class RowWriter:
         self.known = ChunkMatches()
         self.batch = WriteBatch(ctx)
         self._bound: OrderedDict[tuple[str, str, int, str], dict[str, Any]] = OrderedDict()
+        bound = {f"ref.{s['name']}" for s in self.steps if "name" in s}
+        bound.update(name for s in self.steps for name in s.get("bind") or {})
+        # steps whose queries read no value a step binds: the same for a row all along
+        self._stable = {id(s) for s in self.steps if query_names(s).isdisjoint(bound)}
+
+    def _queries(self, row: ParsedRow, step: dict[str, Any], values: dict[str, Any]) -> list[MatchQuery]:
+        """``match_queries`` of ``step`` for ``row`` (with ``values``), worked out once per row
+        for the steps whose queries read no bound value."""
+        if id(step) not in self._stable:
+            return match_queries(step, values)
+        found: list[MatchQuery] | None = row.queries.get(id(step))
+        if found is None:
+            found = row.queries[id(step)] = match_queries(step, row.values)
+        return found
 
     def prefetch(self, rows: list[ParsedRow]) -> None:
         """Find the resources the business identifiers of ``rows`` name, one query per
@@ -120,7 +134,7 @@ class RowWriter:
             for_update = step.get("action") != "lookup"
             for row in rows:
                 if "when" not in step or holds(row.values, str(step["when"])):
-                    for query in match_queries(step, row.values):
+                    for query in self._queries(row, step, row.values):
                         if query.token is not None:
                             self.known.want(query.token, for_update=for_update)
         self.known.fetch(self.ctx)
@@ -140,7 +154,7 @@ class RowWriter:
                     continue
                 if "when" in step and not holds(values, str(step["when"])):
                     continue
-                found = self._known_lookup(step, values)
+                found = self._known_lookup(row, step, values)
                 if isinstance(found, str):
                     texts.setdefault(step["type"], set()).add(found)
                 if not isinstance(found, StoredRow):
@@ -159,11 +173,13 @@ class RowWriter:
                     if len(matches) <= 1:  # several: the row reports it
                         self.cache.put(res_type, text, matches[0] if matches else None)
 
-    def _known_lookup(self, step: dict[str, Any], values: dict[str, Any]) -> StoredRow | str | None:
+    def _known_lookup(
+        self, row: ParsedRow, step: dict[str, Any], values: dict[str, Any]
+    ) -> StoredRow | str | None:
         """What ``_find`` would answer for a lookup from the answers known so far: the row, the
         text of the first search it would have to ask, or None (no match, or several)."""
         res_type = step["type"]
-        for match in match_queries(step, values):
+        for match in self._queries(row, step, values):
             known = self.known.answer(match.token)
             if known is not None:
                 if len(known) > 1:
@@ -207,7 +223,7 @@ class RowWriter:
         """The stored resource matching the step's first applicable query (``for_write``: never
         from the lookup cache)."""
         res_type = step["type"]
-        for match in match_queries(step, row.values):
+        for match in self._queries(row, step, row.values):
             known = self.known.answer(match.token)
             if known is not None:
                 if len(known) > 1:
