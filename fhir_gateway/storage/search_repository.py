@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, and_, false, func, select
+from sqlalchemy import ColumnElement, Connection, String, and_, any_, bindparam, false, func, select
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from fhir_gateway.search.compiler import Visible, compartment_clause, criterion_clause, has_clause
 from fhir_gateway.search.model import Include, SearchRequest
@@ -169,6 +170,14 @@ def find_ids(conn: Connection, request: SearchRequest, visible: Visible, limit: 
 _REFERENCES = idx_reference.alias("idx_reference_found")
 
 
+def _among(conn: Connection, column: Any, values: Sequence[str]) -> ColumnElement[bool]:
+    """``column IN values``; on PostgreSQL ``column = ANY(array)``, one parameter instead of one
+    per value (the driver converts a 1,000-value list at a fraction of the cost)."""
+    if conn.dialect.name == "postgresql":
+        return column == any_(bindparam(None, list(values), type_=ARRAY(String)))  # type: ignore[no-any-return]
+    return column.in_(list(values))  # type: ignore[no-any-return]
+
+
 def find_with_references(
     conn: Connection,
     request: SearchRequest,
@@ -192,7 +201,7 @@ def find_with_references(
                 i.c.res_id == r.c.res_id,
                 i.c.param == param_code,
                 i.c.target_type == target_type,
-                i.c.target_id.in_(list(target_ids)),
+                _among(conn, i.c.target_id, target_ids),
             ),
         )
         .where(*_where(request, visible))
@@ -229,7 +238,7 @@ def find_by_tokens(
                 i.c.res_type == res_type,
                 i.c.param == param_code,
                 i.c.system == system,
-                i.c.code.in_(unique[start : start + 1000]),
+                _among(conn, i.c.code, unique[start : start + 1000]),
             )
         )
         if for_update and conn.dialect.name == "postgresql":
