@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Connection, delete
@@ -54,11 +55,23 @@ def replace_indexes(conn: Connection, writes: Sequence[IndexWrite]) -> None:
             bucket = by_kind.get(kind)
             if bucket is None:
                 bucket = by_kind[kind] = []
-            names = _value_columns(kind)
+            values = _values_getter(kind)
             owner = (w.res_type, w.res_id)
-            bucket.extend((*owner, *map(row.get, names)) for row in rows)
+            try:
+                bucket.extend([owner + values(row) for row in rows])
+            except KeyError:  # a row without some column (NULL)
+                names = _value_columns(kind)
+                bucket.extend((*owner, *map(row.get, names)) for row in rows)
     for kind, tuples in by_kind.items():
         insert_tuples(conn, INDEX_TABLES[kind], tuples)
+
+
+@cache
+def _values_getter(kind: str) -> Any:
+    """A function from an index row to its values in column order after (res_type, res_id)."""
+    names = _value_columns(kind)
+    getter = itemgetter(*names)
+    return getter if len(names) > 1 else lambda row: (getter(row),)
 
 
 @cache
