@@ -10,7 +10,11 @@
    print that rate too.
 
     python bench/mapping_import.py [--engine sqlite|postgresql] [--rows 100000] [--beneficiaries 1000]
-                                   [--reimport]
+                                   [--reimport] [--profile FILE.txt]
+
+On PostgreSQL the CPU time of the server's backends serving the import is printed too
+(read from /proc while the import runs: the server must run on this machine). ``--profile``
+records the import with py-spy (collapsed stacks, ``--native``) instead of timing it alone.
 
 Figures, never pass/fail. Goal of issue 5: >= 5,000 rows/s; peak RSS flat from 100k to 1M rows.
 """
@@ -28,6 +32,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import create_engine, text
 
@@ -93,10 +98,57 @@ def create_organization(database: object, url: str) -> None:
         writes.update(ctx, "Organization", "bench-saad", body, None)
 
 
-def run(args: list[str], env: dict[str, str]) -> float:
+def run(
+    args: list[str], env: dict[str, str], pg_name: str | None = None, profile: str | None = None
+) -> float:
+    """Run ``fhir-gateway ARGS``; its wall-clock seconds. With ``pg_name``, the CPU seconds of
+    the server backends connected to that database are added to ``SERVER_CPU``."""
+    command = [str(BIN / "fhir-gateway"), *args]
+    if profile:
+        command = [
+            str(BIN / "py-spy"),
+            "record",
+            "--native",
+            "--format",
+            "raw",
+            "-o",
+            profile,
+            "--",
+            *command,
+        ]
     start = time.perf_counter()
-    subprocess.run([str(BIN / "fhir-gateway"), *args], env=env, check=True, stdout=subprocess.DEVNULL)
+    child = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
+    backends: dict[int, float] = {}
+    watcher = create_engine(f"{PG_SERVER}/postgres", isolation_level="AUTOCOMMIT") if pg_name else None
+    while child.poll() is None:
+        if watcher is not None and pg_name:
+            _sample_backends(watcher, pg_name, backends)
+        time.sleep(0.2)
+    if watcher is not None:
+        watcher.dispose()
+    if child.returncode:
+        raise subprocess.CalledProcessError(child.returncode, command)
+    SERVER_CPU.append(sum(backends.values()))
     return time.perf_counter() - start
+
+
+SERVER_CPU: list[float] = []
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _sample_backends(watcher: Any, pg_name: str, backends: dict[int, float]) -> None:
+    """CPU seconds so far of each server process connected to ``pg_name`` (from /proc)."""
+    with watcher.connect() as conn:
+        pids = conn.execute(
+            text("SELECT pid FROM pg_stat_activity WHERE datname = :d AND pid <> pg_backend_pid()"),
+            {"d": pg_name},
+        ).scalars()
+        for pid in pids:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            backends[pid] = (int(fields[11]) + int(fields[12])) / _TICK
 
 
 def _children_cpu() -> float:
@@ -110,6 +162,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--beneficiaries", type=int, default=1000)
     parser.add_argument("--reimport", action="store_true", help="time a second import of the same file")
+    parser.add_argument("--profile", metavar="FILE", help="record the import with py-spy into FILE")
     options = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -126,7 +179,14 @@ def main() -> None:
             beneficiaries, visits = write_files(folder, options.rows, options.beneficiaries)
             run(["import", "saad-beneficiaires", str(beneficiaries), "--organization", ORG], env)
             cpu_before = _children_cpu()
-            seconds = run(["import", "saad-interventions", str(visits), "--organization", ORG], env)
+            SERVER_CPU.clear()
+            seconds = run(
+                ["import", "saad-interventions", str(visits), "--organization", ORG],
+                env,
+                pg_name,
+                options.profile,
+            )
+            server_cpu = SERVER_CPU[-1]
             cpu = _children_cpu() - cpu_before
             peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
             again = (
@@ -148,6 +208,8 @@ def main() -> None:
         "cpu_seconds": round(cpu, 2),
         "rows_per_cpu_second": round(options.rows / cpu) if cpu else None,
     }
+    if pg_name:
+        result["server_cpu_seconds"] = round(server_cpu, 2)
     if again:
         result["reimport_seconds"] = round(again, 2)
         result["reimport_rows_per_second"] = round(options.rows / again)

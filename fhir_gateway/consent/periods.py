@@ -44,7 +44,10 @@ def period_bounds(period: Any) -> tuple[datetime | None, datetime | None]:
     if isinstance(period.get("end"), str):
         parsed = _parse(period["end"])
         if parsed is not None:
-            end = parsed[0] + parsed[1] if parsed[1] else parsed[0]
+            try:
+                end = parsed[0] + parsed[1] if parsed[1] else parsed[0]
+            except OverflowError:  # ends on the calendar's last day (9999-12-31): no end
+                end = None
     return start, end
 
 

@@ -13,11 +13,13 @@ from urllib.parse import parse_qsl
 
 from fhir_gateway.fhir.context import Ctx
 from fhir_gateway.kit.errors import BadRequest, FhirError
-from fhir_gateway.search.model import SearchRequest
+from fhir_gateway.search.model import Criterion, SearchRequest, Value
 from fhir_gateway.search.parser import parse_search
+from fhir_gateway.search.registry import param as param_of
+from fhir_gateway.search.shape import compartment_ids
 from fhir_gateway.storage import repository
 from fhir_gateway.storage.repository import StoredRow
-from fhir_gateway.storage.search_repository import find_by_tokens, find_ids
+from fhir_gateway.storage.search_repository import find_by_tokens, find_ids, find_with_references
 
 
 def _request(res_type: str, query: str) -> SearchRequest:
@@ -83,4 +85,73 @@ def find_token_matches(
         rows = found.setdefault(code, [])
         if all(r.res_id != row.res_id for r in rows):
             rows.append(row)
+    return found
+
+
+# (type, reference parameter, the query's other criteria): queries of one group differ only in
+# the one value of that parameter, and are answered together.
+Group = tuple[str, str, tuple[Criterion, ...]]
+_GROUP_SIZE = 500  # reference targets asked in one query
+
+
+def reference_group(res_type: str, query: str) -> tuple[Group, Value] | None:
+    """``query``'s group and its value when it is ``param=Type/id`` on a reference parameter
+    (plain, one value) plus any criteria without chains; None otherwise."""
+    try:
+        request = _request(res_type, query)
+    except FhirError:
+        return None
+    if request.ids or request.has:
+        return None
+    plain = [
+        c
+        for c in request.criteria
+        if c.param.type == "reference"
+        and c.modifier is None
+        and c.chain is None
+        and c.missing is None
+        and len(c.values) == 1
+        and c.values[0].target_type
+        and c.values[0].target_id
+        and "://" not in c.values[0].raw
+        and not (c.values[0].code and "://" in c.values[0].code)
+    ]
+    if len(plain) != 1 or any(c.chain is not None for c in request.criteria):
+        return None
+    varying = plain[0]
+    others = tuple(c for c in request.criteria if c is not varying)
+    return (res_type, varying.param.code, others), varying.values[0]
+
+
+def find_reference_matches(ctx: Ctx, group: Group, values: dict[str, Value]) -> dict[str, list[StoredRow]]:
+    """The rows each query of ``group`` (by text, with its value) matches, as ``find_matches``
+    would answer it but with every match: the rows matching the other criteria that hold one
+    of the references asked (``find_with_references``; ``compiler._reference`` for
+    ``Type/id``), told apart by reference, and by person where the parameter is the patient
+    compartment (``search.shape.compartment_ids``)."""
+    res_type, code, others = group
+    ref_param = param_of(res_type, code)
+    assert ref_param is not None
+    request = SearchRequest(res_type, criteria=list(others))
+    by_type: dict[str, list[str]] = {}
+    for value in values.values():
+        assert value.target_type is not None
+        assert value.target_id is not None
+        by_type.setdefault(value.target_type, []).append(value.target_id)
+    held: dict[tuple[str, str], dict[str, StoredRow]] = {}
+    for target_type, ids in by_type.items():
+        unique = list(dict.fromkeys(ids))
+        for start in range(0, len(unique), _GROUP_SIZE):
+            part = unique[start : start + _GROUP_SIZE]
+            for target_id, row in find_with_references(
+                ctx.conn, request, code, target_type, part, ctx.visible
+            ):
+                held.setdefault((target_type, target_id), {})[row.res_id] = row
+    found: dict[str, list[StoredRow]] = {}
+    for text, value in values.items():
+        assert value.target_type is not None
+        assert value.target_id is not None
+        rows = held.get((value.target_type, value.target_id), {})
+        persons = compartment_ids(res_type, Criterion(ref_param, None, (value,)))
+        found[text] = [r for r in rows.values() if persons is None or r.patient_id in persons]
     return found

@@ -12,7 +12,7 @@ queries of any other kind are left to the per-row search.
 from __future__ import annotations
 
 import re
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from fhir_gateway.fhir.conditional import TokenQuery, find_token_matches, token_query
@@ -69,16 +69,49 @@ def _part(part: str, values: dict[str, Any]) -> str | None:
     return None if value is None or value == "" else str(value)
 
 
+Entry = tuple[str | None, str, tuple[str, str, str] | None]  # when, template, token shape
+_entries_of: dict[int, tuple[dict[str, Any], tuple[Entry, ...]]] = {}
+# Queries seen lately as TokenQuery or None (a file's rows ask the same few queries again).
+_token_query = lru_cache(maxsize=4096)(token_query)
+
+
+def _entries(step: dict[str, Any]) -> tuple[Entry, ...]:
+    """The step's ``match`` entries with their token shapes, worked out once per step."""
+    found = _entries_of.get(id(step))
+    if found is None or found[0] is not step:
+        res_type = str(step["type"])
+        entries = []
+        for entry in step.get("match") or []:
+            spec = entry if isinstance(entry, dict) else {"query": entry}
+            template = str(spec["query"])
+            when = str(spec["when"]) if "when" in spec else None
+            entries.append((when, template, _token_template(res_type, template)))
+        if len(_entries_of) >= 1024:
+            _entries_of.clear()
+        found = _entries_of[id(step)] = (step, tuple(entries))
+    return found[1]
+
+
+_NAME = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.]*)\}")
+
+
+def query_names(step: dict[str, Any]) -> frozenset[str]:
+    """The row values the step's match queries read (placeholders and ``when`` conditions)."""
+    names: set[str] = set()
+    for when, template, _shape in _entries(step):
+        names.update(_NAME.findall(template))
+        if when is not None:
+            names.add(when.lstrip("!"))
+    return frozenset(names)
+
+
 def match_queries(step: dict[str, Any], values: dict[str, Any]) -> list[MatchQuery]:
     """The step's match queries that apply to a row with ``values`` and can be rendered."""
     res_type = str(step["type"])
     out: list[MatchQuery] = []
-    for entry in step.get("match") or []:
-        spec = entry if isinstance(entry, dict) else {"query": entry}
-        if "when" in spec and not holds(values, str(spec["when"])):
+    for when, template, shape in _entries(step):
+        if when is not None and not holds(values, when):
             continue
-        template = str(spec["query"])
-        shape = _token_template(res_type, template)
         if shape is not None:
             system, code = _part(shape[1], values), _part(shape[2], values)
             if system is None or code is None:
@@ -90,7 +123,7 @@ def match_queries(step: dict[str, Any], values: dict[str, Any]) -> list[MatchQue
                 continue
         query = MatchQuery(res_type, template, values, None)
         if query.text:
-            query.token = token_query(res_type, query.text)
+            query.token = _token_query(res_type, query.text)
             out.append(query)
     return out
 

@@ -30,6 +30,8 @@ class ParsedRow:
     cells: dict[str, str]
     values: dict[str, Any]
     problems: list[Problem] = field(default_factory=list)
+    # the match queries of steps that read no value bound while the row is written, by step
+    queries: dict[int, Any] = field(default_factory=dict)
 
 
 def check_header(fmt: Format, header: list[str]) -> list[Problem]:

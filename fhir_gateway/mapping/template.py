@@ -85,7 +85,11 @@ def compile_template(template: Any) -> Renderer:
         parts = [compile_template(t) for t in template]
 
         def render_list(values: dict[str, Any]) -> Any:
-            out = [v for v in (fn(values) for fn in parts) if v is not MISSING]
+            out = []
+            for fn in parts:
+                v = fn(values)
+                if v is not MISSING:
+                    out.append(v)
             return out or MISSING
 
         return render_list
@@ -99,7 +103,9 @@ def _compile_text(template: str) -> Renderer:
 
         def render_value(values: dict[str, Any]) -> Any:
             value = values.get(name)
-            return value if _present(value) else MISSING
+            if value is None or value is MISSING or value == "":
+                return MISSING
+            return value
 
         return render_value
     pieces = _PLACEHOLDER.split(template)  # literal, name, literal, name, ..., literal

@@ -20,16 +20,17 @@ from typing import Any
 
 import fhirpathpy
 
-from fhir_gateway.fhir.conditional import find_matches
+from fhir_gateway.fhir.conditional import Group, find_matches, find_reference_matches, reference_group
 from fhir_gateway.fhir.context import Ctx
 from fhir_gateway.fhir.write_batch import WriteBatch
 from fhir_gateway.kit import jsonutil
 from fhir_gateway.kit.errors import FhirError
-from fhir_gateway.mapping.matching import ChunkMatches, match_queries
+from fhir_gateway.mapping.matching import ChunkMatches, MatchQuery, match_queries, query_names
 from fhir_gateway.mapping.report import Problem, Summary
 from fhir_gateway.mapping.rows import ParsedRow
 from fhir_gateway.mapping.spec import Format
 from fhir_gateway.mapping.template import MISSING, fill_default, holds, merge, render
+from fhir_gateway.search.model import Value
 from fhir_gateway.storage.locks import lock_for_transaction
 from fhir_gateway.storage.repository import StoredRow
 
@@ -108,6 +109,20 @@ class RowWriter:
         self.known = ChunkMatches()
         self.batch = WriteBatch(ctx)
         self._bound: OrderedDict[tuple[str, str, int, str], dict[str, Any]] = OrderedDict()
+        bound = {f"ref.{s['name']}" for s in self.steps if "name" in s}
+        bound.update(name for s in self.steps for name in s.get("bind") or {})
+        # steps whose queries read no value a step binds: the same for a row all along
+        self._stable = {id(s) for s in self.steps if query_names(s).isdisjoint(bound)}
+
+    def _queries(self, row: ParsedRow, step: dict[str, Any], values: dict[str, Any]) -> list[MatchQuery]:
+        """``match_queries`` of ``step`` for ``row`` (with ``values``), worked out once per row
+        for the steps whose queries read no bound value."""
+        if id(step) not in self._stable:
+            return match_queries(step, values)
+        found: list[MatchQuery] | None = row.queries.get(id(step))
+        if found is None:
+            found = row.queries[id(step)] = match_queries(step, row.values)
+        return found
 
     def prefetch(self, rows: list[ParsedRow]) -> None:
         """Find the resources the business identifiers of ``rows`` name, one query per
@@ -119,10 +134,67 @@ class RowWriter:
             for_update = step.get("action") != "lookup"
             for row in rows:
                 if "when" not in step or holds(row.values, str(step["when"])):
-                    for query in match_queries(step, row.values):
+                    for query in self._queries(row, step, row.values):
                         if query.token is not None:
                             self.known.want(query.token, for_update=for_update)
         self.known.fetch(self.ctx)
+        self._prefetch_lookups(rows)
+
+    def _prefetch_lookups(self, rows: list[ParsedRow]) -> None:
+        """Answer the chunk's lookups that search by a reference (``subject={ref.patient}&...``:
+        the person's CareTeam) with one query per kind of search (``find_reference_matches``)
+        into the lookup cache. Each row's lookup steps are followed through the answers known
+        so far; the first search whose answer is unknown is asked, later ones are left to the
+        row (they may depend on it)."""
+        texts: dict[str, set[str]] = {}
+        for row in rows:
+            values = row.values
+            for step in self.steps:
+                if step.get("action") != "lookup":
+                    continue
+                if "when" in step and not holds(values, str(step["when"])):
+                    continue
+                found = self._known_lookup(row, step, values)
+                if isinstance(found, str):
+                    texts.setdefault(step["type"], set()).add(found)
+                if not isinstance(found, StoredRow):
+                    break
+                if values is row.values:
+                    values = dict(values)  # the row's values are bound by ``write`` itself
+                values[f"ref.{step['name']}"] = f"{found.res_type}/{found.res_id}"
+        for res_type, wanted in texts.items():
+            groups: dict[Group, dict[str, Value]] = {}
+            for text in wanted:
+                shaped = reference_group(res_type, text)
+                if shaped is not None:
+                    groups.setdefault(shaped[0], {})[text] = shaped[1]
+            for group, values_of in groups.items():
+                for text, matches in find_reference_matches(self.ctx, group, values_of).items():
+                    if len(matches) <= 1:  # several: the row reports it
+                        self.cache.put(res_type, text, matches[0] if matches else None)
+
+    def _known_lookup(
+        self, row: ParsedRow, step: dict[str, Any], values: dict[str, Any]
+    ) -> StoredRow | str | None:
+        """What ``_find`` would answer for a lookup from the answers known so far: the row, the
+        text of the first search it would have to ask, or None (no match, or several)."""
+        res_type = step["type"]
+        for match in self._queries(row, step, values):
+            known = self.known.answer(match.token)
+            if known is not None:
+                if len(known) > 1:
+                    return None
+                if known:
+                    return known[0]
+                continue
+            text = match.text
+            if self.cache.knows(res_type, text):
+                cached = self.cache.get(res_type, text)
+                if cached is not None:
+                    return cached
+                continue
+            return text
+        return None
 
     def flush(self) -> None:
         """Store the pending writes (FhirError: the caller rolls back)."""
@@ -151,7 +223,7 @@ class RowWriter:
         """The stored resource matching the step's first applicable query (``for_write``: never
         from the lookup cache)."""
         res_type = step["type"]
-        for match in match_queries(step, row.values):
+        for match in self._queries(row, step, row.values):
             known = self.known.answer(match.token)
             if known is not None:
                 if len(known) > 1:

@@ -8,11 +8,12 @@ ranges, references split into type and id, quantities, numbers and URIs.
 from __future__ import annotations
 
 import unicodedata
+from functools import lru_cache
 from typing import Any
 
 from fhir_gateway.kit.errors import Unprocessable
 from fhir_gateway.search.dates import parse_date_range
-from fhir_gateway.search.paths import evaluate
+from fhir_gateway.search.paths import Step, compile_split, evaluate, root_keys
 from fhir_gateway.search.registry import SearchParam, params_for
 
 Rows = dict[str, list[dict[str, Any]]]
@@ -22,6 +23,7 @@ _STRING_PARTS = {
 }
 
 
+@lru_cache(maxsize=4096)
 def normalize(text: str) -> str:
     """Lower case without accents: the form ``:exact``-less string search compares."""
     decomposed = unicodedata.normalize("NFKD", text)
@@ -80,17 +82,21 @@ def _tokens(value: Any) -> list[tuple[str | None, str | None, str | None]]:
     return []
 
 
+# Ranges of the dates seen lately (the rows of a partner file share their days and hours).
+_date_range = lru_cache(maxsize=4096)(parse_date_range)
+
+
 def _dates(value: Any) -> list[tuple[Any, Any]]:
     try:
         if isinstance(value, str):
-            return [parse_date_range(value)]
+            return [_date_range(value)]
         if isinstance(value, dict):
             if "start" in value or "end" in value:  # Period
-                low = parse_date_range(value["start"])[0] if value.get("start") else None
-                high = parse_date_range(value["end"])[1] if value.get("end") else None
+                low = _date_range(value["start"])[0] if value.get("start") else None
+                high = _date_range(value["end"])[1] if value.get("end") else None
                 return [(low, high)]
             if "event" in value:  # Timing
-                return [parse_date_range(e) for e in value["event"] if isinstance(e, str)]
+                return [_date_range(e) for e in value["event"] if isinstance(e, str)]
     except (ValueError, TypeError):
         return []
     return []
@@ -98,13 +104,23 @@ def _dates(value: Any) -> list[tuple[Any, Any]]:
 
 def _reference(value: Any) -> list[tuple[str | None, str | None, str | None]]:
     ref = value.get("reference") if isinstance(value, dict) else value if isinstance(value, str) else None
-    if not isinstance(ref, str) or ref.startswith("#"):
+    if not isinstance(ref, str):
         return []
+    found = _reference_parts(ref)
+    return [] if found is None else [found]
+
+
+@lru_cache(maxsize=4096)
+def _reference_parts(ref: str) -> tuple[str | None, str | None, str | None] | None:
+    """(type, id, url) of a reference (None for a contained one); the few references of a
+    batch of writes repeat (the person, the organisation)."""
+    if ref.startswith("#"):
+        return None
     path = ref.split("/_history/")[0]
     parts = path.split("/")
     if len(parts) >= 2 and parts[-2][:1].isupper() and "?" not in path:
-        return [(parts[-2], parts[-1][:64], ref[:512] if "://" in ref else None)]
-    return [(None, None, ref[:512])]
+        return (parts[-2], parts[-1][:64], ref[:512] if "://" in ref else None)
+    return (None, None, ref[:512])
 
 
 TOKEN_CHARS = 255  # idx_token.system/code and idx_quantity.system/code (VARCHAR on PostgreSQL)
@@ -123,20 +139,50 @@ def _searchable(param: SearchParam, *texts: Any) -> None:
             )
 
 
-def _rows_for(param: SearchParam, values: list[Any]) -> list[dict[str, Any]]:
+def _token_rows(param: SearchParam, values: list[Any]) -> list[dict[str, Any]]:
+    rows = []
+    for value in values:
+        for system, code, display in _tokens(value):
+            if (isinstance(system, str) and len(system) > TOKEN_CHARS) or (
+                isinstance(code, str) and len(code) > TOKEN_CHARS
+            ):
+                _searchable(param, system, code)
+            rows.append(
+                {
+                    "system": system,
+                    "code": code,
+                    "display": (display or "")[:255] or None,
+                    "param": param.code,
+                }
+            )
+    return rows
+
+
+def _string_rows(param: SearchParam, values: list[Any]) -> list[dict[str, Any]]:
+    return [
+        {"value_norm": normalize(s), "value_exact": s[:255], "param": param.code}
+        for value in values
+        for s in _strings(value)
+        if s
+    ]
+
+
+def _date_rows(param: SearchParam, values: list[Any]) -> list[dict[str, Any]]:
+    return [{"low": lo, "high": hi, "param": param.code} for value in values for lo, hi in _dates(value)]
+
+
+def _reference_rows(param: SearchParam, values: list[Any]) -> list[dict[str, Any]]:
+    return [
+        {"target_type": t, "target_id": i, "url": u, "param": param.code}
+        for value in values
+        for t, i, u in _reference(value)
+    ]
+
+
+def _other_rows(param: SearchParam, values: list[Any]) -> list[dict[str, Any]]:
     kind, rows = param.type, []
     for value in values:
-        if kind == "token":
-            for system, code, display in _tokens(value):
-                _searchable(param, system, code)
-                rows.append({"system": system, "code": code, "display": (display or "")[:255] or None})
-        elif kind == "string":
-            rows += [{"value_norm": normalize(s), "value_exact": s[:255]} for s in _strings(value) if s]
-        elif kind == "date":
-            rows += [{"low": lo, "high": hi} for lo, hi in _dates(value)]
-        elif kind == "reference":
-            rows += [{"target_type": t, "target_id": i, "url": u} for t, i, u in _reference(value)]
-        elif kind == "uri" and isinstance(value, str):
+        if kind == "uri" and isinstance(value, str):
             rows.append({"value": value[:512]})
         elif kind in ("quantity", "number"):
             number = value.get("value") if isinstance(value, dict) else value
@@ -151,8 +197,88 @@ def _rows_for(param: SearchParam, values: list[Any]) -> list[dict[str, Any]]:
     return rows
 
 
+_ROWS_BY_KIND = {
+    "token": _token_rows,
+    "string": _string_rows,
+    "date": _date_rows,
+    "reference": _reference_rows,
+}
+
+
+def _rows_for(param: SearchParam, values: list[Any]) -> list[dict[str, Any]]:
+    """The index rows of ``param``'s ``values`` (each with its ``param``)."""
+    return _ROWS_BY_KIND.get(param.type, _other_rows)(param, values)
+
+
+# One path of a parameter in a plan: the root's keys its first step reads and the other steps
+# (keys None: every step from the root).
+PlannedPath = tuple[tuple[str, ...] | None, tuple[Step, ...]]
+Plan = tuple[tuple[SearchParam, tuple[PlannedPath, ...]], ...]
+_PLANS: dict[tuple[str, tuple[str, ...]], Plan] = {}
+_PLANS_SIZE = 4096
+
+
+def _plan(res_type: str, keys: tuple[str, ...]) -> Plan:
+    """The parameters of ``res_type`` that may have values in a resource with top-level
+    ``keys``, with their paths reduced to the keys they read: the others are skipped."""
+    plan = []
+    for param in params_for(res_type).values():
+        paths: list[PlannedPath] = []
+        for path in param.paths:
+            first, rest = compile_split(path, res_type)
+            if first is None:
+                paths.append((None, rest))
+            elif found := root_keys(first, keys):
+                paths.append((found, rest))
+        if paths:
+            plan.append((param, tuple(paths)))
+    return tuple(plan)
+
+
 def extract_index_rows(resource: dict[str, Any]) -> Rows:
-    """Index rows of ``resource`` by kind (without res_type/res_id, added by the writer)."""
+    """Index rows of ``resource`` by kind (without res_type/res_id, added by the writer).
+
+    The same rows as evaluating every parameter's expression on the resource, from a plan
+    made once per resource type and set of top-level elements (``_plan``): parameters whose
+    elements are absent are not evaluated, the others start from the keys they read.
+    """
+    res_type = str(resource.get("resourceType", ""))
+    key = (res_type, tuple(resource))
+    plan = _PLANS.get(key)
+    if plan is None:
+        if len(_PLANS) >= _PLANS_SIZE:
+            _PLANS.clear()
+        plan = _PLANS[key] = _plan(*key)
+    out: Rows = {}
+    for param, paths in plan:
+        values: list[Any] = []
+        for keys, steps in paths:
+            items: list[Any]
+            if keys is None:
+                items = [resource]
+            else:
+                items = []
+                for name in keys:
+                    value = resource[name]
+                    if isinstance(value, list):
+                        items.extend(value)
+                    else:
+                        items.append(value)
+            for step in steps:
+                if not items:
+                    break
+                items = step(items)
+            values.extend(items)
+        if values:
+            rows = _rows_for(param, values)
+            if rows:
+                out.setdefault(param.type, []).extend(rows)
+    return out
+
+
+def generic_index_rows(resource: dict[str, Any]) -> Rows:
+    """``extract_index_rows`` by evaluating every parameter's expression (the reference the
+    planned extraction is tested against)."""
     res_type = str(resource.get("resourceType", ""))
     out: Rows = {}
     for param in params_for(res_type).values():

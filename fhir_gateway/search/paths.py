@@ -41,13 +41,7 @@ def _child_step(name: str) -> Step:
 
 
 def _choice_step(name: str, type_name: str) -> Step:
-    key = name + type_name[0].upper() + type_name[1:]
-    return lambda items: [
-        v
-        for i in items
-        if isinstance(i, dict) and key in i
-        for v in (i[key] if isinstance(i[key], list) else [i[key]])
-    ]
+    return _choice_key_step(name + type_name[0].upper() + type_name[1:])
 
 
 def _resolve_is(type_name: str) -> Step:
@@ -91,15 +85,39 @@ def _split(path: str) -> list[str]:
 @cache
 def compile_path(expression: str, base: str) -> tuple[Step, ...]:
     """Compile one ``|``-free sub-expression rooted at ``base`` into steps."""
+    first, rest = compile_split(expression, base)
+    if first is None:
+        return rest
+    name, exact = first
+    return ((_choice_key_step(name) if exact else _child_step(name)), *rest)
+
+
+First = tuple[str, bool]  # the element the first step reads: (name, exact key) or (name, choice too)
+
+
+@cache
+def compile_split(expression: str, base: str) -> tuple[First | None, tuple[Step, ...]]:
+    """``compile_path`` as (the element its first step reads from the root, the other steps);
+    None and every step when the first step is not a plain element (``deceased``, a filter).
+
+    ``(name, False)``: the element ``name`` or, when absent, its choice forms (``value[x]``);
+    ``(name, True)``: exactly the key ``name`` (``(X as Type)``)."""
     expr = expression.strip()
     as_match = _AS.match(expr)
     if as_match:
         inner = _split(as_match.group(1))
         if inner and inner[0] == base:
             inner = inner[1:]
-        return (*(_child_step(n) for n in inner[:-1]), _choice_step(inner[-1], as_match.group(2)))
+        choice = inner[-1]
+        key = choice + as_match.group(2)[0].upper() + as_match.group(2)[1:]
+        if len(inner) == 1:
+            return (key, True), ()
+        return (inner[0], False), (
+            *(_child_step(n) for n in inner[1:-1]),
+            _choice_step(choice, as_match.group(2)),
+        )
     if expr.endswith("Patient.deceased != false"):
-        return (_deceased,)
+        return None, (_deceased,)
     parts = _split(expr)
     if parts and parts[0] == base:
         parts = parts[1:]
@@ -115,7 +133,27 @@ def compile_path(expression: str, base: str) -> tuple[Step, ...]:
             steps.append(_child_step(part))
         else:
             raise ValueError(f"unsupported FHIRPath step {part!r} in {expression!r}")
-    return tuple(steps)
+    if parts and re.fullmatch(r"\w+", parts[0]):
+        return (parts[0], False), tuple(steps[1:])
+    return None, tuple(steps)
+
+
+def _choice_key_step(key: str) -> Step:
+    return lambda items: [
+        v
+        for i in items
+        if isinstance(i, dict) and key in i
+        for v in (i[key] if isinstance(i[key], list) else [i[key]])
+    ]
+
+
+def root_keys(first: First, keys: tuple[str, ...]) -> tuple[str, ...]:
+    """The keys of a root with ``keys`` that the first step ``first`` reads, in their order."""
+    name, exact = first
+    if name in keys or exact:
+        return (name,) if name in keys else ()
+    size = len(name)
+    return tuple(k for k in keys if k.startswith(name) and len(k) > size and k[size].isupper())
 
 
 def _deceased(items: list[Any]) -> list[Any]:

@@ -26,27 +26,35 @@ def _is_float(column: Column[Any]) -> bool:
     return isinstance(column.type, Float) and not isinstance(column.type, Integer | Boolean)
 
 
-_driver_inserts: dict[tuple[str, Table, tuple[str, ...]], tuple[str, tuple[str, ...], tuple[Any, ...]]] = {}
+_driver_inserts: dict[tuple[str, Table, tuple[str, ...]], tuple[str, tuple[Any, ...]]] = {}
 
 
 def _driver_insert(
     conn: Connection, table: Table, on_conflict: tuple[str, ...]
-) -> tuple[str, tuple[str, ...], tuple[Any, ...]]:
-    """(SQL, column names, bind processors) of a driver-level ``executemany`` insert: the rows go
-    to the driver as tuples, without SQLAlchemy's per-row parameter handling (SQLite)."""
+) -> tuple[str, tuple[Any, ...]]:
+    """(SQL, bind processors) of a driver-level ``executemany`` insert of all of ``table``'s
+    columns in their order: the rows go to the driver as tuples, without SQLAlchemy's per-row
+    parameter handling (SQLite)."""
     key = (conn.dialect.name, table, on_conflict)
     if key not in _driver_inserts:
         statement: Any = insert(table)
         if on_conflict:
             statement = sqlite_insert(table).on_conflict_do_nothing(index_elements=list(on_conflict))
-        compiled = statement.compile(dialect=conn.dialect, column_keys=[c.name for c in table.columns])
-        names = tuple(compiled.positiontup or ())
-        columns = {c.name: c for c in table.columns}
+        names = column_names(table)
+        compiled = statement.compile(dialect=conn.dialect, column_keys=list(names))
+        if tuple(compiled.positiontup or ()) != names:
+            raise RuntimeError(f"{table.name}: parameters not in column order")
         processors = tuple(
-            columns[n].type.dialect_impl(conn.dialect).bind_processor(conn.dialect) for n in names
+            c.type.dialect_impl(conn.dialect).bind_processor(conn.dialect) for c in table.columns
         )
-        _driver_inserts[key] = (str(compiled), names, processors)
+        _driver_inserts[key] = (str(compiled), processors)
     return _driver_inserts[key]
+
+
+@cache
+def column_names(table: Table) -> tuple[str, ...]:
+    """``table``'s column names in order: the order of the tuples ``insert_tuples`` takes."""
+    return tuple(c.name for c in table.columns)
 
 
 @cache
@@ -73,6 +81,40 @@ def _arrays(names: Sequence[str], floats: Sequence[bool], rows: Sequence[dict[st
     return tuple(arrays)
 
 
+def _columns(floats: Sequence[bool], rows: Sequence[Sequence[Any]]) -> tuple[Any, ...]:
+    """The values of ``rows`` (tuples in column order) as one list per column."""
+    arrays: list[list[Any]] = []
+    for index, is_float in enumerate(floats):
+        values = [row[index] for row in rows]
+        if is_float:
+            values = [None if v is None else float(v) for v in values]
+        arrays.append(values)
+    return tuple(arrays)
+
+
+def _processed(rows: Sequence[Sequence[Any]], processors: Sequence[Any]) -> Sequence[Sequence[Any]]:
+    """``rows`` with each column's bind processor applied (once per distinct value of a
+    column: the dates of a batch repeat)."""
+    converting: list[tuple[int, Any, dict[Any, Any]]] = [
+        (index, p, {}) for index, p in enumerate(processors) if p is not None
+    ]
+    if not converting:
+        return rows
+    out = []
+    for row in rows:
+        values = list(row)
+        for index, process, seen in converting:
+            value = values[index]
+            try:
+                values[index] = seen[value]
+            except KeyError:
+                values[index] = seen[value] = process(value)
+            except TypeError:  # not hashable
+                values[index] = process(value)
+        out.append(tuple(values))
+    return out
+
+
 def insert_rows(
     conn: Connection, table: Table, rows: Sequence[dict[str, Any]], *, on_conflict: tuple[str, ...] = ()
 ) -> int:
@@ -81,20 +123,25 @@ def insert_rows(
     ``on_conflict``: the unique columns; rows clashing with an existing one are skipped
     (``ON CONFLICT DO NOTHING``). Returns the number of rows inserted.
     """
+    names = column_names(table)
+    return insert_tuples(conn, table, [tuple(map(row.get, names)) for row in rows], on_conflict=on_conflict)
+
+
+def insert_tuples(
+    conn: Connection, table: Table, rows: Sequence[Sequence[Any]], *, on_conflict: tuple[str, ...] = ()
+) -> int:
+    """``insert_rows`` of rows given as tuples of values in ``table``'s column order
+    (``column_names``)."""
     if not rows:
         return 0
     if conn.dialect.name != "postgresql":
-        sql, names, processors = _driver_insert(conn, table, on_conflict)
-        params = [
-            tuple(row.get(n) if p is None else p(row.get(n)) for n, p in zip(names, processors, strict=True))
-            for row in rows
-        ]
-        result = conn.exec_driver_sql(sql, params)
+        sql, processors = _driver_insert(conn, table, on_conflict)
+        result = conn.exec_driver_sql(sql, _processed(rows, processors))
         return int(result.rowcount) if on_conflict else len(rows)
     if not on_conflict and len(rows) >= COPY_FROM and _synchronous_driver(conn):
         return _copy(conn, table, rows)
-    sql, names, floats = _unnest_insert(table, on_conflict)
-    result = conn.exec_driver_sql(sql, _arrays(names, floats, rows))
+    sql, _names, floats = _unnest_insert(table, on_conflict)
+    result = conn.exec_driver_sql(sql, _columns(floats, rows))
     return int(result.rowcount)
 
 
@@ -109,21 +156,21 @@ def _synchronous_driver(conn: Connection) -> bool:
     return isinstance(conn.connection.driver_connection, psycopg.Connection)
 
 
-def _copy(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> int:
+def _copy(conn: Connection, table: Table, rows: Sequence[Sequence[Any]]) -> int:
     """``COPY table FROM STDIN`` in the connection's transaction (psycopg 3)."""
-    names = [c.name for c in table.columns]
-    floats = [_is_float(c) for c in table.columns]
+    names = column_names(table)
+    floats = [index for index, c in enumerate(table.columns) if _is_float(c)]
     columns = ", ".join(f'"{n}"' for n in names)
     driver = conn.connection.driver_connection
     assert driver is not None
     with driver.cursor() as cursor, cursor.copy(f'COPY "{table.name}" ({columns}) FROM STDIN') as copy:
         for row in rows:
-            copy.write_row(
-                [
-                    float(v) if is_float and v is not None else v
-                    for v, is_float in zip((row.get(n) for n in names), floats, strict=True)
-                ]
-            )
+            if floats:
+                row = list(row)
+                for index in floats:
+                    if row[index] is not None:
+                        row[index] = float(row[index])
+            copy.write_row(row)
     return len(rows)
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Connection, delete
 
 from fhir_gateway.search.indexing import Rows, extract_index_rows
-from fhir_gateway.storage.bulk import insert_rows
+from fhir_gateway.storage.bulk import column_names, insert_tuples
 from fhir_gateway.storage.tables import INDEX_TABLES
 
 
@@ -47,14 +49,37 @@ def replace_indexes(conn: Connection, writes: Sequence[IndexWrite]) -> None:
             chunk = ids[start : start + 1000]
             for table in INDEX_TABLES.values():
                 conn.execute(delete(table).where(table.c.res_type == res_type, table.c.res_id.in_(chunk)))
-    by_kind: dict[str, list[dict[str, Any]]] = {}
+    by_kind: dict[str, list[tuple[Any, ...]]] = {}
     for w in writes:
         for kind, rows in w.rows.items():
-            bucket = by_kind.setdefault(kind, [])
-            for row in rows:
-                bucket.append({**row, "res_type": w.res_type, "res_id": w.res_id})
-    for kind, rows in by_kind.items():
-        insert_rows(conn, INDEX_TABLES[kind], rows)
+            bucket = by_kind.get(kind)
+            if bucket is None:
+                bucket = by_kind[kind] = []
+            values = _values_getter(kind)
+            owner = (w.res_type, w.res_id)
+            try:
+                bucket.extend([owner + values(row) for row in rows])
+            except KeyError:  # a row without some column (NULL)
+                names = _value_columns(kind)
+                bucket.extend((*owner, *map(row.get, names)) for row in rows)
+    for kind, tuples in by_kind.items():
+        insert_tuples(conn, INDEX_TABLES[kind], tuples)
+
+
+@cache
+def _values_getter(kind: str) -> Any:
+    """A function from an index row to its values in column order after (res_type, res_id)."""
+    names = _value_columns(kind)
+    getter = itemgetter(*names)
+    return getter if len(names) > 1 else lambda row: (getter(row),)
+
+
+@cache
+def _value_columns(kind: str) -> tuple[str, ...]:
+    """The columns of an index table after (res_type, res_id): param and the kind's values."""
+    names = column_names(INDEX_TABLES[kind])
+    assert names[:2] == ("res_type", "res_id")
+    return names[2:]
 
 
 def insert_index_rows(conn: Connection, resources: list[tuple[str, str, dict[str, Any]]]) -> None:

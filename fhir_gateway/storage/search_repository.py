@@ -12,7 +12,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import BindParameter, Connection, Integer, Select, and_, bindparam, false, func, select
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Connection,
+    Integer,
+    Select,
+    String,
+    and_,
+    any_,
+    bindparam,
+    false,
+    func,
+    select,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from fhir_gateway.kit.lru import Lru
 from fhir_gateway.search.compiler import Viewer, Visible, where_clauses
@@ -204,6 +218,48 @@ def find_ids(conn: Connection, request: SearchRequest, viewer: Viewer, limit: in
     return [(request.resource_type, row.res_id) for row in conn.execute(statements.ids, params)]
 
 
+_REFERENCES = idx_reference.alias("idx_reference_found")
+
+
+def _among(conn: Connection, column: Any, values: Sequence[str]) -> ColumnElement[bool]:
+    """``column IN values``; on PostgreSQL ``column = ANY(array)``, one parameter instead of one
+    per value (the driver converts a 1,000-value list at a fraction of the cost)."""
+    if conn.dialect.name == "postgresql":
+        return column == any_(bindparam(None, list(values), type_=ARRAY(String)))  # type: ignore[no-any-return]
+    return column.in_(list(values))  # type: ignore[no-any-return]
+
+
+def find_with_references(
+    conn: Connection,
+    request: SearchRequest,
+    param_code: str,
+    target_type: str,
+    target_ids: Sequence[str],
+    visible: Visible,
+) -> list[tuple[str, StoredRow]]:
+    """``(target id, current row)`` of the rows matching ``request`` (no limit) that hold in
+    reference parameter ``param_code`` a reference to ``target_type``/one of ``target_ids``,
+    once per such reference: the answers of many searches ``param_code=target_type/id&...``
+    (``compiler._reference``) in one query."""
+    r, i = resource, _REFERENCES
+    query = (
+        select(i.c.target_id, *CURRENT_COLUMNS)
+        .select_from(r)
+        .join(
+            i,
+            and_(
+                i.c.res_type == r.c.res_type,
+                i.c.res_id == r.c.res_id,
+                i.c.param == param_code,
+                i.c.target_type == target_type,
+                _among(conn, i.c.target_id, target_ids),
+            ),
+        )
+        .where(*where_clauses(where_shape(request, lit := Literals()), visible))
+    )
+    return [(row.target_id, stored_row(row)) for row in conn.execute(query, lit.params())]
+
+
 def find_by_tokens(
     conn: Connection,
     res_type: str,
@@ -233,7 +289,7 @@ def find_by_tokens(
                 i.c.res_type == res_type,
                 i.c.param == param_code,
                 i.c.system == system,
-                i.c.code.in_(unique[start : start + 1000]),
+                _among(conn, i.c.code, unique[start : start + 1000]),
             )
         )
         if for_update and conn.dialect.name == "postgresql":

@@ -25,7 +25,7 @@ from fhir_core.types import FhirBase, FhirElementOrResourceBase
 from pydantic import TypeAdapter, ValidationError
 
 Path = tuple[str | int, ...]
-Check = tuple[Path, Callable[[Any], Any]]
+Check = tuple[Path, Callable[[Any], Any], set[tuple[type, Any]]]
 Plan = tuple[Check, ...]
 _SIZE = 2048
 
@@ -73,6 +73,16 @@ def _validator(annotation: Any) -> Callable[[Any], Any]:
     return TypeAdapter(annotation).validate_python
 
 
+_PASSED_SIZE = 4096
+
+
+@cache
+def _passed(annotation: Any) -> set[tuple[type, Any]]:
+    """(JSON type, value) of primitive values lately found valid for ``annotation`` (the
+    rows of a file repeat their codes, systems, dates: each is checked once)."""
+    return set()
+
+
 def _plan_value(annotation: Any, value: Any, path: Path, out: list[Check]) -> None:
     annotation = _strip_optional(annotation)
     if typing.get_origin(annotation) in (list, typing.List):  # noqa: UP006
@@ -91,7 +101,7 @@ def _plan_value(annotation: Any, value: Any, path: Path, out: list[Check]) -> No
         return
     if isinstance(value, dict | list):
         raise _Unplannable(str(path))
-    out.append((path, _validator(annotation)))
+    out.append((path, _validator(annotation), _passed(annotation)))
 
 
 def _plan_model(model: Any, node: dict[str, Any], path: Path, out: list[Check]) -> None:
@@ -137,8 +147,15 @@ class ShapeCache:
         with suppress(KeyError):  # evicted meanwhile by another thread: the plan is still valid
             self._plans.move_to_end(key)
         try:
-            for path, check in plan:
-                check(_get(resource, path))
+            for path, check, passed in plan:
+                value = _get(resource, path)
+                seen = (type(value), value)
+                if seen in passed:
+                    continue
+                check(value)
+                if len(passed) >= _PASSED_SIZE:
+                    passed.clear()
+                passed.add(seen)
         except (ValidationError, ValueError, TypeError):
             return False, key
         return True, key

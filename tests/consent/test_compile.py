@@ -78,3 +78,11 @@ def test_careteam_members_and_on_behalf_of() -> None:
     assert {r["member"] for r in rows} == {"Organization/f001"}
     assert all(r["period_end"] is not None and r["period_end"].year == 2013 for r in rows)
     assert compile_careteam("x", {**body, "status": "entered-in-error"}) == []
+
+
+def test_a_period_ending_on_the_calendars_last_day_is_open_ended() -> None:
+    """``9999-12-31``, the "no end" of many partner files: its exclusive end would be year 10000."""
+    from fhir_gateway.consent.periods import period_bounds
+
+    start, end = period_bounds({"start": "2024-02-01", "end": "9999-12-31"})
+    assert (start is not None, end) == (True, None)

@@ -98,3 +98,16 @@ def test_contained_resources_are_always_checked_in_full() -> None:
     _known, key = cache.passes("Task", body)
     cache.learn(key, _model("Task"), body)
     assert not cache.passes("Task", body)[0]
+
+
+def test_values_found_valid_are_remembered_per_element_type_only() -> None:
+    """A value checked once is not checked again for the same FHIR type, never for another
+    (``tomorrow`` is valid markdown, not a dateTime; ``bad  code`` a string, not a code)."""
+    validate_structure("Task", _set(TASK, ("note", 0, "text"), "tomorrow"))
+    validate_structure("Task", _set(TASK, ("identifier", 0, "value"), "bad  code"))
+    with pytest.raises(Unprocessable):
+        validate_structure("Task", _set(TASK, ("restriction", "period", "end"), "tomorrow"))
+    with pytest.raises(Unprocessable):
+        validate_structure("Task", _set(TASK, ("status",), "bad  code"))
+    for _ in range(2):  # the second time from what was remembered
+        validate_structure("Task", _set(TASK, ("restriction", "period", "end"), "2025-01-01T10:00:00Z"))
