@@ -18,7 +18,8 @@ import typing
 from collections import OrderedDict
 from collections.abc import Callable
 from contextlib import suppress
-from functools import cache
+from functools import cache, reduce
+from operator import getitem
 from typing import Any
 
 from fhir_core.types import FhirBase, FhirElementOrResourceBase
@@ -34,10 +35,24 @@ def shape(node: Any) -> Any:
     """A hashable description of ``node``'s elements, list lengths and JSON types."""
     kind = type(node)
     if kind is dict:
-        return tuple([(key, shape(value)) for key, value in node.items()])
+        return _dict_shape(node)
     if kind is list:
         return (_List, tuple([shape(item) for item in node]))
     return kind
+
+
+def _dict_shape(node: dict[str, Any]) -> Any:
+    """``shape`` of a dict, its primitive values typed in place (no call per leaf)."""
+    out = []
+    for key, value in node.items():
+        kind = type(value)
+        if kind is dict:
+            out.append((key, _dict_shape(value)))
+        elif kind is list:
+            out.append((key, (_List, tuple([shape(item) for item in value]))))
+        else:
+            out.append((key, kind))
+    return tuple(out)
 
 
 class _List:
@@ -126,9 +141,7 @@ def plan_for(model: Any, resource: dict[str, Any]) -> Plan | None:
 
 
 def _get(node: Any, path: Path) -> Any:
-    for step in path:
-        node = node[step]
-    return node
+    return reduce(getitem, path, node)
 
 
 class ShapeCache:
@@ -146,9 +159,10 @@ class ShapeCache:
             return False, key
         with suppress(KeyError):  # evicted meanwhile by another thread: the plan is still valid
             self._plans.move_to_end(key)
+        root: Any = resource
         try:
             for path, check, passed in plan:
-                value = _get(resource, path)
+                value = reduce(getitem, path, root)
                 seen = (type(value), value)
                 if seen in passed:
                     continue
