@@ -85,7 +85,7 @@ def test_same_answers_as_each_search_alone(database: Database, settings: Setting
         answers = {}
         for group, values in groups.items():
             for query, rows in find_reference_matches(ctx, group, values).items():
-                alone = find_ids(ctx.conn, _request("CareTeam", query), ctx.visible, 100)
+                alone = find_ids(ctx.conn, _request("CareTeam", query), ctx, 100)
                 assert sorted(r.res_id for r in rows) == sorted(i for _t, i in alone), query
                 answers[query] = sorted(r.res_id for r in rows)
         assert len(answers) == len(QUERIES) - 1
