@@ -95,9 +95,13 @@ def _cache_key(
     """Key of a reusable filter: for the tables and their shared aliases (others are per query)."""
     if not is_shared(alias):
         return None
+    owner = access.client_id if res_type in (SUBSCRIPTION_TYPE, None) else None
+    return (alias.name, res_type, *_caller_traits(access, policy), owner)
+
+
+def _caller_traits(access: AccessContext, policy: str) -> tuple[Any, ...]:
+    """What the filters depend on, apart from the client (that only Subscription rows do)."""
     return (
-        alias.name,
-        res_type,
         policy,
         access.trusted,
         access.patient,
@@ -105,22 +109,12 @@ def _cache_key(
         access.purpose,
         bool(access.break_glass),
         is_auditor(access),
-        access.client_id if res_type in (SUBSCRIPTION_TYPE, None) else None,
     )
 
 
 def caller_key(access: AccessContext, policy: str) -> tuple[Any, ...]:
     """Equal for two callers exactly when ``visible_clause`` builds the same filters for both."""
-    return (
-        policy,
-        access.trusted,
-        access.patient,
-        tuple(caller_actors(access)),
-        access.purpose,
-        bool(access.break_glass),
-        is_auditor(access),
-        access.client_id,
-    )
+    return (*_caller_traits(access, policy), access.client_id)
 
 
 @dataclass(frozen=True, slots=True)
