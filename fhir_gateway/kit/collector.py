@@ -8,6 +8,10 @@ counting, not by the collector), so its collections found almost nothing and cos
 its CPU. While bulk work runs, the objects that existed before it are left out of
 collections (``gc.freeze``) and the youngest generation is collected every 10,000
 allocations instead of 700. Cycles are still collected, a little later.
+
+For a process of its own only (``fhir-gateway import``): in a server, the pools of ended
+event loops are released by the collector (``storage.database``), and frozen or rarer
+collections left their connections open until PostgreSQL refused new clients.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from sqlalchemy.exc import DBAPIError
 
 from fhir_gateway.auth.context import AccessContext
 from fhir_gateway.auth.scopes import parse_scopes
+from fhir_gateway.kit.collector import fewer_collections
 from fhir_gateway.kit.errors import FhirError
 from fhir_gateway.mapping.exporter import write_rows
 from fhir_gateway.mapping.importer import ImportOptions, ImportRefused
@@ -99,7 +100,11 @@ def import_command(
                 partial, dry_run, encoding, reject_stream, (lambda _n: bar.update(1)) if bar else None
             )
             access = _access("cli:import", organization)
-            with unit_of_work(database, settings, access, write=True, audit_sink=audit.submit) as ctx:
+            # a process of its own: its collections may be tuned for bulk work (not a server's)
+            with (
+                fewer_collections(),
+                unit_of_work(database, settings, access, write=True, audit_sink=audit.submit) as ctx,
+            ):
                 summary = import_file(ctx, fmt, handle, organization, options)
     except ImportRefused as refused:
         summary = refused.summary

@@ -22,7 +22,6 @@ from zoneinfo import ZoneInfo
 from fhir_gateway.audit.grouped import GroupedWrites
 from fhir_gateway.audit.store import store_audit_events
 from fhir_gateway.fhir.context import Ctx
-from fhir_gateway.kit.collector import fewer_collections
 from fhir_gateway.kit.errors import FhirError
 from fhir_gateway.mapping.csvio import CsvProblem, CsvSink, CsvSource
 from fhir_gateway.mapping.report import FileRefused, Problem, Summary
@@ -114,8 +113,7 @@ def run_import(
     writer.lock_run()
     ctx.grouped_writes = GroupedWrites("import-partner", f"Partner file import ({fmt.name})")
     try:
-        with fewer_collections():
-            return _run(ctx, fmt, source, parser, writer, summary, options)
+        return _run(ctx, fmt, source, parser, writer, summary, options)
     finally:
         ctx.grouped_writes = None  # what the unit of work audits next is audited one by one
 
