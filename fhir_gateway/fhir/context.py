@@ -186,26 +186,8 @@ class Ctx:
         (``decided_by`` when the caller already knows it, see ``deciding_columns``)."""
         if not ok:
             CONSENT_DENIALS.labels(res_type or "").inc()
-        if decided_by is not None:
-            pass
-        elif (
-            ok
-            and interaction not in _READ_INTERACTIONS
-            and (_WRITE_DECIDED_BY, res_type, patient_id) in self.memo
-        ):
-            decided_by = self.memo[(_WRITE_DECIDED_BY, res_type, patient_id)]
-        elif patient_id is not None:
-            action = "read" if interaction in _READ_INTERACTIONS else "write"
-            decided_by = decision_for(
-                self.conn,
-                self.access,
-                patient_id,
-                res_type,
-                action=action,
-                policy=self.settings.consent_default_policy,
-            ).decided_by
-        elif self.access.trusted:
-            decided_by = "trusted client"
+        if decided_by is None:
+            decided_by = self._decided_by_now(interaction, res_type, patient_id, ok)
         if self.grouped_writes is not None and ok and query is None and interaction in WRITE_INTERACTIONS:
             assert res_type is not None
             assert res_id is not None
@@ -214,6 +196,26 @@ class Ctx:
         self.audit_events.append(
             audit_event_for(self.access, interaction, res_type, res_id, patient_id, ok, decided_by, query)
         )
+
+    def _decided_by_now(
+        self, interaction: str, res_type: str | None, patient_id: str | None, ok: bool
+    ) -> str | None:
+        """What decides ``interaction``: the decision remembered by this unit's write check,
+        else the person's consent now, else the client's trust."""
+        write = interaction not in _READ_INTERACTIONS
+        remembered = self.memo.get((_WRITE_DECIDED_BY, res_type, patient_id)) if ok and write else None
+        if remembered is not None:
+            return str(remembered)
+        if patient_id is not None:
+            return decision_for(
+                self.conn,
+                self.access,
+                patient_id,
+                res_type,
+                action="write" if write else "read",
+                policy=self.settings.consent_default_policy,
+            ).decided_by
+        return "trusted client" if self.access.trusted else None
 
 
 _with_client_check: Lru[tuple[ColumnElement[bool], ColumnElement[bool]]] = Lru(4096)

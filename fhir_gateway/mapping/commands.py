@@ -20,8 +20,8 @@ from sqlalchemy.exc import DBAPIError
 
 from fhir_gateway.auth.context import AccessContext
 from fhir_gateway.auth.scopes import parse_scopes
-from fhir_gateway.kit.collector import fewer_collections
 from fhir_gateway.kit.errors import FhirError
+from fhir_gateway.kit.gc_tuning import fewer_collections
 from fhir_gateway.mapping.exporter import write_rows
 from fhir_gateway.mapping.importer import ImportOptions, ImportRefused
 from fhir_gateway.mapping.report import FileRefused, Summary

@@ -27,6 +27,7 @@ from tests.conftest import ClientFactory
 from tests.consent.support import day
 from tests.operations.support import SAAD, TASK_CODES, ids, permit, person, put
 from tests.support.auth import issue_token, register_client
+from tests.support.pages import walk
 
 STRICT = {"Prefer": "handling=strict"}
 
@@ -60,20 +61,9 @@ def _entries(bundle: dict[str, Any]) -> list[str]:
     ]
 
 
-def _walk(client: TestClient, url: str) -> tuple[list[str], set[int]]:
+def _walk(client: TestClient, url: str) -> tuple[list[str], set[Any]]:
     """Follow ``next`` links from ``url``: every entry and the totals seen."""
-    seen: list[str] = []
-    totals: set[int] = set()
-    next_url: str | None = url
-    while next_url:
-        page = client.get(next_url.replace("http://testserver", ""))
-        assert page.status_code == 200, page.text
-        bundle = page.json()
-        totals.add(bundle["total"])
-        seen += _entries(bundle)
-        relations = {x["relation"] for x in bundle["link"]}
-        next_url = _link(bundle, "next") if "next" in relations else None
-    return seen, totals
+    return walk(client, url, _entries)
 
 
 def _records(fhir: TestClient) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 from starlette.testclient import TestClient
 
 from tests.consent.support import consent, provision
+from tests.support.pages import walk as walk_pages
 
 FHIR = "application/fhir+json"
 SAAD = "Organization/saad"
@@ -72,19 +73,9 @@ def ids(bundle: dict[str, Any], mode: str = "match") -> list[str]:
     ]
 
 
-def walk(client: TestClient, url: str) -> tuple[list[str], set[int]]:
+def walk(client: TestClient, url: str) -> tuple[list[str], set[Any]]:
     """Follow ``next`` links from ``url``: every match and the totals seen."""
-    seen: list[str] = []
-    totals: set[int] = set()
-    next_url: str | None = url
-    while next_url:
-        page = client.get(next_url.replace("http://testserver", ""))
-        assert page.status_code == 200, page.text
-        bundle = page.json()
-        totals.add(bundle.get("total"))
-        seen += ids(bundle)
-        next_url = next((link["url"] for link in bundle["link"] if link["relation"] == "next"), None)
-    return seen, totals
+    return walk_pages(client, url, ids)
 
 
 def audit_events(client: TestClient, **params: str) -> list[dict[str, Any]]:

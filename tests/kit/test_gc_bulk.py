@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 
-from fhir_gateway.kit.collector import BULK_THRESHOLD, fewer_collections
+from fhir_gateway.kit.gc_tuning import BULK_THRESHOLD, fewer_collections
 
 
 def test_threshold_and_freeze_restored_after_nested_blocks() -> None:
