@@ -8,6 +8,7 @@ that concurrent writers queue on the database lock instead of failing half-way.
 from __future__ import annotations
 
 import asyncio
+import select
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,7 +16,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from sqlalchemy import URL, Connection, Engine, create_engine, event, text
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from starlette.concurrency import run_in_threadpool
 
@@ -68,7 +69,7 @@ def make_engine(url: str, pool_size: int = 10) -> Engine:
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
     cache_long_statements()
     # Every checkout ends its own transaction (Database.transaction), so no reset round trip.
-    return create_engine(
+    engine = create_engine(
         url,
         pool_size=pool_size,
         max_overflow=10,
@@ -76,6 +77,8 @@ def make_engine(url: str, pool_size: int = 10) -> Engine:
         pool_reset_on_return=None,
         hide_parameters=True,  # logged database errors never carry the values (names, identifiers)
     )
+    _checkouts_skip_hung_up(engine)
+    return engine
 
 
 class _KeptConnections:
@@ -87,6 +90,11 @@ class _KeptConnections:
     not the database's), at most ``size`` of them; one idle longer than ``MAX_IDLE_SECONDS``
     is closed rather than reused (the server or a firewall may have cut it), and a
     connection the server closed makes every idle one be dropped (they were likely cut too).
+
+    A kept connection is also dropped when its socket has something to read: nothing is
+    sent to an idle session unasked but the server's last words (a restart or
+    ``pg_terminate_backend`` sends a FATAL error, then closes). That check is one system
+    call, no round trip, so a cut while idle costs no request a 503.
     """
 
     MAX_IDLE_SECONDS = 300.0
@@ -100,23 +108,55 @@ class _KeptConnections:
         now = time.monotonic()
         while self._idle:
             parked, conn = self._idle.pop()
-            if now - parked < self.MAX_IDLE_SECONDS and not conn.invalidated:
+            if now - parked < self.MAX_IDLE_SECONDS and not conn.invalidated and _still_open(conn):
                 return conn
-            await conn.close()
+            await _discard(conn)
         return await self.engine.connect()
 
     async def give_back(self, conn: AsyncConnection, reusable: bool) -> None:
-        if reusable and not conn.invalidated and len(self._idle) < self.size:
+        cut = conn.invalidated  # read before closing: a closed connection no longer says
+        if reusable and not cut and len(self._idle) < self.size:
             self._idle.append((time.monotonic(), conn))
             return
         await conn.close()
-        if conn.invalidated:
+        if cut:
             await self.close_idle()
 
     async def close_idle(self) -> None:
         idle, self._idle = self._idle, []
         for _, conn in idle:
             await conn.close()
+
+
+def _hung_up(driver_connection: Any) -> bool:
+    """True when the server has spoken to, or hung up on, this idle psycopg connection."""
+    try:
+        socket = driver_connection.pgconn.socket
+    except Exception:  # closed, or not a psycopg connection: its use will tell
+        return False
+    readable, _, _ = select.select([socket], [], [], 0)
+    return bool(readable)
+
+
+def _still_open(conn: AsyncConnection) -> bool:
+    return not _hung_up(conn.sync_connection.connection.driver_connection)  # type: ignore[union-attr]
+
+
+def _checkouts_skip_hung_up(engine: Engine) -> None:
+    """A pooled connection the server hung up on is replaced at checkout, without a round trip
+    (SQLAlchemy's "disconnect handling, pessimistic" with a socket check instead of a ping)."""
+
+    @event.listens_for(engine, "checkout")
+    def _check(_dbapi: Any, record: Any, _proxy: Any) -> None:
+        if _hung_up(record.driver_connection):
+            raise DisconnectionError("the database server closed this connection")
+
+
+async def _discard(conn: AsyncConnection) -> None:
+    """Close a kept connection, and let the pool forget it if its server side is gone."""
+    if not conn.invalidated and not _still_open(conn):
+        await conn.invalidate()
+    await conn.close()
 
 
 class _AsyncEngines:
@@ -139,8 +179,12 @@ class _AsyncEngines:
             "pool_reset_on_return": None,
             "hide_parameters": True,  # a logged database error must not carry a person's data
         }
-        self.write = _KeptConnections(create_async_engine(url, **options), half)
-        self.read = _KeptConnections(create_async_engine(url, isolation_level="AUTOCOMMIT", **options), half)
+        write = create_async_engine(url, **options)
+        read = create_async_engine(url, isolation_level="AUTOCOMMIT", **options)
+        for engine in (write, read):
+            _checkouts_skip_hung_up(engine.sync_engine)
+        self.write = _KeptConnections(write, half)
+        self.read = _KeptConnections(read, half)
 
     async def dispose(self) -> None:
         """Close both pools' connections."""

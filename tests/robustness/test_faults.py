@@ -94,8 +94,64 @@ def test_connections_cut_under_load_give_503_then_recovery_and_nothing_acknowled
         assert set(statuses) <= {200, 201, 404, 503}, sorted(set(statuses))
         with httpx.Client(base_url=server.fhir, headers=headers) as client:
             for pid in acknowledged:  # recovered, and every acknowledged write is there
-                assert client.get(f"/Patient/{pid}").status_code == 200
+                answer = client.get(f"/Patient/{pid}")
+                assert answer.status_code == 200, answer.text
             assert client.put("/Patient/after", json=_patient("after")).status_code == 201
+
+
+def _wait_until_cut(database: Database) -> None:
+    """Until the server has ended every session of the gateway's database (it does so
+    asynchronously after ``pg_terminate_backend``)."""
+    admin, name = _admin(database)
+    with admin.connect() as conn:
+        for _ in range(100):
+            left = conn.execute(
+                text("SELECT count(*) FROM pg_stat_activity WHERE datname = :db AND pid <> pg_backend_pid()"),
+                {"db": name},
+            ).scalar()
+            if left == 0:
+                break
+            time.sleep(0.05)
+    admin.dispose()
+
+
+@postgres_only
+def test_connections_cut_while_idle_cost_no_request_an_error(tmp_path: Path) -> None:
+    """A PostgreSQL restart between requests: the gateway's kept and pooled connections are
+    all dead, and the next reads and writes still succeed (the dead ones are noticed
+    before use, not by failing a request)."""
+    with running_gateway(tmp_path) as server:
+        assert server.cli("clients", "add", "idle", "--scope", "system/*.cruds", "--secret", "s3cret-idle",
+                          "--trusted").returncode == 0  # fmt: skip
+        token = httpx.post(
+            server.base_url + "/auth/token",
+            data={"grant_type": "client_credentials"},
+            auth=("idle", "s3cret-idle"),
+        ).json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": FHIR}
+
+        def busy(worker: int) -> None:  # several connections of each kind open and kept
+            with httpx.Client(base_url=server.fhir, headers=headers, timeout=30) as client:
+                for k in range(8):
+                    pid = f"i{worker}-{k}"
+                    assert client.put(f"/Patient/{pid}", json=_patient(pid)).status_code == 201
+                    assert client.get(f"/Patient/{pid}").status_code == 200
+
+        threads = [threading.Thread(target=busy, args=(w,)) for w in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        database = Database(server.env["FHIR_GATEWAY_DATABASE_URL"])
+        _drop_connections(database)
+        _wait_until_cut(database)
+        database.dispose()
+        with httpx.Client(base_url=server.fhir, headers=headers) as client:
+            answers = [client.get(f"/Patient/i{w}-0") for w in range(8)]
+            answers += [client.put(f"/Patient/after-{n}", json=_patient(f"after-{n}")) for n in range(3)]
+            answers.append(client.get("/Patient", params={"_count": "5"}))
+        failed = [(a.request.url, a.status_code, a.text) for a in answers if a.status_code >= 300]
+        assert not failed, failed
 
 
 @postgres_only
