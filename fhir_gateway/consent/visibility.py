@@ -8,7 +8,9 @@ so that paging and totals stay right and a denied resource is never counted.
   their own AuditEvents included ("who looked at my file");
 - partners: rows tied to no person (Organization, Practitioner...) and rows of persons
   for whom the consent decision (``consent.predicates``) is permit; break-glass callers
-  see every person's data (the request is audited with its reason);
+  see every person's data (the request is audited with its reason). A resource of a type
+  that is always about someone but names no Patient (a Task without ``for``,
+  ``NAMES_ITS_PERSON``) is no one's to share: partners neither see nor write it;
 - Subscription rows: only the client that created them (FHIR R4 subscription.html: a
   subscription is its owner's business; trusted clients administer all);
 - Group rows (a list of persons, e.g. an organisation's caseload for bulk export): only the
@@ -46,6 +48,7 @@ from fhir_gateway.consent.predicates import CARE_TEAM_OPT_OUT, deciding_consents
 from fhir_gateway.kit.errors import Forbidden
 from fhir_gateway.kit.lru import Lru
 from fhir_gateway.kit.timeutil import utcnow
+from fhir_gateway.search.indexing import NAMES_ITS_PERSON, person_element
 from fhir_gateway.storage.outbox_tables import subscription
 from fhir_gateway.storage.tables import idx_reference, is_shared, resource
 
@@ -216,9 +219,14 @@ def _partner_clause(
         policy=policy,
         now=NOW,
     )
-    if res_type == "Patient":
+    if res_type == "Patient" or res_type in NAMES_ITS_PERSON:
         return decision
-    return or_(person.is_(None), decision)
+    if res_type is not None:
+        return or_(person.is_(None), decision)
+    return or_(and_(person.is_(None), alias.c.res_type.not_in(_NAMING_THEIR_PERSON)), decision)
+
+
+_NAMING_THEIR_PERSON = sorted(NAMES_ITS_PERSON)
 
 
 _PATIENT = bindparam("consent_patient", type_=String())
@@ -311,6 +319,11 @@ def check_write(
         return None
     if res_type == AUDIT_TYPE:
         raise Forbidden("AuditEvent resources are recorded by the server and cannot be written")
+    if patient_id is None and res_type in NAMES_ITS_PERSON:
+        raise Forbidden(
+            f"{person_element(res_type)} must reference the person (Patient/<id>): only a trusted"
+            f" client may write a {res_type} of no person"
+        )
     if access.patient is not None:
         if patient_id is None and res_type not in OWN_ONLY_WRITES or patient_id == access.patient:
             return None

@@ -187,7 +187,7 @@ class Ctx:
         if not ok:
             CONSENT_DENIALS.labels(res_type or "").inc()
         if decided_by is None:
-            decided_by = self._decided_by_now(interaction, res_type, patient_id, ok)
+            decided_by = self.decided_by_now(interaction, res_type, patient_id, ok=ok)
         if self.grouped_writes is not None and ok and query is None and interaction in WRITE_INTERACTIONS:
             assert res_type is not None
             assert res_id is not None
@@ -197,8 +197,8 @@ class Ctx:
             audit_event_for(self.access, interaction, res_type, res_id, patient_id, ok, decided_by, query)
         )
 
-    def _decided_by_now(
-        self, interaction: str, res_type: str | None, patient_id: str | None, ok: bool
+    def decided_by_now(
+        self, interaction: str, res_type: str | None, patient_id: str | None, *, ok: bool = True
     ) -> str | None:
         """What decides ``interaction``: the decision remembered by this unit's write check,
         else the person's consent now, else the client's trust."""

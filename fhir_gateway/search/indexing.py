@@ -309,6 +309,18 @@ _COMPARTMENT_PATHS = {
 # shared resources (Organization, Practitioner...) under consent.ownership.
 PERSON_TYPES: frozenset[str] = frozenset(_COMPARTMENT_PATHS)
 
+# Person types whose resources are always about someone: one that names no Patient (a Task
+# without ``for``) is no one's to share, so a partner may neither write nor read it (deny by
+# default, issue 4). A Provenance or an AuditEvent may be about a shared resource; a Patient
+# is the person.
+NAMES_ITS_PERSON: frozenset[str] = PERSON_TYPES - {"Patient", "Provenance", "AuditEvent"}
+
+
+def person_element(res_type: str) -> str:
+    """The element naming the person of a ``res_type`` resource (``Task.for``)."""
+    paths = _COMPARTMENT_PATHS.get(res_type) or ("id",)
+    return f"{res_type}.{paths[0]}"
+
 
 def patient_compartment_id(resource: dict[str, Any]) -> str | None:
     """The id of the person a resource belongs to (consent is checked against them)."""

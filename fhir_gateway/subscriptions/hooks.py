@@ -107,8 +107,18 @@ def after_store(ctx: Ctx, stored: Sequence[Stored]) -> None:
                 ctx.conn, subscribed.sub_id, [(c.res_type, c.res_id, c.version) for c in notified], now
             )
             audit = Ctx(ctx.conn, subscriber, ctx.settings, ctx.audit_events)
+            decided: dict[str | None, str | None] = {}  # one consent decision per person notified
             for c in notified:
-                audit.audit("notify", c.res_type, c.res_id, c.person, query=subscribed.criteria)
+                if c.person not in decided:
+                    decided[c.person] = audit.decided_by_now("notify", res_type, c.person)
+                audit.audit(
+                    "notify",
+                    c.res_type,
+                    c.res_id,
+                    c.person,
+                    query=subscribed.criteria,
+                    decided_by=decided[c.person],
+                )
 
 
 def _mirror(ctx: Ctx, res_id: str, body: dict[str, Any]) -> None:
