@@ -1,0 +1,114 @@
+"""Many rows in one statement (``storage.bulk``): whichever way the rows travel (a JSON array
+under ``JSON_ROWS_UNDER`` rows, typed ``unnest`` arrays, ``COPY``, SQLite's ``executemany``),
+what is stored is exactly what was given, and a value too long for its column is refused,
+never cut."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from sqlalchemy import Connection, select
+from sqlalchemy.exc import DBAPIError
+
+from fhir_gateway.storage.bulk import COPY_FROM, JSON_ROWS_UNDER, insert_rows, insert_tuples
+from fhir_gateway.storage.database import Database
+from fhir_gateway.storage.tables import idx_date, idx_quantity, idx_string, resource
+
+TEXTS = ['Détail "entre guillemets"', "back\\slash", "ligne\nsuivante", "emoji 🧓", "tab\there", "'; DROP --"]
+
+
+def _strings(count: int) -> list[tuple[Any, ...]]:
+    return [
+        ("Patient", f"p{n}", "name", TEXTS[n % len(TEXTS)], TEXTS[(n + 1) % len(TEXTS)]) for n in range(count)
+    ]
+
+
+def _quantities(count: int) -> list[tuple[Any, ...]]:
+    values: list[Any] = [Decimal("12.50"), 0.1, None, 3, -1e-7, Decimal("1e20")]
+    return [("Observation", f"o{n}", "value", values[n % len(values)], None, "mg") for n in range(count)]
+
+
+def _dates(count: int) -> list[tuple[Any, ...]]:
+    moments = [
+        datetime(2026, 2, 28, 23, 59, 59, 999999),
+        datetime(1900, 1, 1),
+        None,
+        datetime(2026, 11, 26, 8, 5),
+    ]
+    return [("Task", f"t{n}", "period", moments[n % 4], moments[(n + 1) % 4]) for n in range(count)]
+
+
+def _stored(conn: Connection, table: Any) -> list[tuple[Any, ...]]:
+    return sorted((tuple(row) for row in conn.execute(select(table))), key=lambda row: row[1])
+
+
+def _as_stored(rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Decimals and integers of float columns come back as floats."""
+    out = [
+        tuple(float(v) if isinstance(v, Decimal | int) and i == 3 else v for i, v in enumerate(r))
+        for r in rows
+    ]
+    return sorted(out, key=lambda row: row[1])
+
+
+SIZES = [1, JSON_ROWS_UNDER - 1, JSON_ROWS_UNDER, COPY_FROM]
+
+
+@pytest.mark.parametrize("count", SIZES)
+@pytest.mark.parametrize(
+    ("table", "make"), [(idx_string, _strings), (idx_quantity, _quantities), (idx_date, _dates)]
+)
+def test_rows_are_stored_exactly_as_given(database: Database, count: int, table: Any, make: Any) -> None:
+    rows = make(count)
+    with database.transaction(write=True) as conn:
+        assert insert_tuples(conn, table, rows) == count
+    with database.transaction() as conn:
+        assert _stored(conn, table) == (
+            _as_stored(rows) if table is idx_quantity else sorted(rows, key=lambda r: r[1])
+        )
+
+
+@pytest.mark.parametrize("count", [1, JSON_ROWS_UNDER])
+def test_a_request_connection_stores_the_same(database: Database, count: int) -> None:
+    """The asyncio connection of a request (PostgreSQL) takes the same ways."""
+    rows = _strings(count)
+
+    async def write() -> int:
+        return await database.run(lambda conn: insert_tuples(conn, idx_string, rows), write=True)
+
+    assert asyncio.run(write()) == count
+    with database.transaction() as conn:
+        assert _stored(conn, idx_string) == sorted(rows, key=lambda r: r[1])
+
+
+@pytest.mark.parametrize("count", [1, JSON_ROWS_UNDER])
+def test_clashing_rows_are_skipped_and_not_counted(database: Database, count: int) -> None:
+    moment = datetime(2026, 11, 26, 8, 0, 0, 123456)
+    first = [{"res_type": "Task", "res_id": f"t{n}", "version": 1, "last_updated": moment, "deleted": False,
+              "content": "{}", "patient_id": None} for n in range(count)]  # fmt: skip
+    again = [{**row, "version": 2} for row in first] + [{**first[0], "res_id": "new"}]
+    with database.transaction(write=True) as conn:
+        assert insert_rows(conn, resource, first, on_conflict=("res_type", "res_id")) == count
+        assert insert_rows(conn, resource, again, on_conflict=("res_type", "res_id")) == 1
+    with database.transaction() as conn:
+        versions = {
+            row.res_id: (row.version, row.last_updated, row.deleted) for row in conn.execute(select(resource))
+        }
+    assert versions["t0"] == (1, moment, False)
+    assert versions["new"] == (1, moment, False)
+
+
+@pytest.mark.parametrize("count", [1, JSON_ROWS_UNDER])
+def test_a_value_too_long_for_its_column_is_refused_not_cut(database: Database, count: int) -> None:
+    if database.dialect != "postgresql":
+        pytest.skip("SQLite does not bound text lengths")
+    rows = [("Patient", "x" * 65, "name", "a", "a")] + _strings(count - 1)
+    with pytest.raises(DBAPIError, match="too long"), database.transaction(write=True) as conn:
+        insert_tuples(conn, idx_string, rows)
+    with database.transaction() as conn:
+        assert _stored(conn, idx_string) == []
