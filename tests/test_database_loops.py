@@ -3,7 +3,8 @@
 A server runs one loop; test clients and embedding tools run several, one after another
 or at once in several threads. A pool shared by loops of several threads hangs as soon as
 a request waits for a connection, so each loop gets its own pools, and the pools of loops
-that have ended are closed, not left to the garbage collector.
+that have ended are closed, not left to the garbage collector. Within a loop, each kind of
+unit (reads, writes) has at most half of ``pool_size`` connections, reused; a burst waits.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Connection, text
 
-from fhir_gateway.storage.database import Database
+from fhir_gateway.kit.errors import ServiceUnavailable
+from fhir_gateway.storage.database import Database, _KeptConnections
 from tests.support.databases import engine_kind, temporary_database_url
 
 
@@ -67,3 +69,39 @@ def test_loops_of_several_threads_at_once_never_share_a_pool(pg_database: Databa
     with ThreadPoolExecutor(max_workers=8) as pool:
         results = list(pool.map(lambda _i: _one_loop(pg_database, 5), range(8)))
     assert results == [[1] * 5] * 8
+
+
+def _backend(conn: Connection) -> int:
+    return int(conn.execute(text("SELECT pg_backend_pid() FROM pg_sleep(0.005)")).scalar_one())
+
+
+def test_a_burst_waits_for_the_open_connections_instead_of_opening_more(pg_database: Database) -> None:
+    """40 reads at once with two read connections allowed (pool_size 4): they take turns on the
+    same two server sessions; none is opened for one request and closed after it."""
+
+    async def burst() -> list[int]:
+        return list(await asyncio.gather(*(pg_database.run(_backend) for _ in range(40))))
+
+    sessions = asyncio.run(burst())
+    assert len(sessions) == 40
+    assert len(set(sessions)) <= 2
+
+
+def test_a_unit_that_waits_too_long_for_a_connection_gets_a_503(
+    pg_database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_KeptConnections, "WAIT_SECONDS", 0.2)
+
+    def _long(conn: Connection) -> int:
+        return int(conn.execute(text("SELECT 1 FROM pg_sleep(1)")).scalar_one())
+
+    async def crowd() -> list[object]:
+        holders = [asyncio.ensure_future(pg_database.run(_long)) for _ in range(2)]
+        await asyncio.sleep(0.1)  # both read connections taken
+        late = await asyncio.gather(pg_database.run(_sleep), return_exceptions=True)
+        return [*(await asyncio.gather(*holders)), *late]
+
+    first, second, late = asyncio.run(crowd())
+    assert (first, second) == (1, 1)
+    assert isinstance(late, ServiceUnavailable)
+    assert late.headers == {"Retry-After": "5"}

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from sqlalchemy import URL, Connection, Engine, create_engine, event, text
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
 from starlette.concurrency import run_in_threadpool
 
 from fhir_gateway.kit.errors import ServiceUnavailable
@@ -82,14 +83,18 @@ def make_engine(url: str, pool_size: int = 10) -> Engine:
 
 
 class _KeptConnections:
-    """Open connections of one engine kept between units of work of one event loop.
+    """The open connections of one engine for one event loop: at most ``size``, reused.
 
     Taking a kept connection skips the pool's checkout and return and SQLAlchemy's set-up of
-    a connection: about a fifth of the cost of a read's unit of work. A connection is kept
-    only after a unit that ended cleanly (committed, or rolled back after an error that was
-    not the database's), at most ``size`` of them; one idle longer than ``MAX_IDLE_SECONDS``
-    is closed rather than reused (the server or a firewall may have cut it), and a
-    connection the server closed makes every idle one be dropped (they were likely cut too).
+    a connection: about a fifth of the cost of a read's unit of work. At most ``size`` are
+    open at once; a unit of work that finds them all busy waits for one to be given back
+    (at most ``WAIT_SECONDS``, then a 503) rather than opening a connection of its own to
+    close right after, which cost more than the request itself (a PostgreSQL session is a
+    process to start). A connection is kept only after a unit that ended cleanly (committed,
+    or rolled back after an error that was not the database's); one idle longer than
+    ``MAX_IDLE_SECONDS`` is closed rather than reused (the server or a firewall may have
+    cut it), and a connection the server closed makes every idle one be dropped (they were
+    likely cut too).
 
     A kept connection is also dropped when its socket has something to read: nothing is
     sent to an idle session unasked but the server's last words (a restart or
@@ -98,34 +103,62 @@ class _KeptConnections:
     """
 
     MAX_IDLE_SECONDS = 300.0
+    WAIT_SECONDS = 30.0
 
     def __init__(self, engine: AsyncEngine, size: int) -> None:
         self.engine = engine
         self.size = size
         self._idle: list[tuple[float, AsyncConnection]] = []
+        self._open = 0  # idle and in use
+        self._freed = asyncio.Condition()
 
     async def take(self) -> AsyncConnection:
-        now = time.monotonic()
-        while self._idle:
-            parked, conn = self._idle.pop()
-            if now - parked < self.MAX_IDLE_SECONDS and not conn.invalidated and _still_open(conn):
-                return conn
-            await _discard(conn)
-        return await self.engine.connect()
+        while True:
+            now = time.monotonic()
+            while self._idle:
+                parked, conn = self._idle.pop()
+                if now - parked < self.MAX_IDLE_SECONDS and not conn.invalidated and _still_open(conn):
+                    return conn
+                await self._drop(conn)
+            if self._open < self.size:
+                self._open += 1
+                try:
+                    return await self.engine.connect()
+                except BaseException:
+                    self._open -= 1
+                    raise
+            async with self._freed:
+                try:
+                    await asyncio.wait_for(self._freed.wait(), self.WAIT_SECONDS)
+                except TimeoutError:
+                    raise ServiceUnavailable(
+                        "Every database connection is busy; try again shortly", headers={"Retry-After": "5"}
+                    ) from None
 
     async def give_back(self, conn: AsyncConnection, reusable: bool) -> None:
         cut = conn.invalidated  # read before closing: a closed connection no longer says
-        if reusable and not cut and len(self._idle) < self.size:
+        if reusable and not cut:
             self._idle.append((time.monotonic(), conn))
-            return
-        await conn.close()
-        if cut:
-            await self.close_idle()
+        else:
+            await self._drop(conn)
+            if cut:
+                await self.close_idle()
+        async with self._freed:
+            self._freed.notify()
+
+    async def _drop(self, conn: AsyncConnection) -> None:
+        """Close a connection for good (letting the pool forget it if its server side is gone)."""
+        self._open -= 1
+        try:
+            if not conn.invalidated and not _still_open(conn):
+                await conn.invalidate()
+        finally:
+            await conn.close()
 
     async def close_idle(self) -> None:
         idle, self._idle = self._idle, []
         for _, conn in idle:
-            await conn.close()
+            await self._drop(conn)
 
 
 def _hung_up(driver_connection: Any) -> bool:
@@ -152,39 +185,24 @@ def _checkouts_skip_hung_up(engine: Engine) -> None:
             raise DisconnectionError("the database server closed this connection")
 
 
-async def _discard(conn: AsyncConnection) -> None:
-    """Close a kept connection, and let the pool forget it if its server side is gone."""
-    if not conn.invalidated and not _still_open(conn):
-        await conn.invalidate()
-    await conn.close()
-
-
 class _AsyncEngines:
     """The asyncio engines of one event loop (PostgreSQL), and their kept connections.
 
-    Two pools: write transactions, and reads whose connections are in autocommit from the
-    start (setting and resetting the isolation level at every checkout cost more CPU than
-    the read's statement itself). Each keeps half the connections open (``_KeptConnections``)
-    and may open as many as one pool did before when its kind of traffic peaks.
+    Two sets of connections: write transactions, and reads whose connections are in
+    autocommit from the start (setting and resetting the isolation level at every checkout
+    cost more CPU than the read's statement itself). Each may open half of ``pool_size``
+    (``_KeptConnections`` is their pool: the engines open and close, nothing more).
     """
 
     def __init__(self, url: URL, pool_size: int) -> None:
         half = max(2, pool_size // 2)
-        # The kept connections are the idle ones; the pools only open and close the others
-        # (at most pool_size + 10 at a time per kind, as before).
         options: dict[str, Any] = {
-            "pool_size": 1,
-            "max_overflow": pool_size + 9,
-            "pool_recycle": 1800,
+            "poolclass": NullPool,
             "pool_reset_on_return": None,
             "hide_parameters": True,  # a logged database error must not carry a person's data
         }
-        write = create_async_engine(url, **options)
-        read = create_async_engine(url, isolation_level="AUTOCOMMIT", **options)
-        for engine in (write, read):
-            _checkouts_skip_hung_up(engine.sync_engine)
-        self.write = _KeptConnections(write, half)
-        self.read = _KeptConnections(read, half)
+        self.write = _KeptConnections(create_async_engine(url, **options), half)
+        self.read = _KeptConnections(create_async_engine(url, isolation_level="AUTOCOMMIT", **options), half)
 
     async def dispose(self) -> None:
         """Close both pools' connections."""
