@@ -8,6 +8,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -44,6 +45,17 @@ def _drop_connections(database: Database) -> None:
     admin.dispose()
 
 
+def _trusted_headers(server: Any, name: str) -> dict[str, str]:
+    """A trusted client registered with the live gateway's CLI, and its token's headers."""
+    secret = f"s3cret-{name}"
+    added = server.cli("clients", "add", name, "--scope", "system/*.cruds", "--secret", secret, "--trusted")
+    assert added.returncode == 0
+    token = httpx.post(
+        server.base_url + "/auth/token", data={"grant_type": "client_credentials"}, auth=(name, secret)
+    ).json()["access_token"]
+    return {"Authorization": f"Bearer {token}", "Content-Type": FHIR}
+
+
 def _patient(n: str) -> dict[str, object]:
     return {"resourceType": "Patient", "id": n, "name": [{"family": f"F{n}"}]}
 
@@ -54,14 +66,7 @@ def test_connections_cut_under_load_give_503_then_recovery_and_nothing_acknowled
 ) -> None:
     """A live ``fhir-gateway serve`` (one event loop, its real pools) under 4 concurrent clients."""
     with running_gateway(tmp_path) as server:
-        assert server.cli("clients", "add", "load", "--scope", "system/*.cruds", "--secret", "s3cret-load",
-                          "--trusted").returncode == 0  # fmt: skip
-        token = httpx.post(
-            server.base_url + "/auth/token",
-            data={"grant_type": "client_credentials"},
-            auth=("load", "s3cret-load"),
-        ).json()["access_token"]
-        headers = {"Authorization": f"Bearer {token}", "Content-Type": FHIR}
+        headers = _trusted_headers(server, "load")
         acknowledged: list[str] = []
         statuses: list[int] = []
         lock = threading.Lock()
@@ -121,14 +126,7 @@ def test_connections_cut_while_idle_cost_no_request_an_error(tmp_path: Path) -> 
     all dead, and the next reads and writes still succeed (the dead ones are noticed
     before use, not by failing a request)."""
     with running_gateway(tmp_path) as server:
-        assert server.cli("clients", "add", "idle", "--scope", "system/*.cruds", "--secret", "s3cret-idle",
-                          "--trusted").returncode == 0  # fmt: skip
-        token = httpx.post(
-            server.base_url + "/auth/token",
-            data={"grant_type": "client_credentials"},
-            auth=("idle", "s3cret-idle"),
-        ).json()["access_token"]
-        headers = {"Authorization": f"Bearer {token}", "Content-Type": FHIR}
+        headers = _trusted_headers(server, "idle")
 
         def busy(worker: int) -> None:  # several connections of each kind open and kept
             with httpx.Client(base_url=server.fhir, headers=headers, timeout=30) as client:

@@ -45,16 +45,21 @@ def _partner_in_circle_of_care(database: Database, settings: Settings) -> None:
     person it would not see at all)."""
     with unit_of_work(database, settings, TRUSTED, write=True, audit_sink=lambda _e: None) as ctx:
         batch = WriteBatch(ctx, size=10)
-        batch.update("Patient", "p1", {"resourceType": "Patient", "id": "p1"}, None)
-        team = {
-            "resourceType": "CareTeam",
-            "id": "team-p1",
-            "status": "active",
-            "subject": {"reference": "Patient/p1"},
-            "participant": [{"member": {"reference": "Organization/saad"}}],
-        }
-        batch.update("CareTeam", "team-p1", team, None)
+        _join_circle_of_care(batch)
         batch.flush()
+
+
+def _join_circle_of_care(batch: WriteBatch) -> None:
+    """Patient/p1 and its CareTeam, whose member is the partner."""
+    batch.update("Patient", "p1", {"resourceType": "Patient", "id": "p1"}, None)
+    team = {
+        "resourceType": "CareTeam",
+        "id": "team-p1",
+        "status": "active",
+        "subject": {"reference": "Patient/p1"},
+        "participant": [{"member": {"reference": "Organization/saad"}}],
+    }
+    batch.update("CareTeam", "team-p1", team, None)
 
 
 @pytest.fixture
@@ -154,17 +159,8 @@ def test_a_consent_change_in_a_batch_is_seen_by_the_writes_after_it_only(
     the partner joins in the middle of a batch lets it learn of the changes after, not before."""
     with unit_of_work(subscribed, settings, TRUSTED, write=True, audit_sink=lambda _e: None) as ctx:
         batch = WriteBatch(ctx, size=10_000)
-        batch.update("Patient", "p1", {"resourceType": "Patient", "id": "p1"}, None)
-        before = _task(1, "completed")
-        batch.create("Task", before)
-        team = {
-            "resourceType": "CareTeam",
-            "id": "team-p1",
-            "status": "active",
-            "subject": {"reference": "Patient/p1"},
-            "participant": [{"member": {"reference": "Organization/saad"}}],
-        }
-        batch.update("CareTeam", "team-p1", team, None)
+        batch.create("Task", _task(1, "completed"))  # before the partner joins p1's CareTeam
+        _join_circle_of_care(batch)
         after = _task(2, "completed")
         created, _ = batch.create("Task", after)
         batch.flush()
