@@ -101,6 +101,11 @@ class Settings(BaseSettings):
 
     # partner mappings (issue 5)
     mappings_dir: str = Field("", description="folder of partner formats (default: the project's mappings/)")
+    analyze_after_rows: int = Field(
+        5000,
+        ge=1,
+        description="resources a partner file import must write to refresh the planner's statistics after it",
+    )
 
     # bulk export (issue 8)
     export_dir: str = Field(

@@ -77,6 +77,7 @@ def import_command(
     from fhir_gateway.audit.writer import AuditWriter
     from fhir_gateway.fhir.context import unit_of_work
     from fhir_gateway.storage.database import Database
+    from fhir_gateway.storage.statistics import refresh_statistics
 
     if rejects is not None and not partial:
         raise _usage("--rejects needs --partial")
@@ -106,6 +107,9 @@ def import_command(
                 unit_of_work(database, settings, access, write=True, audit_sink=audit.submit) as ctx,
             ):
                 summary = import_file(ctx, fmt, handle, organization, options)
+            if summary.stored() >= settings.analyze_after_rows:  # committed: the planner learns of it
+                with database.transaction() as conn:
+                    refresh_statistics(conn)
     except ImportRefused as refused:
         summary = refused.summary
     except FileRefused as refused:

@@ -63,6 +63,10 @@ class Summary:
     problems: list[Problem] = field(default_factory=list)
     error_count: int = 0
 
+    def stored(self) -> int:
+        """Resources this run wrote and committed (none for a dry run or a refused file)."""
+        return self.created + self.updated if self.written and not self.dry_run else 0
+
     @property
     def errors(self) -> list[Problem]:
         return [p for p in self.problems if p.severity == "error"]

@@ -10,7 +10,8 @@ back), ``partial`` (true: keep the good rows, report the bad ones), ``encoding``
 utf-8 or windows-1252). The answer is an OperationOutcome (FHIR R4 operationoutcome.html)
 with one issue per problem (line, column, value, reason) and an information issue and
 extensions with the counts: 200 when imported (or checked, in a dry run), 422 when the file
-is refused and nothing was written.
+is refused and nothing was written. An import that wrote ``analyze_after_rows`` resources or
+more refreshes the planner's statistics before answering (``storage.statistics``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from fhir_gateway.mapping.importer import DryRunDone, ImportOptions, ImportRefus
 from fhir_gateway.mapping.report import FileRefused, Summary
 from fhir_gateway.mapping.service import find_format, import_file
 from fhir_gateway.mapping.spec import Format
+from fhir_gateway.storage.statistics import refresh_statistics
 
 _TRUE = {"true", "1", "yes"}
 
@@ -76,4 +78,7 @@ async def import_partner(request: Request, access: AccessContext, body: bytes) -
     except FileRefused as refused:
         summary = Summary(fmt.name, problems=refused.problems)
         return json_response(summary.outcome(), 422)
+    state = request.app.state
+    if summary.stored() >= state.settings.analyze_after_rows:  # committed: the planner learns of it
+        await state.database.run(refresh_statistics)
     return json_response(summary.outcome(), 200)
