@@ -137,14 +137,16 @@ class _KeptConnections:
 
     async def give_back(self, conn: AsyncConnection, reusable: bool) -> None:
         cut = conn.invalidated  # read before closing: a closed connection no longer says
-        if reusable and not cut:
-            self._idle.append((time.monotonic(), conn))
-        else:
-            await self._drop(conn)
-            if cut:
-                await self.close_idle()
-        async with self._freed:
-            self._freed.notify()
+        try:
+            if reusable and not cut:
+                self._idle.append((time.monotonic(), conn))
+            else:
+                await self._drop(conn)
+                if cut:
+                    await self.close_idle()
+        finally:  # even when cancelled while closing: a waiting unit may now open one
+            async with self._freed:
+                self._freed.notify()
 
     async def _drop(self, conn: AsyncConnection) -> None:
         """Close a connection for good (letting the pool forget it if its server side is gone)."""
