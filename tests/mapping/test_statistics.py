@@ -37,10 +37,10 @@ def _analysed(database: Database) -> bool:
         return bool(rows > 0 and stat is not None and int(str(stat).split()[0]) == rows)
 
 
-def _import_over_http(fhir: TestClient) -> None:
+def _import_over_http(fhir: TestClient, **params: str) -> None:
     answer = fhir.post(
         "/fhir/$import-partner",
-        params={"format": "saad-beneficiaires", "organization": SAAD},
+        params={"format": "saad-beneficiaires", "organization": SAAD, **params},
         content=BENEFICIARIES.read_bytes(),
         headers={"Content-Type": "text/csv"},
     )
@@ -83,11 +83,5 @@ def test_a_dry_run_writes_nothing_and_analyses_nothing(
 ) -> None:
     _forget_statistics(database)
     settings.analyze_after_rows = 1
-    answer = fhir.post(
-        "/fhir/$import-partner",
-        params={"format": "saad-beneficiaires", "organization": SAAD, "dry-run": "true"},
-        content=BENEFICIARIES.read_bytes(),
-        headers={"Content-Type": "text/csv"},
-    )
-    assert answer.status_code == 200, answer.text
+    _import_over_http(fhir, **{"dry-run": "true"})
     assert not _analysed(database)
