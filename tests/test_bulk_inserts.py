@@ -12,12 +12,12 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, event, select
 from sqlalchemy.exc import DBAPIError
 
-from fhir_gateway.storage.bulk import COPY_FROM, JSON_ROWS_UNDER, insert_rows, insert_tuples
+from fhir_gateway.storage.bulk import COPY_FROM, JSON_ROWS_UNDER, insert_many, insert_rows, insert_tuples
 from fhir_gateway.storage.database import Database
-from fhir_gateway.storage.tables import idx_date, idx_quantity, idx_string, resource
+from fhir_gateway.storage.tables import idx_date, idx_quantity, idx_string, idx_uri, resource
 
 TEXTS = ['Détail "entre guillemets"', "back\\slash", "ligne\nsuivante", "emoji 🧓", "tab\there", "'; DROP --"]
 
@@ -112,3 +112,26 @@ def test_a_value_too_long_for_its_column_is_refused_not_cut(database: Database, 
         insert_tuples(conn, idx_string, rows)
     with database.transaction() as conn:
         assert _stored(conn, idx_string) == []
+
+
+def test_several_tables_in_one_statement(database: Database) -> None:
+    """A write's history and index rows go in together: one statement on PostgreSQL."""
+    statements: list[str] = []
+
+    def count(*args: Any) -> None:
+        statements.append(args[2])
+
+    parts = [(idx_string, _strings(3)), (idx_date, _dates(4)), (idx_quantity, _quantities(5)), (idx_uri, [])]
+    event.listen(database.engine, "before_cursor_execute", count)
+    try:
+        with database.transaction(write=True) as conn:
+            insert_many(conn, parts)
+    finally:
+        event.remove(database.engine, "before_cursor_execute", count)
+    inserts = [s for s in statements if "INSERT" in s]
+    assert len(inserts) == (1 if database.dialect == "postgresql" else 3)
+    with database.transaction() as conn:
+        assert _stored(conn, idx_string) == sorted(_strings(3), key=lambda r: r[1])
+        assert _stored(conn, idx_date) == sorted(_dates(4), key=lambda r: r[1])
+        assert _stored(conn, idx_quantity) == _as_stored(_quantities(5))
+        assert _stored(conn, idx_uri) == []

@@ -20,9 +20,10 @@ from fhir_gateway.kit import jsonutil
 from fhir_gateway.kit.errors import PreconditionFailed
 from fhir_gateway.kit.timeutil import fhir_instant, utcnow
 from fhir_gateway.search.indexing import extract_index_rows, patient_compartment_id
-from fhir_gateway.storage.index_repository import IndexWrite, replace_indexes
+from fhir_gateway.storage.bulk import insert_many
+from fhir_gateway.storage.index_repository import IndexWrite, delete_indexes, index_inserts
 from fhir_gateway.storage.repository import StoredRow
-from fhir_gateway.storage.version_writes import VersionWrite, write_versions
+from fhir_gateway.storage.version_writes import VersionWrite, history_part, write_versions
 from fhir_gateway.subscriptions import hooks as subscription_hooks
 
 _INTERACTIONS = {"POST": "create", "PUT": "update", "PATCH": "patch"}
@@ -89,12 +90,15 @@ def apply(ctx: Ctx, pending: Sequence[Pending]) -> None:
     consent or subscription changes together."""
     if not pending:
         return
-    stale = write_versions(ctx.conn, [p.version for p in pending])
+    versions = [p.version for p in pending]
+    stale = write_versions(ctx.conn, versions, history=False)
     if stale:
         raise PreconditionFailed(
             f"{stale[0].res_type}/{stale[0].res_id} was changed by another request; read it again"
         )
-    replace_indexes(ctx.conn, [p.index for p in pending])
+    indexes = [p.index for p in pending]
+    delete_indexes(ctx.conn, indexes)
+    insert_many(ctx.conn, [history_part(versions), *index_inserts(indexes)])  # one statement on PostgreSQL
     start = 0
     for end in range(1, len(pending) + 1):
         if end == len(pending) or pending[end].version.res_type in _STATE_TYPES:

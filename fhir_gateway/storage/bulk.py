@@ -120,6 +120,34 @@ def _json_insert(table: Table, on_conflict: tuple[str, ...]) -> str:
     return sql
 
 
+Part = tuple[Table, Sequence[Sequence[Any]]]  # a table and rows in its column order
+
+
+def insert_many(conn: Connection, parts: Sequence[Part]) -> None:
+    """``insert_tuples`` into several tables; on PostgreSQL, when every part is under
+    ``JSON_ROWS_UNDER`` rows, in one statement (data-modifying ``WITH`` parts, one round trip:
+    a write's history row and its search index rows together)."""
+    parts = [(table, rows) for table, rows in parts if rows]
+    if (
+        conn.dialect.name != "postgresql"
+        or len(parts) < 2
+        or any(len(r) >= JSON_ROWS_UNDER for _, r in parts)
+    ):
+        for table, rows in parts:
+            insert_tuples(conn, table, rows)
+        return
+    sql = _json_inserts(tuple(table for table, _ in parts))
+    conn.exec_driver_sql(sql, tuple(_json_rows(rows) for _, rows in parts))
+
+
+@cache
+def _json_inserts(tables: tuple[Table, ...]) -> str:
+    """One statement inserting JSON rows into each of ``tables`` (PostgreSQL)."""
+    *first, last = (_json_insert(table, ()) for table in tables)
+    steps = ", ".join(f"i{n} AS ({sql})" for n, sql in enumerate(first))
+    return f"WITH {steps} {last}"
+
+
 def _json_value(value: Any) -> Any:
     """What orjson does not write itself: decimals (quantities) as numbers."""
     if isinstance(value, Decimal):

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Connection, delete
 
 from fhir_gateway.search.indexing import Rows, extract_index_rows
-from fhir_gateway.storage.bulk import column_names, insert_tuples
+from fhir_gateway.storage.bulk import Part, column_names, insert_many
 from fhir_gateway.storage.tables import INDEX_TABLES
 
 
@@ -38,8 +38,16 @@ def replace_index(
 
 
 def replace_indexes(conn: Connection, writes: Sequence[IndexWrite]) -> None:
-    """Replace the index rows of many resources: one DELETE per kind and type of the resources
-    that had rows, then one multi-row insert per kind."""
+    """Replace the index rows of many resources: their old rows deleted (``delete_indexes``),
+    then one multi-row insert per kind (one statement for all kinds on PostgreSQL)."""
+    delete_indexes(conn, writes)
+    insert_many(conn, index_inserts(writes))
+
+
+def delete_indexes(conn: Connection, writes: Sequence[IndexWrite]) -> None:
+    """Delete the index rows of the resources of ``writes`` that had some (not ``fresh``): one
+    statement per type and 1,000 resources on PostgreSQL (a data-modifying ``WITH`` part per
+    kind), one per kind on SQLite."""
     stale: dict[str, list[str]] = {}
     for w in writes:
         if not w.fresh:
@@ -47,8 +55,26 @@ def replace_indexes(conn: Connection, writes: Sequence[IndexWrite]) -> None:
     for res_type, ids in stale.items():
         for start in range(0, len(ids), 1000):
             chunk = ids[start : start + 1000]
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql(_DELETE_ALL_KINDS, {"res_type": res_type, "ids": chunk})
+                continue
             for table in INDEX_TABLES.values():
                 conn.execute(delete(table).where(table.c.res_type == res_type, table.c.res_id.in_(chunk)))
+
+
+def _delete_all_kinds() -> str:
+    *first, last = (
+        f'DELETE FROM "{t.name}" WHERE res_type = %(res_type)s AND res_id = ANY(%(ids)s)'
+        for t in INDEX_TABLES.values()
+    )
+    return "WITH " + ", ".join(f"d{n} AS ({sql})" for n, sql in enumerate(first)) + " " + last
+
+
+_DELETE_ALL_KINDS = _delete_all_kinds()
+
+
+def index_inserts(writes: Sequence[IndexWrite]) -> list[Part]:
+    """The index rows of ``writes`` as one part per kind (``bulk.insert_many``)."""
     by_kind: dict[str, list[tuple[Any, ...]]] = {}
     for w in writes:
         for kind, rows in w.rows.items():
@@ -62,8 +88,7 @@ def replace_indexes(conn: Connection, writes: Sequence[IndexWrite]) -> None:
             except KeyError:  # a row without some column (NULL)
                 names = _value_columns(kind)
                 bucket.extend((*owner, *map(row.get, names)) for row in rows)
-    for kind, tuples in by_kind.items():
-        insert_tuples(conn, INDEX_TABLES[kind], tuples)
+    return [(INDEX_TABLES[kind], tuples) for kind, tuples in by_kind.items()]
 
 
 @cache

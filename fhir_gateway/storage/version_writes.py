@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from fhir_gateway.kit.errors import Conflict
-from fhir_gateway.storage.bulk import insert_rows, update_rows
+from fhir_gateway.storage.bulk import Part, column_names, insert_many, insert_rows, update_rows
 from fhir_gateway.storage.repository import StoredRow, get_current
 from fhir_gateway.storage.tables import resource, resource_history
 
@@ -38,13 +38,17 @@ class VersionWrite:
         return 1 if self.current is None else self.current.version + 1
 
 
-def write_versions(conn: Connection, writes: Sequence[VersionWrite]) -> list[VersionWrite]:
+def write_versions(
+    conn: Connection, writes: Sequence[VersionWrite], *, history: bool = True
+) -> list[VersionWrite]:
     """Store many versions in a few statements (FHIR R4 http.html#update, #concurrency).
 
     New resources are inserted together (a clash with a concurrent insert of the same id is a
     409, as for one); the others replace their current row only while it still has the
     version read (optimistic locking). Returns the writes refused because their resource
     changed meanwhile (nothing of the batch must be kept then: the caller rolls back).
+    ``history=False``: the caller inserts the history rows (``history_part``), with other rows
+    in the same statement (``bulk.insert_many``).
     """
     fresh = [w for w in writes if w.current is None]
     following = [w for w in writes if w.current is not None]
@@ -72,8 +76,24 @@ def write_versions(conn: Connection, writes: Sequence[VersionWrite]) -> list[Ver
             stale = _stale(conn, following)
             if stale:
                 return stale
-    insert_rows(conn, resource_history, [{**values(w), "method": w.method} for w in writes])
+    if history:
+        insert_many(conn, [history_part(writes)])
     return stale
+
+
+def history_part(writes: Sequence[VersionWrite]) -> Part:
+    """The ``resource_history`` rows of ``writes`` (a part for ``bulk.insert_many``)."""
+    rows = [
+        (w.res_type, w.res_id, w.version, w.last_updated, False, w.method, w.content, w.patient_id)
+        for w in writes
+    ]
+    return resource_history, rows
+
+
+if column_names(resource_history) != (
+    "res_type", "res_id", "version", "last_updated", "deleted", "method", "content", "patient_id"
+):  # fmt: skip
+    raise RuntimeError("resource_history's columns moved: update history_part")
 
 
 def _first_clash(conn: Connection, fresh: Sequence[VersionWrite]) -> VersionWrite:
