@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -23,15 +22,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from run_bench import (  # noqa: E402
-    ANALYZE_TARGETS,
-    BIN,
-    PARTNER,
     _token,
     add_consents,
     analyze,
     fhirload,
-    free_port,
-    new_database,
+    prepared_gateway,
+    serve,
     server_cpu_seconds,
     wait_ready,
 )
@@ -63,44 +59,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--scenarios", default="search,search_include,read")
     args = parser.parse_args()
+    os.environ.setdefault("FHIR_GATEWAY_TOKEN_LIFETIME_SECONDS", "3600")
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        url, plain_url = new_database("postgresql", workdir)
-        port = free_port()
-        base_url = f"http://127.0.0.1:{port}"
-        ANALYZE_TARGETS[base_url + "/fhir"] = [plain_url]  # statistics after the seed, as autovacuum would
-        env = {
-            **os.environ,
-            "FHIR_GATEWAY_DATABASE_URL": url,
-            "FHIR_GATEWAY_BASE_URL": base_url,
-            "FHIR_GATEWAY_DEMO_CLIENT": "false",
-            "FHIR_GATEWAY_TOKEN_LIFETIME_SECONDS": "3600",
-        }
-        cli = str(BIN / "fhir-gateway")
-        subprocess.run([cli, "migrate"], env=env, check=True, capture_output=True)
-        for name, actor in (("bench", ["--trusted"]), ("bench-partner", ["--organization", PARTNER])):
-            subprocess.run(
-                [
-                    cli,
-                    "clients",
-                    "add",
-                    name,
-                    "--scope",
-                    "system/*.cruds",
-                    "--secret",
-                    "bench-secret",
-                    *actor,
-                ],
-                env=env,
-                check=True,
-                capture_output=True,
-            )
-        server = subprocess.Popen(
-            [cli, "serve", "--port", str(port), "--no-migrate"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        env, base_url, port = prepared_gateway("postgresql", workdir)
+        server = serve(env, port)
         try:
             wait_ready(f"{base_url}/health/live", server)
             base = base_url + "/fhir"

@@ -209,8 +209,10 @@ def _token(base_url: str, client: str) -> str:
     return str(response.json()["access_token"])
 
 
-def gateway(args: argparse.Namespace, workdir: Path) -> dict[str, object]:
-    url, plain_url = new_database(args.engine, workdir)
+def prepared_gateway(engine: str, workdir: Path) -> tuple[dict[str, str], str, int]:
+    """A new database, migrated, with the clients ``bench`` (trusted) and ``bench-partner``
+    (of ``PARTNER``): the server's environment, its base URL and port (not started)."""
+    url, plain_url = new_database(engine, workdir)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     ANALYZE_TARGETS[base + "/fhir"] = [plain_url.removeprefix("sqlite:")]
@@ -229,12 +231,22 @@ def gateway(args: argparse.Namespace, workdir: Path) -> dict[str, object]:
             check=True,
             capture_output=True,
         )
-    process = subprocess.Popen(
-        [cli, "serve", "--port", str(port), "--workers", str(args.workers), "--no-migrate"],
+    return env, base, port
+
+
+def serve(env: dict[str, str], port: int, workers: int = 1) -> subprocess.Popen[bytes]:
+    """``fhir-gateway serve`` on ``port`` (its output discarded)."""
+    return subprocess.Popen(
+        [str(BIN / "fhir-gateway"), "serve", "--port", str(port), "--workers", str(workers), "--no-migrate"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+def gateway(args: argparse.Namespace, workdir: Path) -> dict[str, object]:
+    env, base, port = prepared_gateway(args.engine, workdir)
+    process = serve(env, port, args.workers)
     try:
         wait_ready(f"{base}/health/live", process)
         trusted = _token(base, "bench")

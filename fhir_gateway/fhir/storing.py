@@ -91,7 +91,7 @@ def apply(ctx: Ctx, pending: Sequence[Pending]) -> None:
     if not pending:
         return
     versions = [p.version for p in pending]
-    stale = write_versions(ctx.conn, versions, history=False)
+    stale = write_versions(ctx.conn, versions)
     if stale:
         raise PreconditionFailed(
             f"{stale[0].res_type}/{stale[0].res_id} was changed by another request; read it again"

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from fhir_gateway.kit.errors import Conflict
-from fhir_gateway.storage.bulk import Part, column_names, insert_many, insert_rows, update_rows
+from fhir_gateway.storage.bulk import Part, column_names, insert_rows, update_rows
 from fhir_gateway.storage.repository import StoredRow, get_current
 from fhir_gateway.storage.tables import resource, resource_history
 
@@ -38,17 +38,15 @@ class VersionWrite:
         return 1 if self.current is None else self.current.version + 1
 
 
-def write_versions(
-    conn: Connection, writes: Sequence[VersionWrite], *, history: bool = True
-) -> list[VersionWrite]:
+def write_versions(conn: Connection, writes: Sequence[VersionWrite]) -> list[VersionWrite]:
     """Store many versions in a few statements (FHIR R4 http.html#update, #concurrency).
 
     New resources are inserted together (a clash with a concurrent insert of the same id is a
     409, as for one); the others replace their current row only while it still has the
     version read (optimistic locking). Returns the writes refused because their resource
     changed meanwhile (nothing of the batch must be kept then: the caller rolls back).
-    ``history=False``: the caller inserts the history rows (``history_part``), with other rows
-    in the same statement (``bulk.insert_many``).
+    The caller inserts the history rows (``history_part``) with the search index rows, in one
+    statement (``bulk.insert_many``), once no write is stale.
     """
     fresh = [w for w in writes if w.current is None]
     following = [w for w in writes if w.current is not None]
@@ -76,8 +74,6 @@ def write_versions(
             stale = _stale(conn, following)
             if stale:
                 return stale
-    if history:
-        insert_many(conn, [history_part(writes)])
     return stale
 
 

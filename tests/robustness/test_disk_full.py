@@ -29,6 +29,7 @@ from fhir_gateway.storage.migrate import upgrade
 from tests.e2e.conftest import BIN
 from tests.mapping.conftest import SAMPLES
 from tests.support.auth import issue_token, register_client
+from tests.support.bulky import big_patient, big_transaction
 from tests.support.databases import DEFAULT_PG_URL, engine_kind
 from tests.support.filesystems import fill, tiny_filesystem
 
@@ -81,18 +82,6 @@ def _cli_import(url: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _patient(pid: str, size: int = 20_000) -> dict[str, object]:
-    return {"resourceType": "Patient", "id": pid, "name": [{"family": "F", "text": "x" * size}]}
-
-
-def _bundle(prefix: str) -> dict[str, object]:
-    entries = [
-        {"resource": _patient(f"{prefix}-{k}"), "request": {"method": "PUT", "url": f"Patient/{prefix}-{k}"}}
-        for k in range(5)
-    ]
-    return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
-
-
 def test_a_full_disk_is_reported_nothing_is_half_written_and_writes_resume() -> None:
     size = "6m" if engine_kind() == "sqlite" else "24m"
     with tiny_filesystem(size) as folder, _database_on(folder) as url:
@@ -104,7 +93,7 @@ def test_a_full_disk_is_reported_nothing_is_half_written_and_writes_resume() -> 
         with TestClient(create_app(settings, database), raise_server_exceptions=False) as client:
             client.headers.update({"Authorization": f"Bearer {issue_token(client, client_id, secret)}"})
             client.headers.update({"Content-Type": FHIR, "Accept": FHIR})
-            assert client.put("/fhir/Patient/before", json=_patient("before")).status_code == 201
+            assert client.put("/fhir/Patient/before", json=big_patient("before")).status_code == 201
             org = {"resourceType": "Organization", "id": "saad", "name": "SAAD"}
             assert client.put("/fhir/Organization/saad", json=org).status_code == 201
             # reads go on over the connections already open: a new PostgreSQL session writes its
@@ -114,7 +103,7 @@ def test_a_full_disk_is_reported_nothing_is_half_written_and_writes_resume() -> 
 
             refused = None
             for attempt in range(60):  # pages and WAL frames already there may take a few writes
-                answer = client.post("/fhir", json=_bundle(f"b{attempt}"))
+                answer = client.post("/fhir", json=big_transaction(f"b{attempt}"))
                 if answer.status_code != 200:
                     refused = (attempt, answer)
                     break
@@ -140,8 +129,8 @@ def test_a_full_disk_is_reported_nothing_is_half_written_and_writes_resume() -> 
             patients = client.get("/fhir/Patient", params={"_summary": "count"}).json()["total"]
 
             filler.unlink()  # space freed: writes resume, no restart
-            assert client.put("/fhir/Patient/after", json=_patient("after")).status_code == 201
-            assert client.post("/fhir", json=_bundle(f"b{attempt}")).status_code == 200
+            assert client.put("/fhir/Patient/after", json=big_patient("after")).status_code == 201
+            assert client.post("/fhir", json=big_transaction(f"b{attempt}")).status_code == 200
             assert client.get(f"/fhir/Patient/b{attempt}-4").status_code == 200
             assert _cli_import(url).returncode == 0
             after = client.get("/fhir/Patient", params={"_summary": "count"}).json()["total"]

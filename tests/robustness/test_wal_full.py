@@ -33,6 +33,7 @@ from fhir_gateway.storage.database import Database
 from fhir_gateway.storage.faults import FULL
 from fhir_gateway.storage.migrate import upgrade
 from tests.support.auth import issue_token, register_client
+from tests.support.bulky import big_patient, big_transaction
 from tests.support.filesystems import fill, tiny_filesystem
 from tests.support.private_postgres import Cluster, private_cluster
 
@@ -48,18 +49,6 @@ SERVER_SETTINGS = (
     "-c max_wal_size=4GB -c min_wal_size=2MB -c checkpoint_timeout=1d -c shared_buffers=16MB "
     "-c max_connections=40 -c restart_after_crash=on"
 )
-
-
-def _patient(pid: str, size: int = 20_000) -> dict[str, Any]:
-    return {"resourceType": "Patient", "id": pid, "name": [{"family": "F", "text": "x" * size}]}
-
-
-def _bundle(prefix: str) -> dict[str, Any]:
-    entries = [
-        {"resource": _patient(f"{prefix}-{k}"), "request": {"method": "PUT", "url": f"Patient/{prefix}-{k}"}}
-        for k in range(5)
-    ]
-    return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
 
 
 def _assert_plain_503(answer: Any, allowed: tuple[str, ...]) -> None:
@@ -104,14 +93,15 @@ def test_a_full_wal_filesystem_is_reported_nothing_is_half_written_and_writes_re
                 acknowledged: list[str] = []
                 for k in range(3):
                     assert (
-                        client.put(f"/fhir/Patient/before{k}", json=_patient(f"before{k}")).status_code == 201
+                        client.put(f"/fhir/Patient/before{k}", json=big_patient(f"before{k}")).status_code
+                        == 201
                     )
                     acknowledged.append(f"before{k}")
                 filler = fill(wal_fs)
 
                 refused = None
                 for attempt in range(300):  # the current WAL segment's free room takes a few writes
-                    answer = client.post("/fhir", json=_bundle(f"b{attempt}"))
+                    answer = client.post("/fhir", json=big_transaction(f"b{attempt}"))
                     if answer.status_code != 200:
                         refused = (attempt, answer)
                         break
@@ -122,7 +112,7 @@ def test_a_full_wal_filesystem_is_reported_nothing_is_half_written_and_writes_re
                 assert _wal_panicked(cluster), cluster.log.read_text()[-3000:]
                 outage = [
                     client.get("/fhir/Patient/before0"),
-                    client.put("/fhir/Patient/x", json=_patient("x")),
+                    client.put("/fhir/Patient/x", json=big_patient("x")),
                 ]
                 for during in outage:  # while PostgreSQL restarts, or stays down for lack of space
                     if during.status_code >= 500:
@@ -135,7 +125,7 @@ def test_a_full_wal_filesystem_is_reported_nothing_is_half_written_and_writes_re
                     if not cluster.running():
                         started = cluster.start()
                         assert started.returncode == 0, started.stderr + cluster.log.read_text()[-2000:]
-                    answer = client.put("/fhir/Patient/after", json=_patient("after"))
+                    answer = client.put("/fhir/Patient/after", json=big_patient("after"))
                     if answer.status_code in (200, 201):
                         resumed = answer
                     else:
@@ -150,7 +140,7 @@ def test_a_full_wal_filesystem_is_reported_nothing_is_half_written_and_writes_re
                     assert client.get(f"/fhir/Patient/{pid}").status_code == 200, pid
                 found = [client.get(f"/fhir/Patient/b{attempt}-{k}").status_code for k in range(5)]
                 assert found in ([404] * 5, [200] * 5), found
-                assert client.post("/fhir", json=_bundle(f"b{attempt}")).status_code == 200
+                assert client.post("/fhir", json=big_transaction(f"b{attempt}")).status_code == 200
                 assert client.get(f"/fhir/Patient/b{attempt}-4").status_code == 200
                 total = client.get("/fhir/Patient", params={"_summary": "count"}).json()["total"]
                 written_during_outage = client.get("/fhir/Patient/x").status_code == 200
