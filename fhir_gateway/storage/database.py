@@ -268,23 +268,23 @@ class Database:
         engines = await self._engines()
         kept = engines.write if write else engines.read
         try:
-            return await self._run_on(kept, work)
+            return await self._run_on(kept, work, write)
         except DBAPIError as exc:
             if write or not exc.connection_invalidated:
                 raise
         # A read on a connection the server had closed (restart, failover, idle cut): the
         # pool now discards its older connections; a read changes nothing, so once more.
-        return await self._run_on(kept, work)
+        return await self._run_on(kept, work, write)
 
     @staticmethod
-    async def _run_on(kept: _KeptConnections, work: Callable[[Connection], T]) -> T:
+    async def _run_on(kept: _KeptConnections, work: Callable[[Connection], T], write: bool) -> T:
         try:
             async_conn = await kept.take()
         except (OperationalError, DBAPIError) as exc:
             raise _unreachable(exc) from exc
         reusable = False
         try:
-            result = await async_conn.run_sync(_in_transaction, work)
+            result = await async_conn.run_sync(_in_transaction if write else _in_autocommit, work)
             reusable = True
             return result
         except DBAPIError:
@@ -360,6 +360,21 @@ async def _dispose_all(engines: list[_AsyncEngines]) -> None:
 def _in_transaction(conn: Connection, work: Callable[[Connection], T]) -> T:
     with conn.begin():
         return work(conn)
+
+
+def _in_autocommit(conn: Connection, work: Callable[[Connection], T]) -> T:
+    """``work`` on a read connection in autocommit: no BEGIN/COMMIT is sent, and statements
+    run by ``storage.direct`` need no SQLAlchemy transaction either. One that SQLAlchemy began
+    for its own statements is ended before the connection is kept for the next unit."""
+    try:
+        result = work(conn)
+    except BaseException:
+        if conn.in_transaction():
+            conn.rollback()
+        raise
+    if conn.in_transaction():
+        conn.commit()
+    return result
 
 
 BULK_CACHE_KIB = 64 * 1024  # SQLite page cache of a bulk transaction

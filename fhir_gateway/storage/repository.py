@@ -18,6 +18,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from fhir_gateway.kit.errors import Conflict
 from fhir_gateway.kit.lru import Lru
+from fhir_gateway.storage import direct
 from fhir_gateway.storage.bulk import insert_rows
 from fhir_gateway.storage.tables import resource, resource_history
 
@@ -76,7 +77,7 @@ def get_current(
     """The current version of ``res_type/res_id`` (deleted ones too), if ``visible``."""
     locking = for_update and conn.dialect.name == "postgresql"
     query = _current_query(visible, locking)
-    found = conn.execute(query, {"cur_type": res_type, "cur_id": res_id}).first()
+    found = direct.first(conn, query, {"cur_type": res_type, "cur_id": res_id})
     return _row(found) if found else None
 
 
@@ -90,7 +91,7 @@ def get_current_with(
 ) -> tuple[StoredRow, tuple[Any, ...]] | None:
     """``get_current`` and the values of the columns ``also`` for that row, in one statement."""
     query = _current_query(visible, False, also)
-    found = conn.execute(query, {"cur_type": res_type, "cur_id": res_id}).first()
+    found = direct.first(conn, query, {"cur_type": res_type, "cur_id": res_id})
     if found is None:
         return None
     return _row(found), tuple(found[len(_CURRENT_COLUMNS) :])

@@ -1,0 +1,149 @@
+"""Read statements run straight on the driver connection (``storage.direct``) give exactly
+what SQLAlchemy gives, fall back to it where they must, and fail as it fails."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import Connection, Engine, bindparam, event, func, literal, select, text
+from sqlalchemy.exc import DBAPIError
+
+from fhir_gateway.storage import direct
+from fhir_gateway.storage.bulk import insert_rows
+from fhir_gateway.storage.database import Database
+from fhir_gateway.storage.tables import resource
+
+MOMENT = datetime(2026, 11, 26, 8, 5, 3, 250000)
+ROWS = [
+    {"res_type": "Task", "res_id": f"t{n}", "version": n + 1, "last_updated": MOMENT, "deleted": n == 2,
+     "content": '{"resourceType":"Task","note":"é \\"quoted\\""}', "patient_id": None if n else "p1"}
+    for n in range(3)
+]  # fmt: skip
+BY_ID = select(resource).where(resource.c.res_type == "Task", resource.c.res_id == bindparam("rid"))
+BY_IDS = select(resource.c.res_id).where(resource.c.res_id.in_(bindparam("ids", expanding=True)))
+
+
+def _read(database: Database, work: Any) -> Any:
+    async def run() -> Any:
+        return await database.run(work)
+
+    return asyncio.run(run())
+
+
+def _through_sqlalchemy(database: Database, work: Any) -> tuple[Any, int]:
+    """``_read(work)`` and how many statements went through SQLAlchemy's execution."""
+    seen: list[str] = []
+
+    def count(*args: Any) -> None:
+        seen.append(args[2])
+
+    event.listen(Engine, "before_cursor_execute", count)
+    try:
+        return _read(database, work), len(seen)
+    finally:
+        event.remove(Engine, "before_cursor_execute", count)
+
+
+@pytest.fixture
+def stored(database: Database) -> None:
+    with database.transaction(write=True) as conn:
+        insert_rows(conn, resource, ROWS)
+
+
+@pytest.mark.usefixtures("stored")
+def test_rows_are_those_sqlalchemy_returns(database: Database) -> None:
+    def both(conn: Connection) -> tuple[list[Any], list[Any]]:
+        ours = [direct.first(conn, BY_ID, {"rid": f"t{n}"}) for n in range(4)]
+        theirs = [conn.execute(BY_ID, {"rid": f"t{n}"}).first() for n in range(4)]
+        return ours, theirs
+
+    (ours, theirs), executed = _through_sqlalchemy(database, both)
+    if database.dialect == "postgresql":  # ours went straight to the driver
+        assert executed == 4
+    assert [tuple(r) if r else None for r in ours] == [tuple(r) if r else None for r in theirs]
+    assert ours[3] is None
+    assert (ours[0].res_id, ours[0].patient_id, ours[2].deleted, ours[1].last_updated) == (
+        "t0",
+        "p1",
+        True,
+        MOMENT,
+    )
+
+
+@pytest.mark.usefixtures("stored")
+def test_statements_needing_sqlalchemy_at_execution_go_through_it(database: Database) -> None:
+    """An expanding IN list is rendered by SQLAlchemy at each execution."""
+    found, executed = _through_sqlalchemy(
+        database, lambda conn: direct.rows(conn, BY_IDS, {"ids": ["t0", "t2", "zz"]})
+    )
+    assert sorted(row.res_id for row in found) == ["t0", "t2"]
+    assert executed >= 1  # (SQLite: and its BEGIN)
+
+
+@pytest.mark.usefixtures("stored")
+def test_in_a_write_transaction_the_statement_sees_its_own_writes(database: Database) -> None:
+    async def write_then_read() -> Any:
+        def work(conn: Connection) -> Any:
+            conn.execute(resource.update().where(resource.c.res_id == "t1").values(version=9))
+            return direct.first(conn, BY_ID, {"rid": "t1"})
+
+        return await database.run(work, write=True)
+
+    assert asyncio.run(write_then_read()).version == 9
+
+
+def test_a_failing_statement_raises_sqlalchemy_error_and_the_connection_goes_on(database: Database) -> None:
+    broken = select(func.no_such_function(literal(1)))
+
+    with pytest.raises(DBAPIError):
+        _read(database, lambda conn: direct.scalar(conn, broken))
+    assert _read(database, lambda conn: direct.scalar(conn, select(func.count()).select_from(resource))) == 0
+
+
+def test_a_connection_the_server_dropped_is_invalidated_and_the_read_retried(database: Database) -> None:
+    if database.dialect != "postgresql":
+        pytest.skip("server-side session ends are PostgreSQL's")
+    count = select(func.count()).select_from(resource)
+
+    async def scenario() -> tuple[int, int]:
+        pid = await database.run(lambda conn: conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
+        with database.transaction() as admin:
+            admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        await asyncio.sleep(0.2)
+        # the kept connection is cut: the hang-up check drops it, or the statement fails as
+        # a lost connection and the read runs again on a new one
+        first = await database.run(lambda conn: direct.scalar(conn, count))
+        again = await database.run(lambda conn: conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
+        return first, again != pid
+
+    assert asyncio.run(scenario()) == (0, True)
+
+
+def test_lost_connection_errors_say_so(database: Database) -> None:
+    """Without the hang-up check, the statement itself meets the cut: a DBAPIError that says
+    the connection was invalidated (what ``Database.run`` retries a read on)."""
+    if database.dialect != "postgresql":
+        pytest.skip("server-side session ends are PostgreSQL's")
+
+    async def scenario() -> DBAPIError:
+        def cut_then_read(conn: Connection) -> Any:
+            pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+            with database.transaction() as admin:
+                admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            return direct.scalar(conn, select(func.count()).select_from(resource))
+
+        engines = await database._engines()
+        async_conn = await engines.read.take()
+        try:
+            await async_conn.run_sync(cut_then_read)
+        except DBAPIError as exc:
+            return exc
+        finally:
+            await engines.read.give_back(async_conn, reusable=False)
+        raise AssertionError("the read on a cut connection did not fail")
+
+    error = asyncio.run(scenario())
+    assert error.connection_invalidated
