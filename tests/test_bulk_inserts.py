@@ -135,3 +135,25 @@ def test_several_tables_in_one_statement(database: Database) -> None:
         assert _stored(conn, idx_date) == sorted(_dates(4), key=lambda r: r[1])
         assert _stored(conn, idx_quantity) == _as_stored(_quantities(5))
         assert _stored(conn, idx_uri) == []
+
+
+def test_several_large_tables_in_one_statement_when_asked(database: Database) -> None:
+    """The audit trail's batches: one JSON statement on PostgreSQL whatever their size."""
+    statements: list[str] = []
+
+    def count(*args: Any) -> None:
+        statements.append(args[2])
+
+    size = JSON_ROWS_UNDER + 5
+    parts = [(idx_string, _strings(size)), (idx_date, _dates(size))]
+    event.listen(database.engine, "before_cursor_execute", count)
+    try:
+        with database.transaction(write=True) as conn:
+            insert_many(conn, parts, whatever_size=True)
+    finally:
+        event.remove(database.engine, "before_cursor_execute", count)
+    inserts = [s for s in statements if "INSERT" in s]
+    assert len(inserts) == (1 if database.dialect == "postgresql" else 2)
+    with database.transaction() as conn:
+        assert _stored(conn, idx_string) == sorted(_strings(size), key=lambda r: r[1])
+        assert _stored(conn, idx_date) == sorted(_dates(size), key=lambda r: r[1])

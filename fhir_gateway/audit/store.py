@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection
@@ -22,29 +23,75 @@ from fhir_gateway.kit import jsonutil
 from fhir_gateway.kit.errors import FhirError
 from fhir_gateway.kit.ids import new_id
 from fhir_gateway.kit.timeutil import fhir_instant, utcnow
+from fhir_gateway.search.indexing import extract_index_rows
+from fhir_gateway.storage.bulk import Part, column_names, insert_many
 from fhir_gateway.storage.database import Database
 from fhir_gateway.storage.faults import storage_refusal
-from fhir_gateway.storage.index_repository import insert_index_rows
-from fhir_gateway.storage.repository import NewVersion, insert_first_versions
+from fhir_gateway.storage.index_repository import IndexWrite, index_inserts
+from fhir_gateway.storage.tables import resource, resource_history
 
 log = logging.getLogger(__name__)
 
 
-def store_audit_events(conn: Connection, events: Sequence[dict[str, Any]]) -> list[str]:
-    """Store ``events`` as new AuditEvent resources in ``conn``'s transaction; their ids."""
+@dataclass(frozen=True)
+class PreparedAudit:
+    """AuditEvents turned into the rows that store them (``prepare_audit_events``)."""
+
+    ids: list[str]
+    parts: list[Part]  # the resource, history and search index rows, per table
+
+
+def prepare_audit_events(events: Sequence[dict[str, Any]]) -> PreparedAudit:
+    """The rows of ``events`` as new AuditEvent resources, version 1 (CPU only, no database)."""
     moment = utcnow()
     naive = moment.replace(tzinfo=None)
-    rows: list[NewVersion] = []
-    bodies: list[tuple[str, str, dict[str, Any]]] = []
+    instant = fhir_instant(moment)
+    stored: list[tuple[Any, ...]] = []
+    history: list[tuple[Any, ...]] = []
+    indexes: list[IndexWrite] = []
     for event in events:
         res_id = str(event.get("id") or new_id())
         body = {**event, "id": res_id}
-        body["meta"] = {**(event.get("meta") or {}), "versionId": "1", "lastUpdated": fhir_instant(moment)}
-        rows.append(NewVersion("AuditEvent", res_id, jsonutil.dumps_str(body), audit_patient(body), naive))
-        bodies.append(("AuditEvent", res_id, body))
-    insert_first_versions(conn, rows)
-    insert_index_rows(conn, bodies)
-    return [row.res_id for row in rows]
+        body["meta"] = {**(event.get("meta") or {}), "versionId": "1", "lastUpdated": instant}
+        content = jsonutil.dumps_str(body)
+        patient_id = audit_patient(body)
+        stored.append(("AuditEvent", res_id, 1, naive, False, content, patient_id))
+        history.append(("AuditEvent", res_id, 1, naive, False, "POST", content, patient_id))
+        indexes.append(IndexWrite("AuditEvent", res_id, extract_index_rows(body), True))
+    parts: list[Part] = [(resource, stored), (resource_history, history), *index_inserts(indexes)]
+    return PreparedAudit([row[1] for row in stored], parts)
+
+
+def joined(prepared: Sequence[PreparedAudit]) -> PreparedAudit:
+    """Several ``PreparedAudit`` as one (their rows per table, in order)."""
+    ids: list[str] = []
+    by_table: dict[Any, list[Sequence[Any]]] = {}
+    for one in prepared:
+        ids += one.ids
+        for table, rows in one.parts:
+            by_table.setdefault(table, []).extend(rows)
+    return PreparedAudit(ids, list(by_table.items()))
+
+
+def insert_audit_events(conn: Connection, prepared: PreparedAudit) -> list[str]:
+    """Insert ``prepared`` in ``conn``'s transaction (one statement on PostgreSQL); the ids."""
+    insert_many(conn, prepared.parts, whatever_size=True)
+    return prepared.ids
+
+
+def store_audit_events(conn: Connection, events: Sequence[dict[str, Any]]) -> list[str]:
+    """Store ``events`` as new AuditEvent resources in ``conn``'s transaction; their ids."""
+    return insert_audit_events(conn, prepare_audit_events(events))
+
+
+if column_names(resource) != (
+    "res_type", "res_id", "version", "last_updated", "deleted", "content", "patient_id"
+):  # fmt: skip
+    raise RuntimeError("resource's columns moved: update prepare_audit_events")
+if column_names(resource_history) != (
+    "res_type", "res_id", "version", "last_updated", "deleted", "method", "content", "patient_id"
+):  # fmt: skip
+    raise RuntimeError("resource_history's columns moved: update prepare_audit_events")
 
 
 def write_audit_events(database: Database, events: Sequence[dict[str, Any]]) -> None:

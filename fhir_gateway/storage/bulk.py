@@ -123,15 +123,19 @@ def _json_insert(table: Table, on_conflict: tuple[str, ...]) -> str:
 Part = tuple[Table, Sequence[Sequence[Any]]]  # a table and rows in its column order
 
 
-def insert_many(conn: Connection, parts: Sequence[Part]) -> None:
+def insert_many(conn: Connection, parts: Sequence[Part], *, whatever_size: bool = False) -> None:
     """``insert_tuples`` into several tables; on PostgreSQL, when every part is under
     ``JSON_ROWS_UNDER`` rows, in one statement (data-modifying ``WITH`` parts, one round trip:
-    a write's history row and its search index rows together)."""
+    a write's history row and its search index rows together).
+
+    ``whatever_size``: one JSON statement on PostgreSQL however many rows (the audit trail's
+    batches: serialising the rows is then one orjson call, where psycopg's typed arrays are
+    Python code per value, run on the event loop's thread)."""
     parts = [(table, rows) for table, rows in parts if rows]
     if (
         conn.dialect.name != "postgresql"
         or len(parts) < 2
-        or any(len(r) >= JSON_ROWS_UNDER for _, r in parts)
+        or (not whatever_size and any(len(r) >= JSON_ROWS_UNDER for _, r in parts))
     ):
         for table, rows in parts:
             insert_tuples(conn, table, rows)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from fastapi import FastAPI
@@ -9,7 +10,13 @@ from sqlalchemy import text
 from starlette.testclient import TestClient
 
 from fhir_gateway.app import create_app
+from fhir_gateway.audit.events import audit_event_for
+from fhir_gateway.audit.store import PreparedAudit, insert_audit_events, prepare_audit_events
+from fhir_gateway.audit.writer import PREPARE_STEP, prepared_in_steps
+from fhir_gateway.auth.context import AccessContext
+from fhir_gateway.auth.scopes import parse_scopes
 from fhir_gateway.settings import Settings
+from fhir_gateway.storage.bulk import JSON_ROWS_UNDER
 from fhir_gateway.storage.database import Database
 from tests.conftest import ClientFactory
 from tests.support.auth import issue_token, register_client
@@ -81,3 +88,69 @@ def test_batched_writer_flushes_on_shutdown(settings: Settings, database: Databa
             {"kind": "%search-type%"},
         ).scalar_one()
     assert stored == 3
+
+
+def test_a_large_batch_isprepared_in_steps_the_event_loop_serves_between(database: Database) -> None:
+    """Turning a few hundred events into rows takes tens of milliseconds: done in steps, other
+    tasks of the server's loop (requests) run between them; the rows are those of one go."""
+    events = [
+        audit_event_for(_caller(), "read", "Patient", f"p{n}", f"p{n}", True, "trusted client", None)
+        for n in range(4 * PREPARE_STEP + 3)
+    ]
+    turns: list[int] = []
+
+    async def scenario() -> tuple[PreparedAudit, int]:
+        async def request() -> None:
+            while True:
+                turns.append(len(turns))
+                await asyncio.sleep(0)
+
+        other = asyncio.create_task(request())
+        await asyncio.sleep(0)
+        before = len(turns)
+        prepared = await prepared_in_steps(events)
+        during = len(turns) - before
+        other.cancel()
+        return prepared, during
+
+    prepared, during = asyncio.run(scenario())
+    assert during >= 4  # the other task ran between the steps
+    at_once = prepare_audit_events(events)
+    assert prepared.ids == at_once.ids == [e["id"] for e in events]
+    assert [(t.name, len(rows)) for t, rows in prepared.parts] == [(t.name, len(r)) for t, r in at_once.parts]
+
+
+def test_a_batch_over_the_json_threshold_is_stored_whole_and_searchable(
+    database: Database, fhir: TestClient
+) -> None:
+    count = JSON_ROWS_UNDER + 20  # its index rows are ten times that
+    events = [
+        audit_event_for(_caller(), "read", "Patient", f"p{n}", f"p{n}", True, "trusted client", None)
+        for n in range(count)
+    ]
+
+    async def write() -> list[str]:
+        prepared = await prepared_in_steps(events)
+        return await database.run(lambda conn: insert_audit_events(conn, prepared), write=True)
+
+    assert asyncio.run(write()) == [e["id"] for e in events]
+    found = fhir.get("/fhir/AuditEvent", params={"patient": "Patient/p7", "subtype": "read"}).json()
+    matches = [e["resource"]["id"] for e in found["entry"] if e["search"]["mode"] == "match"]
+    assert matches == [events[7]["id"]]
+    total = fhir.get("/fhir/AuditEvent", params={"entity-type": "1", "_summary": "count"}).json()["total"]
+    assert total >= count
+
+
+def _caller() -> AccessContext:
+    return AccessContext(
+        client_id="audit-test",
+        scopes=parse_scopes("system/*.cruds"),
+        organization=None,
+        practitioner=None,
+        trusted=True,
+        patient=None,
+        purpose="TREAT",
+        break_glass=None,
+        raw_scope="system/*.cruds",
+        verify_client=False,
+    )
