@@ -4,11 +4,12 @@ what SQLAlchemy gives, fall back to it where they must, and fail as it fails."""
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, Engine, bindparam, event, func, literal, select, text
+from sqlalchemy import JSON, Connection, Engine, Text, bindparam, cast, event, func, literal, select, text
 from sqlalchemy.exc import DBAPIError
 
 from fhir_gateway.storage import direct
@@ -74,13 +75,24 @@ def test_rows_are_those_sqlalchemy_returns(database: Database) -> None:
 
 
 @pytest.mark.usefixtures("stored")
+def test_expanding_in_lists_are_rendered_per_execution(database: Database) -> None:
+    for ids, expected in ((["t0", "t2", "zz"], ["t0", "t2"]), (["t1"], ["t1"]), ([], [])):
+        found, executed = _through_sqlalchemy(
+            database, lambda conn, ids=ids: direct.rows(conn, BY_IDS, {"ids": ids})
+        )
+        assert sorted(row.res_id for row in found) == expected
+        if database.dialect == "postgresql":
+            assert executed == 0
+
+
 def test_statements_needing_sqlalchemy_at_execution_go_through_it(database: Database) -> None:
-    """An expanding IN list is rendered by SQLAlchemy at each execution."""
+    """A JSON parameter is serialised by SQLAlchemy's bind processor."""
+    statement = select(cast(bindparam("doc", type_=JSON), Text))
     found, executed = _through_sqlalchemy(
-        database, lambda conn: direct.rows(conn, BY_IDS, {"ids": ["t0", "t2", "zz"]})
+        database, lambda conn: direct.scalar(conn, statement, {"doc": {"a": 1}})
     )
-    assert sorted(row.res_id for row in found) == ["t0", "t2"]
-    assert executed >= 1  # (SQLite: and its BEGIN)
+    assert json.loads(found) == {"a": 1}
+    assert executed >= 1
 
 
 @pytest.mark.usefixtures("stored")

@@ -10,7 +10,7 @@ returns psycopg's named tuples, which read like SQLAlchemy rows (``row.res_id``,
 
 Only in autocommit units (reads, ``Database.run(write=False)``): a failed statement there
 leaves no transaction to poison. A statement whose parameters or types need SQLAlchemy's
-processing at execution time (expanding ``IN`` lists, bind or result processors), a
+processing at execution time (literal-execute parameters, bind or result processors), a
 synchronous connection (SQLite, the CLI) or a write transaction goes through
 ``Connection.execute`` unchanged. Database errors are raised as SQLAlchemy's, as
 ``Connection.execute`` raises them (a lost connection is invalidated), so callers see one
@@ -53,11 +53,11 @@ def rows(conn: Connection, statement: ClauseElement, params: Params = None) -> S
     compiled = _plan(conn.dialect, statement)
     if compiled is None:
         return conn.execute(statement, params).all()  # type: ignore[call-overload,no-any-return]
-    values = compiled.construct_params(params, escape_names=True)
+    sql, values = _text_and_values(compiled, params)
     try:
-        return await_only(_fetch(driver, compiled.string, values))
+        return await_only(_fetch(driver, sql, values))
     except psycopg.Error as exc:
-        raise _as_sqlalchemy_error(conn, compiled.string, exc) from exc
+        raise _as_sqlalchemy_error(conn, sql, exc) from exc
 
 
 def first(conn: Connection, statement: ClauseElement, params: Params = None) -> Any | None:
@@ -96,9 +96,26 @@ def _plan(dialect: Dialect, statement: ClauseElement) -> SQLCompiler | None:
     return plan.compiled
 
 
+def _text_and_values(compiled: SQLCompiler, params: Params) -> tuple[str, Mapping[str, Any]]:
+    """The SQL text and parameter values of one execution, as SQLAlchemy's execution context
+    makes them (``DefaultExecutionContext._init_compiled``): an expanding ``IN`` list is
+    rendered with one placeholder per value, then names are escaped where the text has them so."""
+    if not compiled.post_compile_params:
+        return compiled.string, compiled.construct_params(params, escape_names=True)
+    expanded = compiled._process_parameters_for_postcompile(
+        compiled.construct_params(params, escape_names=False)
+    )
+    values: Mapping[str, Any] = expanded.parameters
+    escaped = compiled.escaped_bind_names
+    if escaped:
+        values = {escaped.get(name, name): value for name, value in values.items()}
+    return expanded.statement, values
+
+
 def _runs_as_text(compiled: SQLCompiler, dialect: Dialect) -> bool:
-    """True when the compiled text and plain parameter values are all psycopg needs."""
-    if compiled.post_compile_params or compiled.literal_execute_params or compiled._bind_processors:
+    """True when the SQL text and plain parameter values are all psycopg needs (expanding
+    ``IN`` lists are rendered by ``_text_and_values``)."""
+    if compiled.literal_execute_params or compiled._bind_processors:
         return False
     for column in compiled._result_columns:
         if column.type._cached_result_processor(dialect, None) is not None:

@@ -33,6 +33,7 @@ from fhir_gateway.search.compiler import Viewer, Visible, where_clauses
 from fhir_gateway.search.model import Include, SearchRequest
 from fhir_gateway.search.registry import param
 from fhir_gateway.search.shape import Literals, WhereShape, where_shape
+from fhir_gateway.storage import direct
 from fhir_gateway.storage.repository import CURRENT_COLUMNS, StoredRow, stored_row
 from fhir_gateway.storage.tables import INDEX_TABLES, idx_reference, idx_token, resource, shared_alias
 
@@ -126,13 +127,13 @@ def execute_search(
     statements, params = _prepared(request, viewer)
     total: int | None = None
     if request.summary == "count" or request.count == 0:
-        return SearchResult([], [], int(conn.execute(statements.count, params).scalar_one()))
+        return SearchResult([], [], int(direct.scalar(conn, statements.count, params)))
     params[_LIMIT], params[_OFFSET] = request.count, request.offset
-    matches = [(row.res_type, row.res_id, row.content) for row in conn.execute(statements.page, params)]
+    matches = [(row.res_type, row.res_id, row.content) for row in direct.rows(conn, statements.page, params)]
     if request.offset == 0 and len(matches) < request.count:
         total = len(matches)
     elif request.total != "none":
-        total = int(conn.execute(statements.count, params).scalar_one())
+        total = int(direct.scalar(conn, statements.count, params))
     included = _includes(conn, request, matches, viewer, max_include) if request.includes else []
     return SearchResult(matches, included, total)
 
@@ -208,14 +209,14 @@ def _include_rows(
     key = (inc, frontier_type, viewer.visible_key())
     query = _include_statements.get_or_build(key, lambda: _include_statement(inc, frontier_type, viewer))
     params = {_IDS: ids, _LIMIT: limit}
-    return [(row.res_type, row.res_id, row.content) for row in conn.execute(query, params)]
+    return [(row.res_type, row.res_id, row.content) for row in direct.rows(conn, query, params)]
 
 
 def find_ids(conn: Connection, request: SearchRequest, viewer: Viewer, limit: int) -> list[tuple[str, str]]:
     """Ids matching ``request`` (conditional interactions), at most ``limit``."""
     statements, params = _prepared(request, viewer)
     params[_LIMIT] = limit
-    return [(request.resource_type, row.res_id) for row in conn.execute(statements.ids, params)]
+    return [(request.resource_type, row.res_id) for row in direct.rows(conn, statements.ids, params)]
 
 
 _REFERENCES = idx_reference.alias("idx_reference_found")
