@@ -15,10 +15,11 @@ from __future__ import annotations
 import base64
 from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl
 
 from fhir_gateway.auth.context import AccessContext
 from fhir_gateway.kit.ids import new_id
+from fhir_gateway.kit.query_string import urlencode
 from fhir_gateway.kit.timeutil import fhir_instant, utcnow
 
 GATEWAY = "fhir-gateway"

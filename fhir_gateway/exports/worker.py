@@ -26,7 +26,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlencode
 
 from fhir_gateway.audit.events import audit_event_for
 from fhir_gateway.auth.context import AccessContext
@@ -36,6 +35,7 @@ from fhir_gateway.exports.owner import owner_access
 from fhir_gateway.fhir.context import Ctx
 from fhir_gateway.kit import jsonutil
 from fhir_gateway.kit.errors import FhirError, NotFound
+from fhir_gateway.kit.query_string import urlencode
 from fhir_gateway.kit.timeutil import utcnow
 from fhir_gateway.kit.worker_loop import WorkerLoop
 from fhir_gateway.settings import Settings

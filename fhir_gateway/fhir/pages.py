@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode
 
 from fhir_gateway.fhir.context import Ctx
 from fhir_gateway.fhir.cursors import OFFSET, offset_warnings, open_page
 from fhir_gateway.kit import jsonutil
 from fhir_gateway.kit.cursor import PARAM, CursorIssuer
 from fhir_gateway.kit.errors import BadRequest, Issue, operation_outcome
+from fhir_gateway.kit.query_string import urlencode
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ the query), never from a client's ``_offset``.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlencode
 
 from fhir_gateway.fhir.context import Ctx
 from fhir_gateway.fhir.cursors import OFFSET, OFFSET_ADVICE, open_page
@@ -17,6 +16,7 @@ from fhir_gateway.fhir.responses import strict_handling
 from fhir_gateway.fhir.subsetting import subset
 from fhir_gateway.kit import jsonutil
 from fhir_gateway.kit.errors import Issue, operation_outcome
+from fhir_gateway.kit.query_string import urlencode
 from fhir_gateway.search.model import SearchRequest
 from fhir_gateway.search.parser import parse_search
 from fhir_gateway.storage.search_repository import SearchResult, execute_search

@@ -19,14 +19,13 @@ policy.
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
-
 from fhir_gateway.fhir.context import Ctx
 from fhir_gateway.fhir.pages import PageEntry, paging, searchset
 from fhir_gateway.fhir.requests import parse_instant
 from fhir_gateway.fhir.resource_types import STORED_TYPES
 from fhir_gateway.fhir.responses import strict_handling
 from fhir_gateway.kit.errors import BadRequest, Forbidden, Issue, NotFound
+from fhir_gateway.kit.query_string import urlencode
 from fhir_gateway.storage import compartment_repository, repository
 from fhir_gateway.storage.tables import resource
 

@@ -25,7 +25,6 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 from fhir_gateway.consent.visibility import AUDIT_TYPE
 from fhir_gateway.exports.owner import owner_record
@@ -34,6 +33,7 @@ from fhir_gateway.fhir.operations.everything import COMPARTMENT_TYPES, requested
 from fhir_gateway.fhir.requests import parse_instant
 from fhir_gateway.fhir.resource_types import STORED_TYPES
 from fhir_gateway.kit.errors import BadRequest, Forbidden, NotFound
+from fhir_gateway.kit.query_string import urlencode
 from fhir_gateway.kit.timeutil import fhir_instant, utcnow
 from fhir_gateway.storage import export_repository, repository
 from fhir_gateway.storage.export_repository import ExportJob

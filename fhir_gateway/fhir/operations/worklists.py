@@ -32,7 +32,6 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlencode
 
 from fhir_gateway.fhir import searching
 from fhir_gateway.fhir.collect import all_matches, by_ids
@@ -41,6 +40,7 @@ from fhir_gateway.fhir.pages import PageEntry, paging, searchset
 from fhir_gateway.fhir.responses import strict_handling
 from fhir_gateway.kit import jsonutil
 from fhir_gateway.kit.errors import BadRequest
+from fhir_gateway.kit.query_string import urlencode
 from fhir_gateway.kit.timeutil import utcnow
 from fhir_gateway.search.dates import parse_date_range
 from fhir_gateway.storage import compartment_repository

@@ -1,0 +1,44 @@
+"""``application/x-www-form-urlencoded`` query strings, fast when nothing needs escaping.
+
+Search links, paging links and audit entries encode a query for every request.
+``urllib.parse.urlencode`` escapes byte by byte in Python (about 8 µs per value measured in
+a search, five encodings per search). Most values here are ASCII ids, codes and references:
+``urlencode`` escapes those with one ``str.translate`` and leaves other text to urllib. It
+writes exactly what ``urllib.parse.urlencode(pairs, safe=safe)`` writes (WHATWG URL
+"application/x-www-form-urlencoded serializer", as urllib implements it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from functools import cache
+from urllib.parse import quote_plus
+
+# what urllib.parse.quote never escapes (RFC 3986 unreserved characters)
+_UNRESERVED = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~"
+
+
+@cache
+def _ascii_escapes(safe: str) -> dict[int, str]:
+    """``str.translate`` table giving ``quote_plus(c, safe)`` of each ASCII character ``c``."""
+    kept = set(_UNRESERVED + safe)
+    table = {}
+    for code in range(128):
+        char = chr(code)
+        if char == " ":
+            table[code] = "+"
+        elif char not in kept:
+            table[code] = f"%{code:02X}"
+    return table
+
+
+def _quote_plus(text: str, safe: str) -> str:
+    if text.isascii():
+        return text.translate(_ascii_escapes(safe))  # one C call instead of a loop per byte
+    return quote_plus(text, safe)
+
+
+def urlencode(query: Mapping[str, object] | Iterable[tuple[str, object]], safe: str = "") -> str:
+    """``urllib.parse.urlencode(query, safe=safe)`` (no ``doseq``)."""
+    pairs = query.items() if isinstance(query, Mapping) else query
+    return "&".join(_quote_plus(str(k), safe) + "=" + _quote_plus(str(v), safe) for k, v in pairs)
