@@ -95,7 +95,10 @@ class AuditWriter:
             self._loop_wake.clear()
             await self._flush_in_loop()
 
-    async def _flush_in_loop(self) -> None:
+    async def _flush_in_loop(self, *, drain: bool = False) -> None:
+        """Write what is pending, then, unless ``drain``, go on only while full batches wait:
+        the events that arrive while a batch is written wait for the next tick and go
+        together, rather than each few in a transaction of their own."""
         while True:
             with self._lock:
                 batch = [self._pending.popleft() for _ in range(min(self.max_batch, len(self._pending)))]
@@ -109,6 +112,8 @@ class AuditWriter:
                 with self._lock:
                     self._pending.extendleft(reversed(batch))
                 return
+            if not drain and len(self._pending) < self.max_batch:
+                return
 
     async def aclose(self) -> None:
         """Stop the loop task (if any) and write what is left."""
@@ -117,7 +122,7 @@ class AuditWriter:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-            await self._flush_in_loop()
+            await self._flush_in_loop(drain=True)
         self.close()
 
     def _queue(self, events: list[dict[str, Any]]) -> None:

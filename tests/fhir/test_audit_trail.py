@@ -12,7 +12,7 @@ from starlette.testclient import TestClient
 from fhir_gateway.app import create_app
 from fhir_gateway.audit.events import audit_event_for
 from fhir_gateway.audit.store import PreparedAudit, insert_audit_events, prepare_audit_events
-from fhir_gateway.audit.writer import PREPARE_STEP, prepared_in_steps
+from fhir_gateway.audit.writer import PREPARE_STEP, AuditWriter, prepared_in_steps
 from fhir_gateway.auth.context import AccessContext
 from fhir_gateway.auth.scopes import parse_scopes
 from fhir_gateway.settings import Settings
@@ -154,3 +154,35 @@ def _caller() -> AccessContext:
         raw_scope="system/*.cruds",
         verify_client=False,
     )
+
+
+def test_events_arriving_during_a_write_wait_for_the_next_tick(database: Database) -> None:
+    """They go with the next batch, not each few in a transaction of their own; the final
+    flush at shutdown still writes everything."""
+    writer = AuditWriter(database, interval=3600)
+    first = [_read_event(n) for n in range(2 * PREPARE_STEP + 1)]
+    late = [_read_event(n) for n in range(100, 103)]
+
+    async def scenario() -> tuple[int, int]:
+        writer.submit(first)
+
+        async def request() -> None:
+            writer.submit(late)  # while the batch is prepared
+
+        flushing = asyncio.create_task(writer._flush_in_loop())
+        await asyncio.create_task(request())
+        await flushing
+        waiting = writer.pending()
+        await writer._flush_in_loop(drain=True)
+        return waiting, writer.pending()
+
+    assert asyncio.run(scenario()) == (len(late), 0)
+    with database.transaction() as conn:
+        stored = conn.execute(
+            text("SELECT count(*) FROM resource WHERE res_type = 'AuditEvent'")
+        ).scalar_one()
+    assert stored == len(first) + len(late)
+
+
+def _read_event(n: int) -> dict[str, object]:
+    return audit_event_for(_caller(), "read", "Patient", f"p{n}", f"p{n}", True, "trusted client", None)
