@@ -5,7 +5,9 @@ normal search with ``system/AuditEvent.rs``; the person's own through patient sc
 the row's ``patient_id`` is the person audited). The API never updates or deletes them
 (``fhir.resource_types.APPEND_ONLY_TYPES``). A request's events are written after its main
 transaction, so that read transactions stay read-only and refused requests are audited
-too, in bulk (one transaction, a few multi-row statements per batch).
+too, in bulk: the background writer (``audit.writer``) turns a batch into rows a few events at
+a time between turns of the event loop, then inserts the rows of every table in one
+transaction, one statement on PostgreSQL.
 """
 
 from __future__ import annotations

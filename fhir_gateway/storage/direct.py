@@ -15,6 +15,11 @@ synchronous connection (SQLite, the CLI) or a write transaction goes through
 ``Connection.execute`` unchanged. Database errors are raised as SQLAlchemy's, as
 ``Connection.execute`` raises them (a lost connection is invalidated), so callers see one
 kind of error whatever the path.
+
+What a statement needs at execution is read from SQLAlchemy's compiled form, including
+attributes SQLAlchemy keeps for its own execution context (bind and result processors, the
+rendering of expanding parameters); tests/test_direct_reads.py compares the results with
+``Connection.execute`` and fails if a SQLAlchemy upgrade changes them.
 """
 
 from __future__ import annotations
