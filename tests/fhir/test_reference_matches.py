@@ -16,7 +16,7 @@ from fhir_gateway.search.model import Value
 from fhir_gateway.settings import Settings
 from fhir_gateway.storage.database import Database
 from fhir_gateway.storage.search_repository import find_ids
-from tests.mapping.conftest import put
+from tests.mappings.conftest import put
 
 PERSONS = [f"p{n}" for n in range(1, 8)]
 

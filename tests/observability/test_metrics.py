@@ -1,6 +1,6 @@
 """Prometheus metrics at /metrics (issue 10): requests and latency by interaction and type,
 consent denials, audit queue depth; the outbox depth is tested in
-tests/subscriptions/test_outbox.py and the partner import rows in tests/mapping/test_http.py."""
+tests/subscriptions/test_outbox.py and the partner import rows in tests/mappings/test_http.py."""
 
 from __future__ import annotations
 

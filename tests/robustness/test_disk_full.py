@@ -27,7 +27,7 @@ from fhir_gateway.storage.database import Database
 from fhir_gateway.storage.faults import FULL
 from fhir_gateway.storage.migrate import upgrade
 from tests.e2e.conftest import BIN
-from tests.mapping.conftest import SAMPLES
+from tests.mappings.conftest import SAMPLES
 from tests.support.auth import issue_token, register_client
 from tests.support.bulky import big_patient, big_transaction
 from tests.support.databases import DEFAULT_PG_URL, engine_kind

@@ -4,6 +4,6 @@ mapping engine of issue 5 is present)."""
 from __future__ import annotations
 
 try:
-    from tests.mapping.conftest import cli, organizations  # noqa: F401
+    from tests.mappings.conftest import cli, organizations  # noqa: F401
 except ImportError:  # the mapping engine is not merged on this branch
     pass

@@ -19,15 +19,15 @@ pytest.importorskip("fhir_gateway.mapping.service")
 from fhir_gateway.mapping.importer import import_date  # noqa: E402
 from fhir_gateway.storage.database import Database  # noqa: E402
 from fhir_gateway.validation.registry import registry  # noqa: E402
-from tests.mapping.conftest import DC, MDPH_CLIENT_ORG, SAAD, SAMPLES, CliRun, stored  # noqa: E402
+from tests.mappings.conftest import DC, MDPH_CLIENT_ORG, SAAD, SAMPLES, CliRun, stored  # noqa: E402
 
 BASE = "https://fhir-gateway.org/fhir/StructureDefinition/"
 DC_BENEFICIARIES = (
-    Path(__file__).resolve().parents[1] / "mapping" / "domicile-connect-interventions" / "setup"
+    Path(__file__).resolve().parents[1] / "mappings" / "domicile-connect-interventions" / "setup"
 )
 # beneficiaries without "Date début prise en charge": the import date is the participant's start
 START_ABSENT = (
-    Path(__file__).resolve().parents[1] / "mapping" / "saad-beneficiaires" / "cases" / "start-absent.csv"
+    Path(__file__).resolve().parents[1] / "mappings" / "saad-beneficiaires" / "cases" / "start-absent.csv"
 )
 IMPORTS = [
     ("mdph-decisions", MDPH_CLIENT_ORG, SAMPLES / "mdph-decisions.csv"),

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from fhir_gateway.settings import Settings
 from fhir_gateway.storage.database import Database
-from tests.mapping.conftest import MDPH_CLIENT_ORG, SAAD, SAMPLES, CliRun, put, stored, versions
+from tests.mappings.conftest import MDPH_CLIENT_ORG, SAAD, SAMPLES, CliRun, put, stored, versions
 
 MDPH_SAMPLE = SAMPLES / "mdph-decisions.csv"
 

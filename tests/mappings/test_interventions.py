@@ -12,7 +12,7 @@ from fhir_gateway.audit.events import audit_patient
 from fhir_gateway.settings import Settings
 from fhir_gateway.storage.database import Database
 from fhir_gateway.storage.tables import resource
-from tests.mapping.conftest import SAAD, SAMPLES, CliRun, audit_count, put, stored, versions
+from tests.mappings.conftest import SAAD, SAMPLES, CliRun, audit_count, put, stored, versions
 
 SAMPLE = SAMPLES / "saad-interventions.csv"
 

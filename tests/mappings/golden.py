@@ -1,4 +1,4 @@
-"""Golden-file cases: ``tests/mapping/<format>/cases/<case>.csv`` + ``<case>.json``.
+"""Golden-file cases: ``tests/mappings/<format>/cases/<case>.csv`` + ``<case>.json``.
 
 The JSON holds the set-up (formats imported before, as ``[format, file]`` where a file
 ``sample:NAME`` is a contract sample), the CLI options and the expected outcome: exit code,
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from fhir_gateway.storage.database import Database
-from tests.mapping.conftest import SAMPLES, stored
+from tests.mappings.conftest import SAMPLES, stored
 
 HERE = Path(__file__).resolve().parent
 TYPES = ("Patient", "Organization", "CareTeam", "CarePlan", "ServiceRequest", "Task")

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from fhir_gateway.settings import Settings
 from fhir_gateway.storage.database import Database
-from tests.mapping.conftest import DC, SAAD, SAMPLES, CliRun, put
+from tests.mappings.conftest import DC, SAAD, SAMPLES, CliRun, put
 from tests.support.databases import empty_all_tables
 
 HERE = Path(__file__).resolve().parent

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from fhir_gateway.settings import Settings
 from fhir_gateway.storage.database import Database
-from tests.mapping.conftest import MDPH_CLIENT_ORG, SAMPLES, CliRun, put
+from tests.mappings.conftest import MDPH_CLIENT_ORG, SAMPLES, CliRun, put
 from tests.support.databases import empty_all_tables
 
 HEADER = (SAMPLES / "mdph-decisions.csv").read_text(encoding="utf-8").splitlines()[0].split(";")

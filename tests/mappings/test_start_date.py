@@ -14,7 +14,7 @@ import pytest
 
 from fhir_gateway.mapping import importer
 from fhir_gateway.storage.database import Database
-from tests.mapping.conftest import SAAD, SAMPLES, CliRun, stored, versions
+from tests.mappings.conftest import SAAD, SAMPLES, CliRun, stored, versions
 
 CASE = Path(__file__).resolve().parent / "saad-beneficiaires" / "cases" / "start-absent.csv"
 NOTE = "line 3, column 'Date début prise en charge': start date absent; import date used"

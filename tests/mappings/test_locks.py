@@ -12,7 +12,7 @@ from fhir_gateway.mapping.importer import ImportOptions
 from fhir_gateway.mapping.service import find_format, import_file
 from fhir_gateway.settings import Settings
 from fhir_gateway.storage.database import Database
-from tests.mapping.conftest import SAAD, SAMPLES
+from tests.mappings.conftest import SAAD, SAMPLES
 
 
 def test_one_advisory_lock_per_import(database: Database, settings: Settings, organizations: None) -> None:

@@ -1,4 +1,4 @@
-"""Golden-file tests of every format through the real CLI (see tests/mapping/golden.py)."""
+"""Golden-file tests of every format through the real CLI (see tests/mappings/golden.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 
 from fhir_gateway.mapping import importer
 from fhir_gateway.storage.database import Database
-from tests.mapping import golden
-from tests.mapping.conftest import CliRun
+from tests.mappings import golden
+from tests.mappings.conftest import CliRun
 
 IMPORT_DATE = "2025-11-20"  # {import_date} of every golden case
 

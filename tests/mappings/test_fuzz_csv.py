@@ -28,7 +28,7 @@ from fhir_gateway.mapping.rows import RowParser, check_header
 from fhir_gateway.mapping.spec import Format, available, load_format, mappings_root
 from fhir_gateway.storage.database import Database
 from fhir_gateway.storage.schema import full_metadata
-from tests.mapping.conftest import SAAD, SAMPLES, CliRun
+from tests.mappings.conftest import SAAD, SAMPLES, CliRun
 
 ROOT = mappings_root(None)
 IMPORTS = [name for name in available(ROOT) if "import" in load_format(ROOT, name).directions]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from fhir_gateway.storage.database import Database
-from tests.mapping.conftest import DC, SAAD, SAMPLES, CliRun, versions
+from tests.mappings.conftest import DC, SAAD, SAMPLES, CliRun, versions
 
 HERE = Path(__file__).resolve().parent
 CASES = [

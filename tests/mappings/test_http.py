@@ -11,7 +11,7 @@ from starlette.testclient import TestClient
 from fhir_gateway.storage.database import Database
 from tests.conftest import ClientFactory
 from tests.consent.support import consent, provision
-from tests.mapping.conftest import DC, MDPH_CLIENT_ORG, SAAD, SAMPLES, stored, versions
+from tests.mappings.conftest import DC, MDPH_CLIENT_ORG, SAAD, SAMPLES, stored, versions
 from tests.support.metrics import metric
 
 CSV = {"Content-Type": "text/csv"}

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fhir_gateway.storage.database import Database
-from tests.mapping.conftest import MDPH_CLIENT_ORG, SAAD, SAMPLES, CliRun, stored
+from tests.mappings.conftest import MDPH_CLIENT_ORG, SAAD, SAMPLES, CliRun, stored
 
 HEAD = (SAMPLES / "saad-beneficiaires.csv").read_bytes().splitlines()[0].decode("cp1252")
 

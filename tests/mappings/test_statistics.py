@@ -9,7 +9,7 @@ from starlette.testclient import TestClient
 
 from fhir_gateway.settings import Settings
 from fhir_gateway.storage.database import Database
-from tests.mapping.conftest import SAAD, SAMPLES, CliRun
+from tests.mappings.conftest import SAAD, SAMPLES, CliRun
 
 BENEFICIARIES = SAMPLES / "saad-beneficiaires.csv"  # 6 persons: 6 Patients, CareTeams...
 
