@@ -58,7 +58,10 @@ class Settings(BaseSettings):
         "batched",
         description="batched: AuditEvents written by a background thread; sync: before each response",
     )
-    audit_flush_seconds: float = Field(0.2, description="longest wait before batched AuditEvents are written")
+    audit_flush_seconds: float = Field(
+        0.05,
+        description="longest wait before batched AuditEvents are written (what a killed process loses)",
+    )
     tune_gc: bool = Field(
         True,
         description="after start-up, freeze the loaded application out of the garbage collector's "

@@ -44,7 +44,7 @@ class AuditWriter:
         database: Database,
         *,
         mode: str = "batched",
-        interval: float = 0.2,
+        interval: float = 0.05,
         max_batch: int = 500,
         max_pending: int = 100_000,
     ) -> None:
