@@ -30,7 +30,8 @@ from fhir_gateway.storage.bulk import Part, column_names, insert_many
 from fhir_gateway.storage.database import Database
 from fhir_gateway.storage.faults import storage_refusal
 from fhir_gateway.storage.index_repository import IndexWrite, index_inserts
-from fhir_gateway.storage.tables import resource, resource_history
+from fhir_gateway.storage.tables import resource
+from fhir_gateway.storage.version_writes import VersionWrite, history_part
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +40,12 @@ log = logging.getLogger(__name__)
 class PreparedAudit:
     """AuditEvents turned into the rows that store them (``prepare_audit_events``)."""
 
-    ids: list[str]
-    parts: list[Part]  # the resource, history and search index rows, per table
+    parts: list[Part]  # the resource, history and search index rows, per table (resource first)
+
+    @property
+    def ids(self) -> list[str]:
+        """The AuditEvents' ids, in order."""
+        return [row[1] for row in self.parts[0][1]] if self.parts else []
 
 
 def prepare_audit_events(events: Sequence[dict[str, Any]]) -> PreparedAudit:
@@ -48,31 +53,29 @@ def prepare_audit_events(events: Sequence[dict[str, Any]]) -> PreparedAudit:
     moment = utcnow()
     naive = moment.replace(tzinfo=None)
     instant = fhir_instant(moment)
-    stored: list[tuple[Any, ...]] = []
-    history: list[tuple[Any, ...]] = []
+    writes: list[VersionWrite] = []
     indexes: list[IndexWrite] = []
     for event in events:
         res_id = str(event.get("id") or new_id())
         body = {**event, "id": res_id}
         body["meta"] = {**(event.get("meta") or {}), "versionId": "1", "lastUpdated": instant}
-        content = jsonutil.dumps_str(body)
-        patient_id = audit_patient(body)
-        stored.append(("AuditEvent", res_id, 1, naive, False, content, patient_id))
-        history.append(("AuditEvent", res_id, 1, naive, False, "POST", content, patient_id))
+        writes.append(
+            VersionWrite(
+                "AuditEvent", res_id, jsonutil.dumps_str(body), audit_patient(body), naive, "POST", None
+            )
+        )
         indexes.append(IndexWrite("AuditEvent", res_id, extract_index_rows(body), True))
-    parts: list[Part] = [(resource, stored), (resource_history, history), *index_inserts(indexes)]
-    return PreparedAudit([row[1] for row in stored], parts)
+    stored = [(w.res_type, w.res_id, 1, naive, False, w.content, w.patient_id) for w in writes]
+    return PreparedAudit([(resource, stored), history_part(writes), *index_inserts(indexes)])
 
 
 def joined(prepared: Sequence[PreparedAudit]) -> PreparedAudit:
     """Several ``PreparedAudit`` as one (their rows per table, in order)."""
-    ids: list[str] = []
     by_table: dict[Any, list[Sequence[Any]]] = {}
     for one in prepared:
-        ids += one.ids
         for table, rows in one.parts:
             by_table.setdefault(table, []).extend(rows)
-    return PreparedAudit(ids, list(by_table.items()))
+    return PreparedAudit(list(by_table.items()))
 
 
 def insert_audit_events(conn: Connection, prepared: PreparedAudit) -> list[str]:
@@ -90,10 +93,6 @@ if column_names(resource) != (
     "res_type", "res_id", "version", "last_updated", "deleted", "content", "patient_id"
 ):  # fmt: skip
     raise RuntimeError("resource's columns moved: update prepare_audit_events")
-if column_names(resource_history) != (
-    "res_type", "res_id", "version", "last_updated", "deleted", "method", "content", "patient_id"
-):  # fmt: skip
-    raise RuntimeError("resource_history's columns moved: update prepare_audit_events")
 
 
 def write_audit_events(database: Database, events: Sequence[dict[str, Any]]) -> None:
