@@ -10,13 +10,13 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy.exc import DataError, DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from fhir_gateway.fhir.responses import json_response
 from fhir_gateway.kit.errors import FhirError, Issue, operation_outcome
-from fhir_gateway.storage.faults import storage_refusal
+from fhir_gateway.storage.faults import refused_value, storage_refusal
 
 log = logging.getLogger("fhir_gateway.errors")
 
@@ -64,19 +64,18 @@ def install_error_handlers(app: FastAPI) -> None:
             {"Retry-After": "5"},
         )
 
-    @app.exception_handler(DataError)
-    async def _bad_value(_request: Request, exc: DataError) -> Response:
-        # invalid input for the database (a NUL character, a number out of range...): the
-        # client's value, not the server, is at fault; the SQL stays in the log only
-        log.warning("value refused by the database: %s", type(exc.orig).__name__ if exc.orig else "unknown")
-        return _outcome(
-            400,
-            "invalid",
-            "A value in the request cannot be stored or compared (invalid character or out of range)",
-        )
-
     @app.exception_handler(DBAPIError)
     async def _db_error(_request: Request, exc: DBAPIError) -> Response:
+        if refused_value(exc):
+            # invalid input for the database (a NUL character, a number out of range...): the
+            # client's value, not the server, is at fault; the SQL stays in the log only
+            refused = type(exc.orig).__name__ if exc.orig else "unknown"
+            log.warning("value refused by the database: %s", refused)
+            return _outcome(
+                400,
+                "invalid",
+                "A value in the request cannot be stored or compared (invalid character or out of range)",
+            )
         refusal = storage_refusal(exc)
         if refusal is not None:  # read-only or full storage: the operator must know, clients retry
             log.error("database refuses writes: %s", refusal)

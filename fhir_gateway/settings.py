@@ -20,7 +20,10 @@ class Settings(BaseSettings):
     )
     database_url: str = Field(
         f"sqlite:///{Path.cwd() / 'fhir-gateway.db'}",
-        description="SQLAlchemy URL: sqlite:///file.db or postgresql+psycopg://user@host/db",
+        description=(
+            "SQLAlchemy URL: sqlite:///file.db or postgresql+psycopg://user@host/db"
+            " (request reads connect with asyncpg, from the same URL)"
+        ),
     )
     log_level: str = Field("INFO", description="log level of the JSON logs (DEBUG, INFO, WARNING)")
     allow_sqlite_in_production: bool = Field(False, description="let production mode run on SQLite")

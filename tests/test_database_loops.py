@@ -10,7 +10,8 @@ unit (reads, writes) has at most half of ``pool_size`` connections, reused; a bu
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -60,7 +61,8 @@ def test_pools_of_ended_loops_are_closed(pg_database: Database) -> None:
     before = _connections(pg_database)
     for _ in range(30):
         assert _one_loop(pg_database, 6) == [1] * 6
-    # only the last loop's idle connections remain (at most its two pools' kept size)
+    # each loop closed its own as it ended (at most the last loop's two pools' kept size may
+    # still be on their way out)
     assert _connections(pg_database) - before <= 4
 
 
@@ -105,3 +107,38 @@ def test_a_unit_that_waits_too_long_for_a_connection_gets_a_503(
     assert (first, second) == (1, 1)
     assert isinstance(late, ServiceUnavailable)
     assert late.headers == {"Retry-After": "5"}
+
+
+def _until(condition: Callable[[], bool], seconds: float = 5.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_a_loop_closes_its_connections_as_it_ends(pg_database: Database) -> None:
+    """``asyncio.run``'s shutdown closes the loop's connections on that loop, gracefully: none is
+    left for the next loop to cut or for the garbage collector."""
+    before = _connections(pg_database)
+    assert _one_loop(pg_database, 6) == [1] * 6
+    assert pg_database._loop_engines == {}
+    assert _until(lambda: _connections(pg_database) == before)
+
+
+def test_connections_of_a_loop_closed_without_shutdown_are_cut_by_the_next(pg_database: Database) -> None:
+    before = _connections(pg_database)
+
+    async def burst() -> list[int]:
+        return list(await asyncio.gather(*(pg_database.run(_sleep) for _ in range(4))))
+
+    loop = asyncio.new_event_loop()
+    try:
+        assert loop.run_until_complete(burst()) == [1] * 4
+    finally:
+        loop.close()  # no shutdown_asyncgens: its sessions stay open
+    assert _connections(pg_database) > before
+    assert _one_loop(pg_database, 1) == [1]
+    assert _until(lambda: _connections(pg_database) == before)
+    assert pg_database._loop_engines == {}

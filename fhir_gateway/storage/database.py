@@ -8,11 +8,14 @@ that concurrent writers queue on the database lock instead of failing half-way.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import select
+import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import Any, TypeVar
 
 from sqlalchemy import URL, Connection, Engine, create_engine, event, text
@@ -148,23 +151,53 @@ class _KeptConnections:
             async with self._freed:
                 self._freed.notify()
 
-    async def _drop(self, conn: AsyncConnection) -> None:
-        """Close a connection for good (letting the pool forget it if its server side is gone)."""
+    async def _drop(self, conn: AsyncConnection, *, loop_ended: bool = False) -> None:
+        """Close a connection for good (letting the pool forget it if its server side is gone).
+
+        ``loop_ended``: the connection's event loop has ended. An asyncpg connection is then
+        cut (``_cut_asyncpg``); psycopg's closes without its loop.
+        """
         self._open -= 1
+        if loop_ended:
+            _cut_asyncpg(conn)
         try:
             if not conn.invalidated and not _still_open(conn):
                 await conn.invalidate()
         finally:
             await conn.close()
 
-    async def close_idle(self) -> None:
+    async def close_idle(self, *, loop_ended: bool = False) -> None:
         idle, self._idle = self._idle, []
         for _, conn in idle:
-            await self._drop(conn)
+            await self._drop(conn, loop_ended=loop_ended)
+
+
+def _cut_asyncpg(conn: AsyncConnection) -> None:
+    """Cut an asyncpg connection whose event loop has ended: its socket is shut down (the
+    server ends the session at once) and the connection marked closed, so that closing it
+    after needs no loop. (Its graceful close needs its own loop; the file descriptor goes with
+    the transport, at garbage collection.) psycopg's connections are left as they are."""
+    driver: Any = conn.sync_connection.connection.driver_connection if conn.sync_connection else None
+    transport = getattr(driver, "_transport", None)
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+    with contextlib.suppress(RuntimeError):  # it marks itself closed, then finds its loop closed
+        driver.terminate()
 
 
 def _hung_up(driver_connection: Any) -> bool:
-    """True when the server has spoken to, or hung up on, this idle psycopg connection."""
+    """True when the server has spoken to, or hung up on, this idle connection.
+
+    asyncpg reads its socket from the event loop all the time: it knows. psycopg's socket is
+    asked, without a round trip.
+    """
+    closed = getattr(driver_connection, "is_closed", None)
+    if closed is not None:
+        return bool(closed())
     try:
         socket = driver_connection.pgconn.socket
     except Exception:  # closed, or not a psycopg connection: its use will tell
@@ -196,6 +229,8 @@ class _AsyncEngines:
     (``_KeptConnections`` is their pool: the engines open and close, nothing more).
     """
 
+    closer: AsyncGenerator[None, None] | None = None  # see ``Database._close_at_loop_end``
+
     def __init__(self, url: URL, pool_size: int) -> None:
         half = max(2, pool_size // 2)
         options: dict[str, Any] = {
@@ -204,13 +239,44 @@ class _AsyncEngines:
             "hide_parameters": True,  # a logged database error must not carry a person's data
         }
         self.write = _KeptConnections(create_async_engine(url, **options), half)
-        self.read = _KeptConnections(create_async_engine(url, isolation_level="AUTOCOMMIT", **options), half)
+        self.read = _KeptConnections(
+            create_async_engine(
+                "postgresql+asyncpg://",
+                async_creator=partial(_asyncpg_connect, url.set(drivername="postgresql")),
+                isolation_level="AUTOCOMMIT",
+                **options,
+            ),
+            half,
+        )
 
-    async def dispose(self) -> None:
-        """Close both pools' connections."""
+    async def dispose(self, *, loop_ended: bool = False) -> None:
+        """Close both pools' connections (``loop_ended``: they belong to a loop that has ended)."""
         for kept in (self.write, self.read):
-            await kept.close_idle()
+            await kept.close_idle(loop_ended=loop_ended)
             await kept.engine.dispose()
+        if loop_ended and self.closer is not None:
+            await self.closer.aclose()  # from this loop: the ended loop can no longer run it
+
+
+READ_STATEMENTS_KEPT = 1024  # prepared statements an asyncpg connection keeps (asyncpg: 100)
+
+
+async def _asyncpg_connect(url: URL) -> Any:
+    """An asyncpg connection for the reads (``storage.direct``).
+
+    asyncpg executes a statement for about half the CPU psycopg's asyncio connection spends.
+    It reads the same ``postgresql://`` URL as libpq (host, port, user, password, database,
+    ``sslmode``, ``sslrootcert``...; other query options become server settings). Statements
+    up to 64 KB are kept prepared (asyncpg's default stops at 15 KB; the consent filters are
+    long but stable, as for psycopg in ``cache_long_statements``).
+    """
+    import asyncpg
+
+    return await asyncpg.connect(
+        url.render_as_string(hide_password=False),
+        statement_cache_size=READ_STATEMENTS_KEPT,
+        max_cacheable_statement_size=64 * 1024,
+    )
 
 
 def _unreachable(exc: DBAPIError) -> ServiceUnavailable:
@@ -250,11 +316,32 @@ class Database:
         if engines is not None:
             return engines
         with self._loop_engines_lock:  # loops of other threads may be here at the same time
-            engines = self._loop_engines.setdefault(loop, _AsyncEngines(self.engine.url, self.pool_size))
+            engines = self._loop_engines.get(loop)
+            created = engines is None
+            if engines is None:
+                engines = self._loop_engines[loop] = _AsyncEngines(self.engine.url, self.pool_size)
             ended = [self._loop_engines.pop(other) for other in list(self._loop_engines) if other.is_closed()]
+        if created:
+            closer = engines.closer = self._close_at_loop_end(loop)
+            await closer.asend(None)
         for pools in ended:
-            await pools.dispose()  # closing a connection needs no I/O on its ended loop
+            await pools.dispose(loop_ended=True)
         return engines
+
+    async def _close_at_loop_end(self, loop: asyncio.AbstractEventLoop) -> AsyncGenerator[None, None]:
+        """Closes ``loop``'s connections, on ``loop``, when it shuts down.
+
+        Suspended at its ``yield`` for the loop's life; the loop's shutdown (``asyncio.run``,
+        uvicorn, anyio: ``shutdown_asyncgens``) closes the generator, whose ``finally`` then
+        closes the connections gracefully while the loop still runs. A loop closed without
+        that shutdown has its connections cut by the next loop's first unit, which closes
+        this generator from there (doing nothing more).
+        """
+        try:
+            yield
+        finally:
+            if asyncio.get_running_loop() is loop:
+                await self.dispose_async()
 
     async def run(self, work: Callable[[Connection], T], *, write: bool = False) -> T:
         """``work(conn)`` in one transaction, without blocking the event loop.
@@ -337,8 +424,9 @@ class Database:
             leftover = list(self._loop_engines.values())
             self._loop_engines.clear()
         if leftover:
-            # closing needs no I/O on the connections' own loop; a thread of its own runs the
-            # closing loop whether or not this thread is running one
+            # their loops have ended (psycopg's connections close without their loop, asyncpg's
+            # are cut); a thread of its own runs the closing loop whether or not this thread is
+            # running one
             worker = threading.Thread(target=asyncio.run, args=(_dispose_all(leftover),))
             worker.start()
             worker.join()
@@ -354,7 +442,7 @@ class Database:
 
 async def _dispose_all(engines: list[_AsyncEngines]) -> None:
     for pools in engines:
-        await pools.dispose()
+        await pools.dispose(loop_ended=True)
 
 
 def _in_transaction(conn: Connection, work: Callable[[Connection], T]) -> T:

@@ -1,20 +1,20 @@
-"""Read statements run straight on psycopg's asyncio connection (PostgreSQL request reads).
+"""Read statements run straight on asyncpg's connection (PostgreSQL request reads).
 
 A read unit's statements are built once per shape and reused (``repository``,
 ``search_repository``). SQLAlchemy's execution layer (compiled-cache lookup, execution
-context, cursor adaptation, result wrapping) cost more CPU than psycopg's own execution of
-such a statement: measured on a read by id, 255 µs through ``Connection.execute`` in a unit
-of work, 115 µs for psycopg alone. ``rows`` compiles a statement once, then runs its SQL text
-on the driver connection (from the unit's greenlet, as SQLAlchemy's asyncio layer does) and
-returns psycopg's named tuples, which read like SQLAlchemy rows (``row.res_id``, ``row[0]``).
+context, cursor adaptation, result wrapping) costs more CPU than the driver's own execution
+of such a statement. ``rows`` compiles a statement once, then runs its SQL text with
+asyncpg's ``fetch`` (which prepares it once per connection and keeps it) from the unit's
+greenlet, as SQLAlchemy's asyncio layer does, and returns named tuples, which read like
+SQLAlchemy rows (``row.res_id``, ``row[0]``).
 
-Only in autocommit units (reads, ``Database.run(write=False)``): a failed statement there
-leaves no transaction to poison. A statement whose parameters or types need SQLAlchemy's
-processing at execution time (literal-execute parameters, bind or result processors), a
-synchronous connection (SQLite, the CLI) or a write transaction goes through
-``Connection.execute`` unchanged. Database errors are raised as SQLAlchemy's, as
-``Connection.execute`` raises them (a lost connection is invalidated), so callers see one
-kind of error whatever the path.
+Only in autocommit units (reads, ``Database.run(write=False)``, whose connections are
+asyncpg's): a failed statement there leaves no transaction to poison. A statement whose
+parameters or types need SQLAlchemy's processing at execution time (literal-execute
+parameters, bind or result processors), a psycopg connection (write transactions, the CLI)
+or SQLite goes through ``Connection.execute`` unchanged. Database errors are raised as
+SQLAlchemy's, as ``Connection.execute`` raises them (a lost connection is invalidated), so
+callers see one kind of error whatever the path.
 
 What a statement needs at execution is read from SQLAlchemy's compiled form, including
 attributes SQLAlchemy keeps for its own execution context (bind and result processors, the
@@ -24,11 +24,11 @@ rendering of expanding parameters); tests/test_direct_reads.py compares the resu
 
 from __future__ import annotations
 
+from collections import namedtuple
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
-import psycopg
-from psycopg.rows import namedtuple_row
+import asyncpg
 from sqlalchemy import Connection
 from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.exc import DBAPIError
@@ -39,9 +39,23 @@ from sqlalchemy.util import await_only
 from fhir_gateway.kit.lru import Lru
 
 
-class _Plan(NamedTuple):
-    statement: ClauseElement  # held so that its id is not reused while the plan is cached
-    compiled: SQLCompiler | None  # None: this statement goes through SQLAlchemy
+class _Plan:
+    """How one statement runs: its compiled form (None: through SQLAlchemy) and row type."""
+
+    __slots__ = ("compiled", "row_type", "statement")
+
+    def __init__(self, statement: ClauseElement, compiled: SQLCompiler | None) -> None:
+        self.statement = statement  # held so that its id is not reused while the plan is cached
+        self.compiled = compiled
+        self.row_type: Any = None  # the named tuple of its result columns, made at the first row
+
+    def rows_of(self, records: list[asyncpg.Record]) -> list[Any]:
+        if not records:
+            return []
+        if self.row_type is None:
+            self.row_type = namedtuple("Row", list(records[0].keys()), rename=True)  # type: ignore[misc]
+        make = self.row_type._make
+        return [make(record) for record in records]
 
 
 _plans: Lru[_Plan] = Lru(4096)
@@ -52,17 +66,19 @@ Params = Mapping[str, Any] | None
 
 def rows(conn: Connection, statement: ClauseElement, params: Params = None) -> Sequence[Any]:
     """Every row of ``statement`` run with ``params`` (as ``conn.execute(...).all()``)."""
+    adapted = conn.connection.dbapi_connection
     driver = conn.connection.driver_connection
-    if not isinstance(driver, psycopg.AsyncConnection) or not driver.autocommit:
+    if not isinstance(driver, asyncpg.Connection) or not getattr(adapted, "autocommit", False):
         return conn.execute(statement, params).all()  # type: ignore[call-overload,no-any-return]
-    compiled = _plan(conn.dialect, statement)
-    if compiled is None:
+    plan = _plan(conn.dialect, statement)
+    if plan.compiled is None:
         return conn.execute(statement, params).all()  # type: ignore[call-overload,no-any-return]
-    sql, values = _text_and_values(compiled, params)
+    sql, args = _text_and_args(plan.compiled, params)
     try:
-        return await_only(_fetch(driver, sql, values))
-    except psycopg.Error as exc:
+        records = await_only(driver.fetch(sql, *args))
+    except Exception as exc:
         raise _as_sqlalchemy_error(conn, sql, exc) from exc
+    return plan.rows_of(records)
 
 
 def first(conn: Connection, statement: ClauseElement, params: Params = None) -> Any | None:
@@ -79,14 +95,8 @@ def scalar(conn: Connection, statement: ClauseElement, params: Params = None) ->
     return found[0][0]
 
 
-async def _fetch(driver: psycopg.AsyncConnection[Any], sql: str, values: Mapping[str, Any]) -> list[Any]:
-    async with driver.cursor(row_factory=namedtuple_row) as cursor:
-        await cursor.execute(sql, values)
-        return await cursor.fetchall()
-
-
-def _plan(dialect: Dialect, statement: ClauseElement) -> SQLCompiler | None:
-    """``statement`` compiled for ``dialect`` once, or None if it needs SQLAlchemy at execution."""
+def _plan(dialect: Dialect, statement: ClauseElement) -> _Plan:
+    """``statement``'s plan for ``dialect``, compiled once."""
 
     def build() -> _Plan:
         compiled = statement.compile(dialect=dialect)
@@ -98,29 +108,24 @@ def _plan(dialect: Dialect, statement: ClauseElement) -> SQLCompiler | None:
     if plan.statement is not statement:  # an id reused after the first statement was freed
         plan = build()
         _plans.put(key, plan)
-    return plan.compiled
+    return plan
 
 
-def _text_and_values(compiled: SQLCompiler, params: Params) -> tuple[str, Mapping[str, Any]]:
-    """The SQL text and parameter values of one execution, as SQLAlchemy's execution context
-    makes them (``DefaultExecutionContext._init_compiled``): an expanding ``IN`` list is
-    rendered with one placeholder per value, then names are escaped where the text has them so."""
+def _text_and_args(compiled: SQLCompiler, params: Params) -> tuple[str, list[Any]]:
+    """The SQL text and positional arguments of one execution, as SQLAlchemy's execution
+    context makes them (``DefaultExecutionContext._init_compiled``): an expanding ``IN`` list
+    is rendered with one placeholder per value."""
+    values = compiled.construct_params(params, escape_names=False)
     if not compiled.post_compile_params:
-        return compiled.string, compiled.construct_params(params, escape_names=True)
-    expanded = compiled._process_parameters_for_postcompile(
-        compiled.construct_params(params, escape_names=False)
-    )
-    values: Mapping[str, Any] = expanded.parameters
-    escaped = compiled.escaped_bind_names
-    if escaped:
-        values = {escaped.get(name, name): value for name, value in values.items()}
-    return expanded.statement, values
+        return compiled.string, [values[name] for name in compiled.positiontup or ()]
+    expanded = compiled._process_parameters_for_postcompile(values)
+    return expanded.statement, [expanded.parameters[name] for name in expanded.positiontup or ()]
 
 
 def _runs_as_text(compiled: SQLCompiler, dialect: Dialect) -> bool:
-    """True when the SQL text and plain parameter values are all psycopg needs (expanding
-    ``IN`` lists are rendered by ``_text_and_values``)."""
-    if compiled.literal_execute_params or compiled._bind_processors:
+    """True when the SQL text and plain parameter values are all asyncpg needs (expanding
+    ``IN`` lists are rendered by ``_text_and_args``)."""
+    if compiled.literal_execute_params or compiled._bind_processors or compiled.positiontup is None:
         return False
     for column in compiled._result_columns:
         if column.type._cached_result_processor(dialect, None) is not None:
@@ -128,19 +133,31 @@ def _runs_as_text(compiled: SQLCompiler, dialect: Dialect) -> bool:
     return True
 
 
-def _as_sqlalchemy_error(conn: Connection, sql: str, exc: psycopg.Error) -> DBAPIError:
-    """``exc`` as ``Connection.execute`` would raise it, the connection invalidated if lost."""
-    lost = bool(conn.dialect.is_disconnect(exc, conn.connection.dbapi_connection, None))  # type: ignore[arg-type]
+def _as_sqlalchemy_error(conn: Connection, sql: str, exc: Exception) -> Exception:
+    """``exc`` as ``Connection.execute`` would raise it (the DB-API error SQLAlchemy's asyncpg
+    adapter makes of it, wrapped in ``DBAPIError``), the connection invalidated if lost;
+    ``exc`` itself if it is not the database's."""
+    adapted: Any = conn.connection.dbapi_connection
+    dbapi_error_type = conn.dialect.loaded_dbapi.Error
+    try:
+        adapted._handle_exception(exc)
+    except Exception as translated:
+        error = translated
+    else:  # pragma: no cover - the adapter always raises
+        error = exc
+    if not isinstance(error, dbapi_error_type):
+        return exc
+    lost = bool(conn.dialect.is_disconnect(error, adapted, None))
     if lost:
-        conn.invalidate(exc)
-    error = DBAPIError.instance(
+        conn.invalidate(error)
+    wrapped = DBAPIError.instance(
         sql,
         None,
-        exc,
-        psycopg.Error,
+        error,
+        dbapi_error_type,
         hide_parameters=True,
         connection_invalidated=lost,
         dialect=conn.dialect,
     )
-    assert isinstance(error, DBAPIError)
-    return error
+    assert isinstance(wrapped, DBAPIError)
+    return wrapped

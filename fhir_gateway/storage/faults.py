@@ -6,7 +6,7 @@ never hidden behind a 500 or a stack trace.
 
 from __future__ import annotations
 
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DataError, DBAPIError
 
 # PostgreSQL SQLSTATEs (Appendix A, "PostgreSQL Error Codes") and SQLite messages that mean
 # the storage refuses writes, as opposed to a bug.
@@ -23,3 +23,10 @@ def storage_refusal(exc: DBAPIError) -> str | None:
         return _SQLSTATES[sqlstate]
     message = str(exc.orig or "")
     return next((text for key, text in _SQLITE_MESSAGES.items() if key in message), None)
+
+
+def refused_value(exc: DBAPIError) -> bool:
+    """True when the database refused a value of the request (SQLSTATE class 22, "data
+    exception": a NUL character, a number out of range...): the client's fault, not the
+    server's. psycopg raises these as ``DataError``; asyncpg's adapter as a plain DB-API error."""
+    return isinstance(exc, DataError) or str(getattr(exc.orig, "sqlstate", "") or "").startswith("22")
