@@ -142,3 +142,22 @@ def test_connections_of_a_loop_closed_without_shutdown_are_cut_by_the_next(pg_da
     assert _one_loop(pg_database, 1) == [1]
     assert _until(lambda: _connections(pg_database) == before)
     assert pg_database._loop_engines == {}
+
+
+def test_reads_connect_with_the_options_of_the_url(tmp_path: Path) -> None:
+    """Request reads connect with asyncpg from the same URL as psycopg: its options reach them."""
+    if engine_kind() != "postgresql":
+        pytest.skip("asyncpg connections are PostgreSQL's")
+    with temporary_database_url(tmp_path) as url:
+        database = Database(url + ("&" if "?" in url else "?") + "application_name=fgw-reads", pool_size=4)
+        try:
+
+            def both(conn: Connection) -> str:
+                return str(conn.execute(text("SELECT current_setting('application_name')")).scalar_one())
+
+            async def read_and_write() -> tuple[str, str]:
+                return await database.run(both), await database.run(both, write=True)
+
+            assert asyncio.run(read_and_write()) == ("fgw-reads", "fgw-reads")
+        finally:
+            database.dispose()

@@ -304,9 +304,9 @@ class Database:
         self.is_async = self.dialect == "postgresql"
         # asyncio pools belong to one event loop: one pair of engines per running loop (a
         # server has one; tests start several).
-        # Held until the loop is seen closed (at the next loop's first unit) or the application
-        # stops (``dispose_async``): the engines of a loop that was simply dropped still have
-        # kept connections to close.
+        # Held until the loop shuts down (``_close_at_loop_end``), the application stops
+        # (``dispose_async``) or, for a loop closed without its shutdown, until the next loop's
+        # first unit sees it closed: its kept connections are then cut.
         self._loop_engines: dict[asyncio.AbstractEventLoop, _AsyncEngines] = {}
         self._loop_engines_lock = threading.Lock()
 
