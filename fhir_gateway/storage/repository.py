@@ -49,12 +49,6 @@ def stored_row(r: Row[Any] | Any, method: str = "") -> StoredRow:
     )
 
 
-def _row(r: Row[Any] | Any, method: str = "") -> StoredRow:
-    return StoredRow(
-        r.res_type, r.res_id, r.version, r.last_updated, r.deleted, r.content, r.patient_id, method
-    )
-
-
 CURRENT_COLUMNS = _CURRENT_COLUMNS = (
     resource.c.res_type,
     resource.c.res_id,
@@ -78,7 +72,7 @@ def get_current(
     locking = for_update and conn.dialect.name == "postgresql"
     query = _current_query(visible, locking)
     found = direct.first(conn, query, {"cur_type": res_type, "cur_id": res_id})
-    return _row(found) if found else None
+    return stored_row(found) if found else None
 
 
 def get_current_with(
@@ -94,7 +88,7 @@ def get_current_with(
     found = direct.first(conn, query, {"cur_type": res_type, "cur_id": res_id})
     if found is None:
         return None
-    return _row(found), tuple(found[len(_CURRENT_COLUMNS) :])
+    return stored_row(found), tuple(found[len(_CURRENT_COLUMNS) :])
 
 
 _Built = tuple[ColumnElement[bool] | None, tuple[ColumnElement[Any], ...], Select[Any]]
@@ -137,7 +131,7 @@ def get_version(
     if visible is not None:
         query = query.where(visible)
     found = conn.execute(query).first()
-    return _row(found, found.method) if found else None
+    return stored_row(found, found.method) if found else None
 
 
 def insert_first_version(
@@ -217,7 +211,7 @@ def get_current_many(
         if for_update and conn.dialect.name == "postgresql":
             query = query.with_for_update()
         for row in conn.execute(query):
-            found[row.res_id] = _row(row)
+            found[row.res_id] = stored_row(row)
     return found
 
 
@@ -297,4 +291,4 @@ def history_page(
     query = query.order_by(h.c.last_updated.desc(), h.c.res_type, h.c.res_id, h.c.version.desc())
     rows = conn.execute(query.limit(count).offset(offset)).all()
     total = conn.execute(total_query).scalar_one()
-    return [_row(r, r.method) for r in rows], int(total)
+    return [stored_row(r, r.method) for r in rows], int(total)
