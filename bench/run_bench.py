@@ -2,30 +2,40 @@
 """The whole benchmark in one go: the gateway and the floor, same engine, same run.
 
 1. create a fresh PostgreSQL (default) or SQLite database for each server;
-2. start ``fhir-gateway serve`` (uvicorn, ``--workers``), register a client, get a token;
-3. seed with ../shared/bench/fhirload.py and run its scenarios (wrk underneath);
-4. start ../shared/bench/limit_server.py on the same engine, seed and run the same scenarios;
-5. write one JSON with both results and the gateway/floor ratios: of throughput, and of the
-   servers' CPU time per request (``<scenario>_cpu``: the floor's CPU per request divided by
-   ours), which stays meaningful when other work shares the machine.
+2. start ``fhir-gateway serve`` (uvicorn, ``--workers``), register a client, get a token, and
+   start ../shared/bench/limit_server.py on the same engine; seed both with
+   ../shared/bench/fhirload.py;
+3. run each scenario on the gateway, then at once on the floor (wrk underneath), for
+   ``--rounds`` rounds: both servers meet the same machine, whose speed drifts over minutes
+   on shared hardware (by 45 % between two runs of the same code once);
+4. write one JSON with both results (each scenario's median round, and every round) and the
+   gateway/floor ratios: of throughput, and of the servers' CPU time per request
+   (``<scenario>_cpu``: the floor's CPU per request divided by ours), each the median of the
+   rounds' paired ratios.
 
     python bench/run_bench.py [--engine postgresql|sqlite] [--patients 500] [--tasks 20]
-                              [--seconds 10] [--workers 1] [--client trusted|partner]
+                              [--seconds 10] [--rounds 1] [--workers 1] [--client trusted|partner]
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -62,7 +72,19 @@ def new_database(engine: str, workdir: Path) -> tuple[str, str]:
         return f"sqlite:///{path}", f"sqlite:{path}"
     name = f"fgw_bench_{uuid.uuid4().hex[:8]}"
     subprocess.run(["psql", f"{PG_SERVER}/test", "-qc", f'CREATE DATABASE "{name}"'], check=True)
+    if not os.environ.get("BENCH_KEEP_DATABASES"):
+        atexit.register(_drop_database, name)
     return f"postgresql+psycopg://{PG_SERVER.split('://', 1)[1]}/{name}", f"{PG_SERVER}/{name}"
+
+
+def _drop_database(name: str) -> None:
+    """Drop a benchmark's database when the script ends (a shared server's disk fills up with
+    forgotten ones); ``BENCH_KEEP_DATABASES=1`` keeps them for inspection."""
+    subprocess.run(
+        ["psql", f"{PG_SERVER}/test", "-qc", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'],
+        check=False,
+        capture_output=True,
+    )
 
 
 def analyze(engine: str, base: str) -> None:
@@ -110,44 +132,56 @@ def server_cpu_seconds(pid: int) -> float:
     return total
 
 
-def run_scenarios(
+@dataclass
+class Target:
+    """A started and seeded server: where it answers, with what, and its process."""
+
+    base: str
+    token: str | None
+    state: Path
+    pid: int
+    seed: dict[str, object]
+    extra: dict[str, object] | None = None
+    rounds: list[dict[str, dict[str, object]]] = field(default_factory=list)
+
+
+def seeded(
     base: str,
     token: str | None,
     args: argparse.Namespace,
     workdir: Path,
     server_pid: int,
     run_token: str | None = None,
-    between: object = None,
-) -> dict[str, object]:
-    """Seed with ``token``, call ``between(state)`` if given, run the scenarios with ``run_token``."""
+    between: Callable[[dict[str, list[str]]], dict[str, object]] | None = None,
+) -> Target:
+    """Seed with ``token``, call ``between(state)`` if given; the scenarios run with ``run_token``."""
     state = workdir / f"state-{uuid.uuid4().hex[:6]}.json"
     seed = fhirload(base, token, state, "seed", "--patients", str(args.patients), "--tasks", str(args.tasks))
-    extra = between(json.loads(state.read_text())) if callable(between) else None
+    extra = between(json.loads(state.read_text())) if between is not None else None
     analyze(args.engine, base)
-    run: dict[str, object] = {}
-    for scenario in SCENARIOS:
-        cpu_before = server_cpu_seconds(server_pid)
-        figures = fhirload(
-            base,
-            run_token or token,
-            state,
-            "run",
-            "--seconds",
-            str(args.seconds),
-            "--concurrency",
-            str(args.concurrency),
-            "--only",
-            scenario,
-        )[scenario]
-        assert isinstance(figures, dict)
-        spent = server_cpu_seconds(server_pid) - cpu_before
-        if figures.get("requests"):
-            figures["server_cpu_ms_per_request"] = round(1000 * spent / figures["requests"], 3)
-        run[scenario] = figures
-    out: dict[str, object] = {"seed": seed, "run": run}
-    if extra is not None:
-        out["consents"] = extra
-    return out
+    return Target(base, run_token or token, state, server_pid, seed, extra)
+
+
+def run_scenario(target: Target, scenario: str, args: argparse.Namespace) -> dict[str, object]:
+    """One scenario for ``args.seconds`` on ``target``, with the server's CPU per request."""
+    cpu_before = server_cpu_seconds(target.pid)
+    figures = fhirload(
+        target.base,
+        target.token,
+        target.state,
+        "run",
+        "--seconds",
+        str(args.seconds),
+        "--concurrency",
+        str(args.concurrency),
+        "--only",
+        scenario,
+    )[scenario]
+    assert isinstance(figures, dict)
+    spent = server_cpu_seconds(target.pid) - cpu_before
+    if figures.get("requests"):
+        figures["server_cpu_ms_per_request"] = round(1000 * spent / figures["requests"], 3)
+    return figures
 
 
 def _consent(patient_id: str, actor: str, kind: str) -> dict[str, object]:
@@ -244,30 +278,34 @@ def serve(env: dict[str, str], port: int, workers: int = 1) -> subprocess.Popen[
     )
 
 
-def gateway(args: argparse.Namespace, workdir: Path) -> dict[str, object]:
+@contextmanager
+def gateway(args: argparse.Namespace, workdir: Path) -> Iterator[Target]:
+    """The gateway started and seeded (a partner client's Consents added with ``--client partner``)."""
     env, base, port = prepared_gateway(args.engine, workdir)
     process = serve(env, port, args.workers)
     try:
         wait_ready(f"{base}/health/live", process)
         trusted = _token(base, "bench")
         if args.client == "partner":
-            partner = _token(base, "bench-partner")
-            return run_scenarios(
+            yield seeded(
                 base + "/fhir",
                 trusted,
                 args,
                 workdir,
                 process.pid,
-                run_token=partner,
+                run_token=_token(base, "bench-partner"),
                 between=lambda state: add_consents(base + "/fhir", trusted, state),
             )
-        return run_scenarios(base + "/fhir", trusted, args, workdir, process.pid)
+        else:
+            yield seeded(base + "/fhir", trusted, args, workdir, process.pid)
     finally:
         process.terminate()
         process.wait(timeout=20)
 
 
-def floor(args: argparse.Namespace, workdir: Path) -> dict[str, object]:
+@contextmanager
+def floor(args: argparse.Namespace, workdir: Path) -> Iterator[Target]:
+    """../shared/bench/limit_server.py started on the same engine, and seeded."""
     _, limit_url = new_database(args.engine, workdir)
     port = free_port()
     ANALYZE_TARGETS[f"http://127.0.0.1:{port}/fhir"] = [limit_url.removeprefix("sqlite:")]
@@ -291,23 +329,58 @@ def floor(args: argparse.Namespace, workdir: Path) -> dict[str, object]:
     )
     try:
         wait_ready(f"http://127.0.0.1:{port}/fhir/Task/none", process)
-        return run_scenarios(f"http://127.0.0.1:{port}/fhir", None, args, workdir, process.pid)
+        yield seeded(f"http://127.0.0.1:{port}/fhir", None, args, workdir, process.pid)
     finally:
         process.terminate()
         process.wait(timeout=20)
 
 
-def ratios(ours: dict[str, object], theirs: dict[str, object]) -> dict[str, float | None]:
+def paired_ratios(ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, float]:
+    """The gateway/floor ratios of one scenario run back to back on both: throughput (rps), and
+    the floor's CPU per request divided by ours (cpu)."""
+    out: dict[str, float] = {}
+    if theirs.get("rps"):
+        out["rps"] = float(ours["rps"]) / float(theirs["rps"])
+    ours_cpu, floor_cpu = ours.get("server_cpu_ms_per_request"), theirs.get("server_cpu_ms_per_request")
+    if ours_cpu and floor_cpu:
+        out["cpu"] = float(floor_cpu) / float(ours_cpu)
+    return out
+
+
+def median_round(rounds: list[dict[str, dict[str, Any]]], scenario: str) -> dict[str, Any]:
+    """``scenario``'s figures in the round whose throughput is the median."""
+    ordered = sorted((r[scenario] for r in rounds), key=lambda figures: float(figures["rps"]))
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def compare(ours: Target, theirs: Target, args: argparse.Namespace) -> dict[str, float | None]:
+    """``--rounds`` rounds of every scenario, the gateway then the floor at once; the median of
+    each scenario's paired ratios."""
+    paired: dict[str, list[dict[str, float]]] = {scenario: [] for scenario in SCENARIOS}
+    for _ in range(args.rounds):
+        ours.rounds.append({})
+        theirs.rounds.append({})
+        for scenario in SCENARIOS:
+            ours.rounds[-1][scenario] = run_scenario(ours, scenario, args)
+            theirs.rounds[-1][scenario] = run_scenario(theirs, scenario, args)
+            paired[scenario].append(paired_ratios(ours.rounds[-1][scenario], theirs.rounds[-1][scenario]))
     out: dict[str, float | None] = {}
-    run_a, run_b = ours["run"], theirs["run"]
-    assert isinstance(run_a, dict)
-    assert isinstance(run_b, dict)
-    for name, figures in run_a.items():
-        other = run_b.get(name, {})
-        out[name] = round(figures["rps"] / other["rps"], 3) if other.get("rps") else None
-        ours_cpu, floor_cpu = figures.get("server_cpu_ms_per_request"), other.get("server_cpu_ms_per_request")
-        if ours_cpu and floor_cpu:
-            out[f"{name}_cpu"] = round(floor_cpu / ours_cpu, 3)  # the floor's CPU per request / ours
+    for scenario, ratios in paired.items():
+        for kind, key in (("rps", scenario), ("cpu", f"{scenario}_cpu")):
+            values = [r[kind] for r in ratios if kind in r]
+            out[key] = round(statistics.median(values), 3) if values else None
+    return out
+
+
+def summary(target: Target) -> dict[str, object]:
+    """A server's seed, each scenario's median round, and every round."""
+    out: dict[str, object] = {
+        "seed": target.seed,
+        "run": {scenario: median_round(target.rounds, scenario) for scenario in SCENARIOS},
+        "rounds": target.rounds,
+    }
+    if target.extra is not None:
+        out["consents"] = target.extra
     return out
 
 
@@ -319,6 +392,7 @@ def main() -> None:
     parser.add_argument("--patients", type=int, default=500)
     parser.add_argument("--tasks", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--rounds", type=int, default=1, help="rounds of every scenario on both servers")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--client", choices=["trusted", "partner"], default="trusted")
@@ -332,13 +406,13 @@ def main() -> None:
     os.environ.setdefault("FHIR_GATEWAY_TOKEN_LIFETIME_SECONDS", "3600")
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        ours = gateway(args, workdir)
-        theirs = floor(args, workdir)
+        with gateway(args, workdir) as ours, floor(args, workdir) as theirs:
+            ratios = compare(ours, theirs, args)
     result = {
         "settings": vars(args),
-        "gateway": ours,
-        "floor": theirs,
-        "ratio_gateway_to_floor": ratios(ours, theirs),
+        "gateway": summary(ours),
+        "floor": summary(theirs),
+        "ratio_gateway_to_floor": ratios,
     }
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(result, indent=1))
