@@ -9,11 +9,12 @@ from starlette.responses import Response
 
 from fhir_gateway.fhir.bundles import EntryRequest, parse_entries, run_entry, run_transaction
 from fhir_gateway.fhir.endpoints import Access, Body, run_in_unit
+from fhir_gateway.fhir.lean_route import LeanRoute
 from fhir_gateway.fhir.requests import parse_resource
 from fhir_gateway.fhir.responses import json_response
 from fhir_gateway.kit.errors import FhirError
 
-router = APIRouter()
+router = APIRouter(route_class=LeanRoute)  # FastAPI's dependency solver skipped
 
 
 def _minimal(request: Request) -> bool:
