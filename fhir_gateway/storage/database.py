@@ -316,10 +316,10 @@ class Database:
         if engines is not None:
             return engines
         with self._loop_engines_lock:  # loops of other threads may be here at the same time
-            engines = self._loop_engines.get(loop)
-            created = engines is None
-            if engines is None:
-                engines = self._loop_engines[loop] = _AsyncEngines(self.engine.url, self.pool_size)
+            created = loop not in self._loop_engines
+            if created:
+                self._loop_engines[loop] = _AsyncEngines(self.engine.url, self.pool_size)
+            engines = self._loop_engines[loop]
             ended = [self._loop_engines.pop(other) for other in list(self._loop_engines) if other.is_closed()]
         if created:
             closer = engines.closer = self._close_at_loop_end(loop)

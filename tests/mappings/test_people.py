@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from typer.testing import Result
+
 from fhir_gateway.storage.database import Database
 from tests.mappings.conftest import MDPH_CLIENT_ORG, SAAD, SAMPLES, CliRun, stored
 
@@ -28,7 +30,7 @@ def test_same_person_from_mdph_and_home_care_by_nir(
     )
     assert len(stored(database, "Patient")) == 3
     row = "S-77;M.;PETIT;DURAND;Marc;02/06/1978;178066942012368;;;;;;;;01/12/2025;;Actif"
-    result = cli("import", "saad-beneficiaires", _file(tmp_path, "b.csv", row), "--organization", SAAD)
+    result = _import_line(cli, tmp_path, "b.csv", row)
     assert result.exit_code == 0, result.output
     patients = stored(database, "Patient")
     assert len(patients) == 3  # found again by INS-NIR, not duplicated
@@ -47,29 +49,22 @@ def test_same_person_from_mdph_and_home_care_by_nir(
     assert len(stored(database, "Patient")) == 3
 
 
+def _import_line(cli: CliRun, tmp_path: Path, name: str, line: str) -> Result:
+    """``saad-beneficiaires`` import of a file holding ``line``, for the service SAAD."""
+    return cli("import", "saad-beneficiaires", _file(tmp_path, name, line), "--organization", SAAD)
+
+
 def test_service_joins_then_leaves_the_care_team(
     cli: CliRun, organizations: None, database: Database, tmp_path: Path
 ) -> None:
     active = "B9;Mme;ROUX;;Léa;01/01/1940;;;;;;;;;01/02/2024;;Actif"
-    assert (
-        cli(
-            "import", "saad-beneficiaires", _file(tmp_path, "a.csv", active), "--organization", SAAD
-        ).exit_code
-        == 0
-    )
+    assert _import_line(cli, tmp_path, "a.csv", active).exit_code == 0
     closed_without_end = "B9;Mme;ROUX;;Léa;01/01/1940;;;;;;;;;01/02/2024;;Clos"
-    refused = cli(
-        "import", "saad-beneficiaires", _file(tmp_path, "c.csv", closed_without_end), "--organization", SAAD
-    )
+    refused = _import_line(cli, tmp_path, "c.csv", closed_without_end)
     assert refused.exit_code == 1
     assert "Date fin prise en charge': required when Statut is Clos" in refused.output
     closed = "B9;Mme;ROUX;;Léa;01/01/1940;;;;;;;;;01/02/2024;30/11/2025;Clos"
-    assert (
-        cli(
-            "import", "saad-beneficiaires", _file(tmp_path, "d.csv", closed), "--organization", SAAD
-        ).exit_code
-        == 0
-    )
+    assert _import_line(cli, tmp_path, "d.csv", closed).exit_code == 0
     (team,) = stored(database, "CareTeam")
     (participant,) = team["participant"]
     assert participant["member"] == {"reference": SAAD}

@@ -24,6 +24,15 @@ CASES = [
 ]
 
 
+def _imported_sample(cli: CliRun, fmt: str, organization: str, setup: list[tuple[str, Path]]) -> Path:
+    """Import ``setup``'s files, then ``fmt``'s sample (each must succeed); the sample's path."""
+    for setup_format, path in setup:
+        assert cli("import", setup_format, str(path), "--organization", organization).exit_code == 0
+    sample = SAMPLES / f"{fmt}.csv"
+    assert cli("import", fmt, str(sample), "--organization", organization).exit_code == 0
+    return sample
+
+
 @pytest.mark.parametrize(("fmt", "organization", "setup"), CASES, ids=[c[0] for c in CASES])
 def test_sample_round_trip(
     fmt: str,
@@ -34,10 +43,7 @@ def test_sample_round_trip(
     database: Database,
     tmp_path: Path,
 ) -> None:
-    for setup_format, path in setup:
-        assert cli("import", setup_format, str(path), "--organization", organization).exit_code == 0
-    sample = SAMPLES / f"{fmt}.csv"
-    assert cli("import", fmt, str(sample), "--organization", organization).exit_code == 0
+    sample = _imported_sample(cli, fmt, organization, setup)
     before = versions(database)
     out = tmp_path / "export.csv"
     result = cli("export", fmt, "--organization", organization, "--output", str(out))
@@ -64,10 +70,7 @@ def test_reimport_of_a_sample_changes_nothing(
     organizations: None,
     database: Database,
 ) -> None:
-    for setup_format, path in setup:
-        assert cli("import", setup_format, str(path), "--organization", organization).exit_code == 0
-    sample = SAMPLES / f"{fmt}.csv"
-    assert cli("import", fmt, str(sample), "--organization", organization).exit_code == 0
+    sample = _imported_sample(cli, fmt, organization, setup)
     before = versions(database)
     again = cli("import", fmt, str(sample), "--organization", organization)
     assert again.exit_code == 0
