@@ -132,6 +132,22 @@ def server_cpu_seconds(pid: int) -> float:
     return total
 
 
+def postgres_cpu_seconds() -> float:
+    """CPU time used so far by this machine's PostgreSQL processes (server and backends): what
+    a request costs the database, which shares the machine's cores with the server."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        name, fields = text[text.index("(") + 1 : text.rindex(")")], text.rsplit(")", 1)[1].split()
+        if name.startswith("postgres"):
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 @dataclass
 class Target:
     """A started and seeded server: where it answers, with what, and its process."""
@@ -142,6 +158,7 @@ class Target:
     pid: int
     seed: dict[str, object]
     extra: dict[str, object] | None = None
+    server_env: dict[str, str] = field(default_factory=dict)  # the gateway's environment
     rounds: list[dict[str, dict[str, object]]] = field(default_factory=list)
 
 
@@ -163,8 +180,9 @@ def seeded(
 
 
 def run_scenario(target: Target, scenario: str, args: argparse.Namespace) -> dict[str, object]:
-    """One scenario for ``args.seconds`` on ``target``, with the server's CPU per request."""
-    cpu_before = server_cpu_seconds(target.pid)
+    """One scenario for ``args.seconds`` on ``target``, with the server's and PostgreSQL's CPU
+    per request."""
+    cpu_before, database_before = server_cpu_seconds(target.pid), postgres_cpu_seconds()
     figures = fhirload(
         target.base,
         target.token,
@@ -179,8 +197,11 @@ def run_scenario(target: Target, scenario: str, args: argparse.Namespace) -> dic
     )[scenario]
     assert isinstance(figures, dict)
     spent = server_cpu_seconds(target.pid) - cpu_before
+    database = postgres_cpu_seconds() - database_before
     if figures.get("requests"):
         figures["server_cpu_ms_per_request"] = round(1000 * spent / figures["requests"], 3)
+        if args.engine == "postgresql":
+            figures["postgres_cpu_ms_per_request"] = round(1000 * database / figures["requests"], 3)
     return figures
 
 
@@ -287,7 +308,7 @@ def gateway(args: argparse.Namespace, workdir: Path) -> Iterator[Target]:
         wait_ready(f"{base}/health/live", process)
         trusted = _token(base, "bench")
         if args.client == "partner":
-            yield seeded(
+            target = seeded(
                 base + "/fhir",
                 trusted,
                 args,
@@ -297,7 +318,9 @@ def gateway(args: argparse.Namespace, workdir: Path) -> Iterator[Target]:
                 between=lambda state: add_consents(base + "/fhir", trusted, state),
             )
         else:
-            yield seeded(base + "/fhir", trusted, args, workdir, process.pid)
+            target = seeded(base + "/fhir", trusted, args, workdir, process.pid)
+        target.server_env = env
+        yield target
     finally:
         process.terminate()
         process.wait(timeout=20)

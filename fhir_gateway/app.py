@@ -16,7 +16,7 @@ from fhir_gateway.auth.validation import TokenValidator
 from fhir_gateway.errors_http import install_error_handlers
 from fhir_gateway.kit.gc_tuning import restore_at_shutdown, settle_after_startup
 from fhir_gateway.kit.ratelimit import RateLimiter
-from fhir_gateway.kit.route_index import index_routes_by_depth
+from fhir_gateway.kit.route_index import index_routes
 from fhir_gateway.observability.logs import configure_logging
 from fhir_gateway.observability.middleware import RequestLogMiddleware
 from fhir_gateway.settings import Settings, get_settings
@@ -106,5 +106,5 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         # The routers' own routes, in this order, flat in the application's route list: an
         # ``include_router`` wrapper per router costs a second matching pass per request.
         app.router.routes.extend(router.routes)
-    index_routes_by_depth(app)
+    index_routes(app)
     return app

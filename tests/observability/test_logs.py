@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
@@ -17,6 +18,7 @@ from starlette.testclient import TestClient
 
 from fhir_gateway.app import create_app
 from fhir_gateway.observability.logs import QUIET_LOGGERS, JsonFormatter, configure_logging
+from fhir_gateway.observability.middleware import new_request_id
 from fhir_gateway.settings import Settings
 from fhir_gateway.storage import repository
 from fhir_gateway.storage.database import Database
@@ -207,6 +209,27 @@ def test_request_id_is_echoed_or_made(http: TestClient) -> None:
     made = http.get("/health/live", headers={"X-Request-ID": "no spaces or <tags> please"})
     assert made.headers["x-request-id"] != "no spaces or <tags> please"
     assert len(made.headers["x-request-id"]) == 32
+    following = http.get("/health/live").headers["x-request-id"]
+    assert following != made.headers["x-request-id"]
+    assert int(following, 16) >= 0  # hex digits
+
+
+def test_a_forked_process_makes_other_request_ids() -> None:
+    """The per-process part of request ids is drawn again in a forked child (multiprocessing,
+    a server forking its workers): parent and child never make the same id."""
+    read, write = os.pipe()
+    parent_id = new_request_id()
+    pid = os.fork()
+    if pid == 0:  # the child: its next id, to the parent
+        os.write(write, new_request_id().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child_id = os.read(read, 64).decode()
+    os.close(read)
+    os.close(write)
+    assert len(child_id) == 32
+    assert child_id[:16] != parent_id[:16]
+    assert new_request_id()[:16] == parent_id[:16]
 
 
 def test_uncaught_exception_messages_are_not_logged() -> None:
