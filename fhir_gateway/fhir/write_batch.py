@@ -5,7 +5,8 @@ Each write is checked when it is asked for, exactly as a single create or update
 content kept as is) and stamped with its version; its SQL (resource and history rows, search
 index) runs with the others' at ``flush``, a few statements for the whole batch, followed by
 the consent and subscription hooks and the audit of each write in order. Reads that must see
-the writes flush first (``flush_for``). For partner imports (issue 5).
+the writes flush first (``flush_for``). For partner imports (issue 5) and the plain creates
+of a transaction Bundle (``fhir.bundles``).
 """
 
 from __future__ import annotations
@@ -37,11 +38,14 @@ class WriteBatch:
         self._keys: set[tuple[str, str]] = set()
         self._types: set[str] = set()
 
-    def create(self, res_type: str, body: dict[str, Any]) -> tuple[WriteResult, Rows | None]:
-        """FHIR R4 http.html#create with a server-assigned id; the result and its index rows."""
+    def create(
+        self, res_type: str, body: dict[str, Any], assigned_id: str | None = None
+    ) -> tuple[WriteResult, Rows | None]:
+        """FHIR R4 http.html#create with a server-assigned id (``assigned_id``: the one a
+        transaction gave a ``urn:uuid`` entry beforehand); the result and its index rows."""
         writes.check_create(self.ctx, res_type, body)
         self._before_check(res_type)
-        return self._add(prepare(self.ctx, res_type, new_id(), body, None, "POST"))
+        return self._add(prepare(self.ctx, res_type, assigned_id or new_id(), body, None, "POST"))
 
     def update(
         self, res_type: str, res_id: str, body: dict[str, Any], current: StoredRow | None

@@ -6,6 +6,8 @@ import base64
 import json
 from typing import Any
 
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 from starlette.testclient import TestClient
 
 from tests.conftest import ClientFactory
@@ -104,6 +106,75 @@ def test_failing_last_entry_leaves_nothing_behind(fhir: TestClient) -> None:
     assert "Bundle.entry[4]" in response.json()["issue"][0]["diagnostics"]
     for res_type in ("Organization", "Patient", "CareTeam", "Task"):
         assert _count(fhir, res_type) == 0
+
+
+def _tasks_bundle(count: int) -> list[dict[str, Any]]:
+    person = {
+        "fullUrl": "urn:uuid:person",
+        "resource": {"resourceType": "Patient", "name": [{"family": "Martin"}]},
+        "request": {"method": "POST", "url": "Patient"},
+    }
+    task = {"resourceType": "Task", "status": "requested", "intent": "order"}
+    tasks = [
+        {
+            "resource": {**task, "for": {"reference": "urn:uuid:person"}, "description": f"visit {n}"},
+            "request": {"method": "POST", "url": "Task"},
+        }
+        for n in range(count)
+    ]
+    return [person, *tasks]
+
+
+def _inserts_of(fhir: TestClient, entries: list[dict[str, Any]]) -> int:
+    """The INSERT statements (any engine, any connection) a transaction of ``entries`` ran."""
+    inserts = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "INSERT" in statement:
+            inserts.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", seen)
+    try:
+        response = _post(fhir, entries)
+    finally:
+        event.remove(Engine, "before_cursor_execute", seen)
+    assert response.status_code == 200, response.text
+    return len(inserts)
+
+
+def test_the_creates_of_a_transaction_are_stored_together(fhir: TestClient) -> None:
+    """Plain creates are checked one by one and stored in a few statements, not per entry."""
+    assert _inserts_of(fhir, _tasks_bundle(20)) == _inserts_of(fhir, _tasks_bundle(2))
+    assert _count(fhir, "Task") == 22
+    for task in fhir.get("/fhir/Task", params={"_count": "50"}).json()["entry"]:
+        assert task["resource"]["meta"]["versionId"] == "1"
+
+
+def test_later_entries_see_the_creates_before_them(fhir: TestClient) -> None:
+    """A conditional create and a search of the same transaction see its plain creates."""
+    nir = {"system": "urn:oid:1.2.250.1.213.1.4.8", "value": "1555555555555"}
+    entries = [
+        {
+            "resource": {"resourceType": "Patient", "identifier": [nir]},
+            "request": {"method": "POST", "url": "Patient"},
+        },
+        {
+            "resource": {"resourceType": "Patient", "identifier": [nir]},
+            "request": {
+                "method": "POST",
+                "url": "Patient",
+                "ifNoneExist": f"identifier={nir['system']}|{nir['value']}",
+            },
+        },
+        {"request": {"method": "GET", "url": f"Patient?identifier={nir['system']}|{nir['value']}"}},
+    ]
+    bundle = _post(fhir, entries).json()
+    created, matched, search = bundle["entry"]
+    assert created["response"]["status"] == "201 Created"
+    assert matched["response"]["status"] == "200 OK"
+    assert matched["response"]["location"] == created["response"]["location"]
+    assert search["resource"]["total"] == 1
+    assert _count(fhir, "Patient") == 1
 
 
 def test_conditional_reference_is_resolved(fhir: TestClient) -> None:
