@@ -146,10 +146,15 @@ def remove(conn: Connection, sub_id: str) -> None:
     conn.execute(delete(sub).where(sub.c.sub_id == sub_id))
 
 
-def active_for_type(conn: Connection, res_type: str) -> list[SubscriptionRow]:
-    """The active subscriptions whose criteria are on ``res_type``."""
-    rows = conn.execute(select(sub).where(sub.c.res_type == res_type, sub.c.status == "active"))
-    return [_subscription(r) for r in rows]
+def active_for_types(conn: Connection, res_types: Sequence[str]) -> dict[str, list[SubscriptionRow]]:
+    """The active subscriptions whose criteria are on each of ``res_types`` (one query)."""
+    found: dict[str, list[SubscriptionRow]] = {res_type: [] for res_type in res_types}
+    rows = conn.execute(
+        select(sub).where(sub.c.res_type.in_(list(found)), sub.c.status == "active").order_by(sub.c.sub_id)
+    )
+    for row in rows:
+        found[row.res_type].append(_subscription(row))
+    return found
 
 
 def add_events(conn: Connection, sub_id: str, changes: Sequence[tuple[str, str, int]], now: datetime) -> None:

@@ -96,9 +96,10 @@ def after_store(ctx: Ctx, stored: Sequence[Stored]) -> None:
         by_type.setdefault(change.res_type, []).append(change)
     active = ctx.memo.setdefault(_ACTIVE, {})
     now = utcnow().replace(tzinfo=None)
+    unknown = [res_type for res_type in by_type if res_type not in active]
+    if unknown:  # once per type and transaction (an import writes thousands), one query for all
+        active.update(subscription_repository.active_for_types(ctx.conn, unknown))
     for res_type, changes in by_type.items():
-        if res_type not in active:  # once per type and transaction (an import writes thousands)
-            active[res_type] = subscription_repository.active_for_type(ctx.conn, res_type)
         for subscribed in active[res_type]:
             subscriber = owner_access(subscribed.owner)
             found = _matching(ctx, subscriber, subscribed, [c.res_id for c in changes])

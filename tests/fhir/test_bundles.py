@@ -125,13 +125,14 @@ def _tasks_bundle(count: int) -> list[dict[str, Any]]:
     return [person, *tasks]
 
 
-def _inserts_of(fhir: TestClient, entries: list[dict[str, Any]]) -> int:
-    """The INSERT statements (any engine, any connection) a transaction of ``entries`` ran."""
-    inserts = []
+def _statements_of(fhir: TestClient, entries: list[dict[str, Any]], pattern: str) -> int:
+    """The statements containing ``pattern`` (any engine, any connection) a transaction of
+    ``entries`` ran."""
+    found = []
 
     def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        if "INSERT" in statement:
-            inserts.append(statement)
+        if pattern in statement:
+            found.append(statement)
 
     event.listen(Engine, "before_cursor_execute", seen)
     try:
@@ -139,15 +140,21 @@ def _inserts_of(fhir: TestClient, entries: list[dict[str, Any]]) -> int:
     finally:
         event.remove(Engine, "before_cursor_execute", seen)
     assert response.status_code == 200, response.text
-    return len(inserts)
+    return len(found)
 
 
 def test_the_creates_of_a_transaction_are_stored_together(fhir: TestClient) -> None:
     """Plain creates are checked one by one and stored in a few statements, not per entry."""
-    assert _inserts_of(fhir, _tasks_bundle(20)) == _inserts_of(fhir, _tasks_bundle(2))
+    assert _statements_of(fhir, _tasks_bundle(20), "INSERT") == _statements_of(
+        fhir, _tasks_bundle(2), "INSERT"
+    )
     assert _count(fhir, "Task") == 22
     for task in fhir.get("/fhir/Task", params={"_count": "50"}).json()["entry"]:
         assert task["resource"]["meta"]["versionId"] == "1"
+
+
+def test_the_subscriptions_of_every_type_written_are_looked_up_at_once(fhir: TestClient) -> None:
+    assert _statements_of(fhir, _tasks_bundle(3), "FROM subscription") == 1  # Patient and Task
 
 
 def test_later_entries_see_the_creates_before_them(fhir: TestClient) -> None:
