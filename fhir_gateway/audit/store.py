@@ -21,6 +21,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from fhir_gateway.audit.events import audit_patient
+from fhir_gateway.audit.index_rows import audit_index_rows
 from fhir_gateway.kit import jsonutil
 from fhir_gateway.kit.errors import FhirError
 from fhir_gateway.kit.ids import new_id
@@ -64,7 +65,9 @@ def prepare_audit_events(events: Sequence[dict[str, Any]]) -> PreparedAudit:
                 "AuditEvent", res_id, jsonutil.dumps_str(body), audit_patient(body), naive, "POST", None
             )
         )
-        indexes.append(IndexWrite("AuditEvent", res_id, extract_index_rows(body), True))
+        rows = audit_index_rows(body)  # the generic extraction for a shape it does not know
+        rows = extract_index_rows(body) if rows is None else rows
+        indexes.append(IndexWrite("AuditEvent", res_id, rows, True))
     stored = [(w.res_type, w.res_id, 1, naive, False, w.content, w.patient_id) for w in writes]
     return PreparedAudit([(resource, stored), history_part(writes), *index_inserts(indexes)])
 

@@ -83,20 +83,20 @@ def _tokens(value: Any) -> list[tuple[str | None, str | None, str | None]]:
 
 
 # Ranges of the dates seen lately (the rows of a partner file share their days and hours).
-_date_range = lru_cache(maxsize=4096)(parse_date_range)
+date_range = lru_cache(maxsize=4096)(parse_date_range)
 
 
 def _dates(value: Any) -> list[tuple[Any, Any]]:
     try:
         if isinstance(value, str):
-            return [_date_range(value)]
+            return [date_range(value)]
         if isinstance(value, dict):
             if "start" in value or "end" in value:  # Period
-                low = _date_range(value["start"])[0] if value.get("start") else None
-                high = _date_range(value["end"])[1] if value.get("end") else None
+                low = date_range(value["start"])[0] if value.get("start") else None
+                high = date_range(value["end"])[1] if value.get("end") else None
                 return [(low, high)]
             if "event" in value:  # Timing
-                return [_date_range(e) for e in value["event"] if isinstance(e, str)]
+                return [date_range(e) for e in value["event"] if isinstance(e, str)]
     except (ValueError, TypeError):
         return []
     return []
@@ -106,12 +106,12 @@ def _reference(value: Any) -> list[tuple[str | None, str | None, str | None]]:
     ref = value.get("reference") if isinstance(value, dict) else value if isinstance(value, str) else None
     if not isinstance(ref, str):
         return []
-    found = _reference_parts(ref)
+    found = reference_parts(ref)
     return [] if found is None else [found]
 
 
 @lru_cache(maxsize=4096)
-def _reference_parts(ref: str) -> tuple[str | None, str | None, str | None] | None:
+def reference_parts(ref: str) -> tuple[str | None, str | None, str | None] | None:
     """(type, id, url) of a reference (None for a contained one); the few references of a
     batch of writes repeat (the person, the organisation)."""
     if ref.startswith("#"):

@@ -1,0 +1,151 @@
+"""The search index rows of the gateway's own AuditEvents, without the generic evaluator.
+
+Every request writes an AuditEvent (``audit.events``), so its index rows are made once per
+request: the generic ``search.indexing.extract_index_rows`` (every AuditEvent search
+parameter of FHIR R4 auditevent.html#search, its FHIRPath expression evaluated step by step)
+cost about a third of a read's audit. The gateway's events have a fixed shape, so their rows
+are read straight from the elements each parameter's expression names:
+
+- ``action``, ``outcome`` (code), ``source.site`` (string) → ``action``, ``outcome``, ``site``;
+- ``type``, ``subtype`` (Coding), ``entity.type``, ``entity.role`` (Coding), ``meta.tag`` →
+  ``type``, ``subtype``, ``entity-type``, ``entity-role``, ``_tag``;
+- ``agent.who``, ``entity.what``, ``source.observer`` (Reference) → ``agent``, ``entity``,
+  ``source``, and ``patient`` for those that are a Patient (``where(resolve() is Patient)``);
+- ``recorded``, ``meta.lastUpdated`` → ``date``, ``_lastUpdated``; ``id`` → ``_id``.
+
+An event with any other element (an agent's ``name`` or ``role``, an entity's ``name``...),
+or a code or system too long for the index, returns None: the generic extraction then
+indexes it (and refuses what it refuses). tests/audit/test_index_rows.py checks that both
+give the same rows for every kind of event the gateway writes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fhir_gateway.search.indexing import TOKEN_CHARS, Rows, date_range, reference_parts
+
+_EVENT_KEYS = frozenset(
+    {"resourceType", "id", "meta", "type", "subtype", "action", "recorded", "outcome", "outcomeDesc",
+     "purposeOfEvent", "agent", "source", "entity"}
+)  # fmt: skip
+_META_KEYS = frozenset({"versionId", "lastUpdated", "tag"})
+_AGENT_KEYS = frozenset({"who", "requestor", "purposeOfUse"})
+_ENTITY_KEYS = frozenset({"what", "type", "role", "query", "detail"})
+_SOURCE_KEYS = frozenset({"site", "observer", "type"})
+_CODING_KEYS = frozenset({"system", "code", "display"})
+
+
+class _Unknown(Exception):
+    """The event has an element this module does not index: the generic extraction does."""
+
+
+def audit_index_rows(event: dict[str, Any]) -> Rows | None:
+    """The index rows ``extract_index_rows`` gives ``event``, or None for an unknown shape."""
+    if not event.keys() <= _EVENT_KEYS:
+        return None
+    try:
+        return _rows(event)
+    except (_Unknown, KeyError, TypeError, ValueError, AttributeError):
+        return None
+
+
+def _rows(event: dict[str, Any]) -> Rows:
+    tokens: list[dict[str, Any]] = []
+    references: list[dict[str, Any]] = []
+    dates: list[dict[str, Any]] = []
+    patients: list[dict[str, Any]] = []
+    for param in ("action", "outcome"):
+        if param in event:
+            tokens.append(_token(param, None, _text(event[param]), None))
+    if "type" in event:
+        tokens.append(_coding("type", event["type"]))
+    for coding in event.get("subtype", ()):
+        tokens.append(_coding("subtype", coding))
+    if "recorded" in event:
+        dates.append(_date("date", event["recorded"]))
+    for agent in event.get("agent", ()):
+        _known(agent, _AGENT_KEYS)
+        if "who" in agent:
+            _reference("agent", agent["who"], references, patients)
+    for entity in event.get("entity", ()):
+        _known(entity, _ENTITY_KEYS)
+        if "what" in entity:
+            _reference("entity", entity["what"], references, patients)
+        if "type" in entity:
+            tokens.append(_coding("entity-type", entity["type"]))
+        if "role" in entity:
+            tokens.append(_coding("entity-role", entity["role"]))
+    source = event.get("source")
+    if source is not None:
+        _known(source, _SOURCE_KEYS)
+        if "site" in source:
+            tokens.append(_token("site", None, _text(source["site"]), None))
+        if "observer" in source:
+            _reference("source", source["observer"], references, [])
+    if "id" in event:
+        tokens.append(_token("_id", None, _text(event["id"]), None))
+    meta = event.get("meta")
+    if meta is not None:
+        _known(meta, _META_KEYS)
+        for coding in meta.get("tag", ()):
+            tokens.append(_coding("_tag", coding))
+        if "lastUpdated" in meta:
+            dates.append(_date("_lastUpdated", meta["lastUpdated"]))
+    rows: Rows = {}
+    if tokens:
+        rows["token"] = tokens
+    if references or patients:
+        rows["reference"] = references + patients
+    if dates:
+        rows["date"] = dates
+    return rows
+
+
+def _known(element: Any, keys: frozenset[str]) -> None:
+    if not isinstance(element, dict) or not element.keys() <= keys:
+        raise _Unknown
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise _Unknown
+    return value
+
+
+def _token(param: str, system: str | None, code: str | None, display: str | None) -> dict[str, Any]:
+    if (system is not None and len(system) > TOKEN_CHARS) or (code is not None and len(code) > TOKEN_CHARS):
+        raise _Unknown  # the generic extraction refuses it, with its message
+    return {"system": system, "code": code, "display": (display or "")[:255] or None, "param": param}
+
+
+def _coding(param: str, coding: Any) -> dict[str, Any]:
+    _known(coding, _CODING_KEYS)
+    if "code" not in coding and "system" not in coding:
+        raise _Unknown
+    return _token(param, coding.get("system"), coding.get("code"), coding.get("display"))
+
+
+def _date(param: str, value: Any) -> dict[str, Any]:
+    low, high = date_range(_text(value))
+    return {"low": low, "high": high, "param": param}
+
+
+def _reference(
+    param: str, value: Any, references: list[dict[str, Any]], patients: list[dict[str, Any]]
+) -> None:
+    """``value``'s row for ``param``, and for ``patient`` when it is a Patient (as
+    ``search.paths`` reads ``where(resolve() is Patient)``)."""
+    if not isinstance(value, dict) or not value.keys() <= {"reference", "identifier", "display"}:
+        raise _Unknown
+    ref = value.get("reference")
+    if ref is None:
+        return
+    parts = reference_parts(_text(ref))
+    if parts is None:
+        return
+    target_type, target_id, url = parts
+    references.append({"target_type": target_type, "target_id": target_id, "url": url, "param": param})
+    tail = ref.split("/_history/")[0]
+    if tail.startswith("Patient/") or "/Patient/" in tail:
+        patients.append({"target_type": target_type, "target_id": target_id, "url": url, "param": "patient"})

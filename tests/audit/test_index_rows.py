@@ -1,0 +1,122 @@
+"""The AuditEvent index shortcut (fhir_gateway/audit/index_rows.py) against the generic
+extraction (search.indexing.extract_index_rows): the same rows for every kind of event the
+gateway writes, and None (the generic path) for any other shape."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fhir_gateway.audit.events import audit_event_for
+from fhir_gateway.audit.grouped import GroupedWrites
+from fhir_gateway.audit.index_rows import audit_index_rows
+from fhir_gateway.audit.store import prepare_audit_events
+from fhir_gateway.auth.context import AccessContext
+from fhir_gateway.search.indexing import Rows, extract_index_rows
+from fhir_gateway.storage.tables import INDEX_TABLES
+
+INTERACTIONS = [
+    "read", "vread", "search-type", "search-system", "create", "update", "patch", "delete",
+    "history-instance", "history-type", "history-system", "notify", "operation", "transaction", "batch",
+]  # fmt: skip
+ids = st.text("abcdef0123456789-.", min_size=1, max_size=20)
+types = st.sampled_from(["Task", "Patient", "CarePlan", "Consent", "Organization", None])
+
+
+def _stamped(event: dict[str, Any]) -> dict[str, Any]:
+    """``event`` as prepare_audit_events stores it (meta stamps of version 1)."""
+    return {
+        **event,
+        "meta": {**(event.get("meta") or {}), "versionId": "1", "lastUpdated": "2026-11-26T17:00:00.123Z"},
+    }
+
+
+def _sorted(rows: Rows | None) -> dict[str, list[tuple[tuple[str, str], ...]]]:
+    assert rows is not None
+    return {
+        kind: sorted(tuple(sorted((k, str(v)) for k, v in row.items())) for row in found)
+        for kind, found in rows.items()
+    }
+
+
+def _same_as_generic(event: dict[str, Any]) -> None:
+    body = _stamped(event)
+    assert _sorted(audit_index_rows(body)) == _sorted(extract_index_rows(body))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    interaction=st.sampled_from(INTERACTIONS),
+    res_type=types,
+    res_id=st.one_of(st.none(), ids),
+    patient_id=st.one_of(st.none(), ids),
+    ok=st.booleans(),
+    decided_by=st.sampled_from([None, "Consent/c-1", "trusted client", "policy: deny by default"]),
+    query=st.sampled_from(
+        [None, "", "patient=Patient/p1&status=requested,accepted", "name=Dupont&_count=20"]
+    ),
+    outcome=st.sampled_from([None, "8"]),
+    organization=st.sampled_from([None, "Organization/saad-1"]),
+    practitioner=st.sampled_from([None, "Practitioner/pr-1"]),
+    break_glass=st.sampled_from([None, "urgence vitale, personne inconsciente"]),
+    purpose=st.sampled_from(["COC", "TREAT", "HOPERAT"]),
+)
+def test_every_request_event_gets_the_generic_rows(
+    interaction: str,
+    res_type: str | None,
+    res_id: str | None,
+    patient_id: str | None,
+    ok: bool,
+    decided_by: str | None,
+    query: str | None,
+    outcome: str | None,
+    organization: str | None,
+    practitioner: str | None,
+    break_glass: str | None,
+    purpose: str,
+) -> None:
+    access = AccessContext(
+        "client-1",
+        (),
+        organization=organization,
+        practitioner=practitioner,
+        break_glass=break_glass,
+        purpose=purpose,
+    )
+    event = audit_event_for(
+        access, interaction, res_type, res_id, patient_id, ok, decided_by, query, outcome=outcome
+    )
+    _same_as_generic(event)
+
+
+def test_the_person_as_the_resource_read() -> None:
+    access = AccessContext("client-1", (), organization="Organization/o1")
+    _same_as_generic(audit_event_for(access, "read", "Patient", "p1", "p1", True, "Consent/c1", None))
+
+
+def test_grouped_import_events_get_the_generic_rows() -> None:
+    grouped = GroupedWrites("import-partner", "Partner file import")
+    for n in range(5):
+        grouped.add("create", "Task", f"t{n}", "p1", "Consent/c1")
+    grouped.add("update", "Patient", "p1", "p1", "Consent/c1")
+    grouped.add("create", "Organization", "o9", None, "trusted client")
+    events = grouped.drain(AccessContext("importer", (), organization="Organization/o1"))
+    assert len(events) == 3
+    for event in events:
+        _same_as_generic(event)
+
+
+def test_other_shapes_go_the_generic_way() -> None:
+    access = AccessContext("client-1", (), organization="Organization/o1")
+    base = audit_event_for(access, "read", "Task", "t1", "p1", True, "Consent/c1", None)
+    named_agent = {**base, "agent": [{**base["agent"][0], "name": "Dr Martin"}]}
+    named_entity = {**base, "entity": [{**base["entity"][0], "name": "dossier"}]}
+    long_code = {**base, "subtype": [{"system": "urn:x", "code": "x" * 300}]}
+    other_element = {**base, "text": {"status": "generated", "div": "<div/>"}}
+    for event in (named_agent, named_entity, long_code, other_element):
+        assert audit_index_rows(_stamped(event)) is None
+    prepared = prepare_audit_events([named_agent])  # still indexed, the generic way
+    names = {row[2:4] for table, rows in prepared.parts if table is INDEX_TABLES["string"] for row in rows}
+    assert ("agent-name", "dr martin") in names
