@@ -134,7 +134,10 @@ def server_cpu_seconds(pid: int) -> float:
 
 def postgres_cpu_seconds() -> float:
     """CPU time used so far by this machine's PostgreSQL processes (server and backends): what
-    a request costs the database, which shares the machine's cores with the server."""
+    a request costs the database, which shares the machine's cores with the server.
+
+    A backend that has ended counts through its parent's ``cutime``/``cstime`` (the postmaster
+    reaps its backends), so the figure does not drop when connections close."""
     tick = os.sysconf("SC_CLK_TCK")
     total = 0.0
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -144,7 +147,7 @@ def postgres_cpu_seconds() -> float:
             continue
         name, fields = text[text.index("(") + 1 : text.rindex(")")], text.rsplit(")", 1)[1].split()
         if name.startswith("postgres"):
-            total += (int(fields[11]) + int(fields[12])) / tick
+            total += sum(int(value) for value in fields[11:15]) / tick  # utime stime cutime cstime
     return total
 
 
