@@ -17,7 +17,14 @@ from sqlalchemy.exc import DBAPIError
 
 from fhir_gateway.storage.bulk import COPY_FROM, JSON_ROWS_UNDER, insert_many, insert_rows, insert_tuples
 from fhir_gateway.storage.database import Database
-from fhir_gateway.storage.tables import idx_date, idx_quantity, idx_string, idx_uri, resource
+from fhir_gateway.storage.tables import (
+    idx_date,
+    idx_quantity,
+    idx_string,
+    idx_uri,
+    resource,
+    resource_history,
+)
 
 TEXTS = ['Détail "entre guillemets"', "back\\slash", "ligne\nsuivante", "emoji 🧓", "tab\there", "'; DROP --"]
 
@@ -157,3 +164,28 @@ def test_several_large_tables_in_one_statement_when_asked(database: Database) ->
     with database.transaction() as conn:
         assert _stored(conn, idx_string) == sorted(_strings(size), key=lambda r: r[1])
         assert _stored(conn, idx_date) == sorted(_dates(size), key=lambda r: r[1])
+
+
+@pytest.mark.parametrize("count", [1, JSON_ROWS_UNDER])
+def test_several_tables_skip_their_clashing_rows_and_count_the_last(database: Database, count: int) -> None:
+    """New resources with their history rows (``version_writes.insert_new_versions``): rows
+    clashing on each table's keys are skipped, and the count is the last part's."""
+    moment = datetime(2026, 11, 26, 8, 0, 0, 123456)
+
+    def resources(ids: list[str]) -> list[tuple[Any, ...]]:
+        return [("Task", i, 1, moment, False, "{}", None) for i in ids]
+
+    def history(ids: list[str]) -> list[tuple[Any, ...]]:
+        return [("Task", i, 1, moment, False, "POST", "{}", None) for i in ids]
+
+    keys = {resource: ("res_type", "res_id"), resource_history: ("res_type", "res_id", "version")}
+    first = [f"t{n}" for n in range(count)]
+    with database.transaction(write=True) as conn:
+        parts = [(resource_history, history(first)), (resource, resources(first))]
+        assert insert_many(conn, parts, skip_clashes=keys) == count
+        again = [*first, "new"]
+        parts = [(resource_history, history(again)), (resource, resources(again))]
+        assert insert_many(conn, parts, skip_clashes=keys) == 1
+    with database.transaction() as conn:
+        assert len(_stored(conn, resource)) == count + 1
+        assert len(_stored(conn, resource_history)) == count + 1

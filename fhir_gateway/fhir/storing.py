@@ -23,7 +23,12 @@ from fhir_gateway.search.indexing import extract_index_rows, patient_compartment
 from fhir_gateway.storage.bulk import insert_many
 from fhir_gateway.storage.index_repository import IndexWrite, delete_indexes, index_inserts
 from fhir_gateway.storage.repository import StoredRow
-from fhir_gateway.storage.version_writes import VersionWrite, history_part, write_versions
+from fhir_gateway.storage.version_writes import (
+    VersionWrite,
+    history_part,
+    insert_new_versions,
+    write_versions,
+)
 from fhir_gateway.subscriptions import hooks as subscription_hooks
 
 _INTERACTIONS = {"POST": "create", "PUT": "update", "PATCH": "patch"}
@@ -91,14 +96,17 @@ def apply(ctx: Ctx, pending: Sequence[Pending]) -> None:
     if not pending:
         return
     versions = [p.version for p in pending]
-    stale = write_versions(ctx.conn, versions)
-    if stale:
-        raise PreconditionFailed(
-            f"{stale[0].res_type}/{stale[0].res_id} was changed by another request; read it again"
-        )
     indexes = [p.index for p in pending]
-    delete_indexes(ctx.conn, indexes)
-    insert_many(ctx.conn, [history_part(versions), *index_inserts(indexes)])  # one statement on PostgreSQL
+    if all(v.current is None for v in versions):  # creates: resource, history, index in one statement
+        insert_new_versions(ctx.conn, versions, [history_part(versions), *index_inserts(indexes)])
+    else:
+        stale = write_versions(ctx.conn, versions)
+        if stale:
+            raise PreconditionFailed(
+                f"{stale[0].res_type}/{stale[0].res_id} was changed by another request; read it again"
+            )
+        delete_indexes(ctx.conn, indexes)
+        insert_many(ctx.conn, [history_part(versions), *index_inserts(indexes)])  # one statement (PostgreSQL)
     start = 0
     for end in range(1, len(pending) + 1):
         if end == len(pending) or pending[end].version.res_type in _STATE_TYPES:

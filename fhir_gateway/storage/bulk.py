@@ -17,7 +17,7 @@ the driver's ``executemany`` (a C loop, no round trips) is already the fast path
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from functools import cache
 from typing import Any
@@ -123,31 +123,45 @@ def _json_insert(table: Table, on_conflict: tuple[str, ...]) -> str:
 Part = tuple[Table, Sequence[Sequence[Any]]]  # a table and rows in its column order
 
 
-def insert_many(conn: Connection, parts: Sequence[Part], *, whatever_size: bool = False) -> None:
+def insert_many(
+    conn: Connection,
+    parts: Sequence[Part],
+    *,
+    whatever_size: bool = False,
+    skip_clashes: Mapping[Table, tuple[str, ...]] | None = None,
+) -> int:
     """``insert_tuples`` into several tables; on PostgreSQL, when every part is under
     ``JSON_ROWS_UNDER`` rows, in one statement (data-modifying ``WITH`` parts, one round trip:
     a write's history row and its search index rows together).
 
     ``whatever_size``: one JSON statement on PostgreSQL however many rows (the audit trail's
     batches: serialising the rows is then one orjson call, where psycopg's typed arrays are
-    Python code per value, run on the event loop's thread)."""
+    Python code per value, run on the event loop's thread).
+    ``skip_clashes``: per table, the unique columns whose clashing rows are skipped
+    (``ON CONFLICT DO NOTHING``). Returns the number of rows the last part inserted."""
     parts = [(table, rows) for table, rows in parts if rows]
+    if not parts:
+        return 0
+    clashes = tuple((skip_clashes or {}).get(table, ()) for table, _ in parts)
     if (
         conn.dialect.name != "postgresql"
         or len(parts) < 2
         or (not whatever_size and any(len(r) >= JSON_ROWS_UNDER for _, r in parts))
     ):
-        for table, rows in parts:
-            insert_tuples(conn, table, rows)
-        return
-    sql = _json_inserts(tuple(table for table, _ in parts))
-    conn.exec_driver_sql(sql, tuple(_json_rows(rows) for _, rows in parts))
+        inserted = 0
+        for (table, rows), on_conflict in zip(parts, clashes, strict=True):
+            inserted = insert_tuples(conn, table, rows, on_conflict=on_conflict)
+        return inserted
+    sql = _json_inserts(tuple(table for table, _ in parts), clashes)
+    result = conn.exec_driver_sql(sql, tuple(_json_rows(rows) for _, rows in parts))
+    return int(result.rowcount)  # the statement's own: the last part's, after its WITH parts
 
 
 @cache
-def _json_inserts(tables: tuple[Table, ...]) -> str:
-    """One statement inserting JSON rows into each of ``tables`` (PostgreSQL)."""
-    *first, last = (_json_insert(table, ()) for table in tables)
+def _json_inserts(tables: tuple[Table, ...], clashes: tuple[tuple[str, ...], ...]) -> str:
+    """One statement inserting JSON rows into each of ``tables`` (PostgreSQL), skipping the
+    rows that clash on each table's ``clashes`` columns (none: no skipping)."""
+    *first, last = (_json_insert(table, on) for table, on in zip(tables, clashes, strict=True))
     steps = ", ".join(f"i{n} AS ({sql})" for n, sql in enumerate(first))
     return f"WITH {steps} {last}"
 

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from fhir_gateway.kit.errors import Conflict
-from fhir_gateway.storage.bulk import Part, column_names, insert_rows, update_rows
+from fhir_gateway.storage.bulk import Part, column_names, insert_many, insert_rows, update_rows
 from fhir_gateway.storage.repository import StoredRow, get_current
 from fhir_gateway.storage.tables import resource, resource_history
 
@@ -75,6 +75,28 @@ def write_versions(conn: Connection, writes: Sequence[VersionWrite]) -> list[Ver
             if stale:
                 return stale
     return stale
+
+
+def insert_new_versions(conn: Connection, writes: Sequence[VersionWrite], with_parts: Sequence[Part]) -> None:
+    """Insert new resources (version 1, none stored before) together with ``with_parts``
+    (their history and search index rows): one statement on PostgreSQL where
+    ``write_versions`` then ``bulk.insert_many`` take two round trips. A clash with a
+    concurrent insert of the same id is a 409, as in ``write_versions``: the caller rolls
+    back, the rows of ``with_parts`` with the rest."""
+    rows = [(w.res_type, w.res_id, 1, w.last_updated, False, w.content, w.patient_id) for w in writes]
+    # a concurrent insert of the same id also clashes on its first history row: skipped too,
+    # the resource rows' count tells
+    keys = {resource: ("res_type", "res_id"), resource_history: ("res_type", "res_id", "version")}
+    inserted = insert_many(conn, [*with_parts, (resource, rows)], skip_clashes=keys)
+    if inserted != len(writes):
+        clash = _first_clash(conn, writes)
+        raise Conflict(f"{clash.res_type}/{clash.res_id} was created concurrently; retry the request")
+
+
+if column_names(resource) != (
+    "res_type", "res_id", "version", "last_updated", "deleted", "content", "patient_id"
+):  # fmt: skip
+    raise RuntimeError("resource's columns moved: update insert_new_versions")
 
 
 def history_part(writes: Sequence[VersionWrite]) -> Part:
