@@ -27,12 +27,11 @@ from fhir_gateway.kit.errors import FhirError
 from fhir_gateway.kit.ids import new_id
 from fhir_gateway.kit.timeutil import fhir_instant, utcnow
 from fhir_gateway.search.indexing import extract_index_rows
-from fhir_gateway.storage.bulk import Part, column_names, insert_many
+from fhir_gateway.storage.bulk import Part, insert_many
 from fhir_gateway.storage.database import Database
 from fhir_gateway.storage.faults import storage_refusal
 from fhir_gateway.storage.index_repository import IndexWrite, index_inserts
-from fhir_gateway.storage.tables import resource
-from fhir_gateway.storage.version_writes import VersionWrite, history_part
+from fhir_gateway.storage.version_writes import VersionWrite, history_part, new_resources_part
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +67,7 @@ def prepare_audit_events(events: Sequence[dict[str, Any]]) -> PreparedAudit:
         rows = audit_index_rows(body)  # the generic extraction for a shape it does not know
         rows = extract_index_rows(body) if rows is None else rows
         indexes.append(IndexWrite("AuditEvent", res_id, rows, True))
-    stored = [(w.res_type, w.res_id, 1, naive, False, w.content, w.patient_id) for w in writes]
-    return PreparedAudit([(resource, stored), history_part(writes), *index_inserts(indexes)])
+    return PreparedAudit([new_resources_part(writes), history_part(writes), *index_inserts(indexes)])
 
 
 def joined(prepared: Sequence[PreparedAudit]) -> PreparedAudit:
@@ -90,12 +88,6 @@ def insert_audit_events(conn: Connection, prepared: PreparedAudit) -> list[str]:
 def store_audit_events(conn: Connection, events: Sequence[dict[str, Any]]) -> list[str]:
     """Store ``events`` as new AuditEvent resources in ``conn``'s transaction; their ids."""
     return insert_audit_events(conn, prepare_audit_events(events))
-
-
-if column_names(resource) != (
-    "res_type", "res_id", "version", "last_updated", "deleted", "content", "patient_id"
-):  # fmt: skip
-    raise RuntimeError("resource's columns moved: update prepare_audit_events")
 
 
 def write_audit_events(database: Database, events: Sequence[dict[str, Any]]) -> None:

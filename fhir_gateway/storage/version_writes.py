@@ -83,20 +83,26 @@ def insert_new_versions(conn: Connection, writes: Sequence[VersionWrite], with_p
     ``write_versions`` then ``bulk.insert_many`` take two round trips. A clash with a
     concurrent insert of the same id is a 409, as in ``write_versions``: the caller rolls
     back, the rows of ``with_parts`` with the rest."""
-    rows = [(w.res_type, w.res_id, 1, w.last_updated, False, w.content, w.patient_id) for w in writes]
     # a concurrent insert of the same id also clashes on its first history row: skipped too,
     # the resource rows' count tells
     keys = {resource: ("res_type", "res_id"), resource_history: ("res_type", "res_id", "version")}
-    inserted = insert_many(conn, [*with_parts, (resource, rows)], skip_clashes=keys)
+    inserted = insert_many(conn, [*with_parts, new_resources_part(writes)], skip_clashes=keys)
     if inserted != len(writes):
         clash = _first_clash(conn, writes)
         raise Conflict(f"{clash.res_type}/{clash.res_id} was created concurrently; retry the request")
 
 
+def new_resources_part(writes: Sequence[VersionWrite]) -> Part:
+    """The ``resource`` rows of new resources ``writes`` (version 1), for ``bulk.insert_many``."""
+    return resource, [
+        (w.res_type, w.res_id, 1, w.last_updated, False, w.content, w.patient_id) for w in writes
+    ]
+
+
 if column_names(resource) != (
     "res_type", "res_id", "version", "last_updated", "deleted", "content", "patient_id"
 ):  # fmt: skip
-    raise RuntimeError("resource's columns moved: update insert_new_versions")
+    raise RuntimeError("resource's columns moved: update new_resources_part")
 
 
 def history_part(writes: Sequence[VersionWrite]) -> Part:
