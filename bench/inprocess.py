@@ -7,14 +7,17 @@ change's effect is decided here first, then confirmed by ``run_bench.py``'s pair
     python bench/inprocess.py prepare --state /tmp/inproc.json [--client partner]
     python bench/inprocess.py run --state /tmp/inproc.json --scenario read [--requests 3000]
         [--profile out.prof]
+    python bench/inprocess.py drop --state /tmp/inproc.json
 
 ``prepare`` makes a PostgreSQL database as ``run_bench.py`` does (500 people × 20 Tasks by
 ../shared/bench/fhirload.py through a served gateway; with ``--client partner``, 1,000
-Consents) and keeps it; ``run`` drives ``create_app()``'s ASGI callable in this process on
-uvloop, fhirload's requests in turn, and prints the process CPU per request (audit writer
-included: its flushes run on the same loop) and PostgreSQL's, with a calibration figure of the machine's speed
-at that moment (a fixed pure-Python loop), so that runs minutes apart compare by their ratio.
-``--profile`` writes a cProfile of the measured requests.
+Consents) and keeps it until ``drop``. ``run`` drives ``create_app()``'s ASGI callable in this
+process on uvloop, fhirload's requests in turn, and prints the process CPU per request (audit
+writer included: its flushes run on the same loop) and PostgreSQL's, with a calibration figure
+of the machine's speed at that moment (a fixed pure-Python loop). Every run adds to the
+database (AuditEvents, creates): compare two versions of the code by alternating their runs,
+not by runs far apart. ``--profile`` writes a cProfile of the measured requests (cProfile
+misreads time across greenlet switches: py-spy on the same command gives better proportions).
 """
 
 from __future__ import annotations
