@@ -207,7 +207,8 @@ def run_transaction(ctx: Ctx, entries: list[EntryRequest], base: str, minimal: b
         if not plain_create:
             creates.flush()  # its errors name the resource they are about
         try:
-            if plain_create and entry.resource is not None:
+            if plain_create:
+                assert entry.resource is not None  # parse_entries: a POST has one
                 result, _ = creates.create(entry.res_type, entry.resource, entry.assigned_id)
                 responses[entry.index] = _written(result.row, 201, base, minimal)
             else:

@@ -97,8 +97,9 @@ def apply(ctx: Ctx, pending: Sequence[Pending]) -> None:
         return
     versions = [p.version for p in pending]
     indexes = [p.index for p in pending]
+    history_and_index = [history_part(versions), *index_inserts(indexes)]
     if all(v.current is None for v in versions):  # creates: resource, history, index in one statement
-        insert_new_versions(ctx.conn, versions, [history_part(versions), *index_inserts(indexes)])
+        insert_new_versions(ctx.conn, versions, history_and_index)
     else:
         stale = write_versions(ctx.conn, versions)
         if stale:
@@ -106,7 +107,7 @@ def apply(ctx: Ctx, pending: Sequence[Pending]) -> None:
                 f"{stale[0].res_type}/{stale[0].res_id} was changed by another request; read it again"
             )
         delete_indexes(ctx.conn, indexes)
-        insert_many(ctx.conn, [history_part(versions), *index_inserts(indexes)])  # one statement (PostgreSQL)
+        insert_many(ctx.conn, history_and_index)  # one statement on PostgreSQL
     start = 0
     for end in range(1, len(pending) + 1):
         if end == len(pending) or pending[end].version.res_type in _STATE_TYPES:

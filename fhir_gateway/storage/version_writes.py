@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from fhir_gateway.kit.errors import Conflict
-from fhir_gateway.storage.bulk import Part, column_names, insert_many, insert_rows, update_rows
+from fhir_gateway.storage.bulk import Part, column_names, insert_many, insert_tuples, update_rows
 from fhir_gateway.storage.repository import StoredRow, get_current
 from fhir_gateway.storage.tables import resource, resource_history
 
@@ -63,10 +63,8 @@ def write_versions(conn: Connection, writes: Sequence[VersionWrite]) -> list[Ver
         }
 
     if fresh:
-        inserted = insert_rows(conn, resource, [values(w) for w in fresh], on_conflict=("res_type", "res_id"))
-        if inserted != len(fresh):
-            clash = _first_clash(conn, fresh)
-            raise Conflict(f"{clash.res_type}/{clash.res_id} was created concurrently; retry the request")
+        table, new_rows = new_resources_part(fresh)
+        _refuse_clash(conn, fresh, insert_tuples(conn, table, new_rows, on_conflict=_RESOURCE_KEY))
     stale: list[VersionWrite] = []
     if following:
         rows = [{**values(w), "expected_version": w.version - 1} for w in following]
@@ -85,10 +83,19 @@ def insert_new_versions(conn: Connection, writes: Sequence[VersionWrite], with_p
     back, the rows of ``with_parts`` with the rest."""
     # a concurrent insert of the same id also clashes on its first history row: skipped too,
     # the resource rows' count tells
-    keys = {resource: ("res_type", "res_id"), resource_history: ("res_type", "res_id", "version")}
-    inserted = insert_many(conn, [*with_parts, new_resources_part(writes)], skip_clashes=keys)
-    if inserted != len(writes):
-        clash = _first_clash(conn, writes)
+    keys = {resource: _RESOURCE_KEY, resource_history: (*_RESOURCE_KEY, "version")}
+    _refuse_clash(
+        conn, writes, insert_many(conn, [*with_parts, new_resources_part(writes)], skip_clashes=keys)
+    )
+
+
+_RESOURCE_KEY = ("res_type", "res_id")
+
+
+def _refuse_clash(conn: Connection, fresh: Sequence[VersionWrite], inserted: int) -> None:
+    """409 when fewer than all ``fresh`` resources were inserted: one was created concurrently."""
+    if inserted != len(fresh):
+        clash = _first_clash(conn, fresh)
         raise Conflict(f"{clash.res_type}/{clash.res_id} was created concurrently; retry the request")
 
 
