@@ -11,7 +11,8 @@ are read straight from the elements each parameter's expression names:
   ``type``, ``subtype``, ``entity-type``, ``entity-role``, ``_tag``;
 - ``agent.who``, ``entity.what``, ``source.observer`` (Reference) → ``agent``, ``entity``,
   ``source``, and ``patient`` for those that are a Patient (``where(resolve() is Patient)``);
-- ``recorded``, ``meta.lastUpdated`` → ``date``, ``_lastUpdated``; ``id`` → ``_id``.
+- ``recorded`` → ``date`` (``_id`` and ``_lastUpdated`` are answered from the resource row:
+  ``search.registry.ROW_PARAMS``).
 
 An event with any other element (an agent's ``name`` or ``role``, an entity's ``name``...),
 or a code or system too long for the index, returns None: the generic extraction then
@@ -83,15 +84,11 @@ def _rows(event: dict[str, Any]) -> Rows:
             tokens.append(_token("site", None, _text(source["site"]), None))
         if "observer" in source:
             _reference("source", source["observer"], references, [])
-    if "id" in event:
-        tokens.append(_token("_id", None, _text(event["id"]), None))
     meta = event.get("meta")
     if meta is not None:
         _known(meta, _META_KEYS)
         for coding in meta.get("tag", ()):
             tokens.append(_coding("_tag", coding))
-        if "lastUpdated" in meta:
-            dates.append(_date("_lastUpdated", meta["lastUpdated"]))
     rows: Rows = {}
     if tokens:
         rows["token"] = tokens

@@ -1,9 +1,10 @@
 """Search shapes compiled to SQL conditions over the index tables (FHIR R4 search.html).
 
 Every criterion becomes an EXISTS sub-query on one index table, correlated with the
-resource row; every value is the bound parameter of its slot (``search.shape``), so that a
-statement serves every search of its shape. Resources reached through chains and ``_has``
-are filtered by the caller's visibility, so that consent never leaks through them (issue 4).
+resource row (``_id`` and ``_lastUpdated``: a condition on the row itself); every value is
+the bound parameter of its slot (``search.shape``), so that a statement serves every search
+of its shape. Resources reached through chains and ``_has`` are filtered by the caller's
+visibility, so that consent never leaks through them (issue 4).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import BindParameter, ColumnElement, and_, bindparam, exists, false, not_, or_, select, true
 
+from fhir_gateway.search.registry import ROW_PARAMS
 from fhir_gateway.search.shape import NULL, Shape, Slot, WhereShape
 from fhir_gateway.storage.tables import INDEX_TABLES, idx_reference, resource, shared_alias
 
@@ -58,8 +60,11 @@ def _token(i: Any, shape: Shape) -> ColumnElement[bool]:
 
 def _date(i: Any, shape: Shape) -> ColumnElement[bool]:
     """Range semantics of search.html#prefix: the resource range [low, high] vs the value's."""
+    return _date_range(i.c.low, i.c.high, shape)
+
+
+def _date_range(lo: Any, hi: Any, shape: Shape) -> ColumnElement[bool]:
     _, prefix, low_slot, high_slot = shape
-    lo, hi = i.c.low, i.c.high
     low, high = bound(low_slot), bound(high_slot)
     if prefix == "eq":
         return and_(lo.is_not(None), hi.is_not(None), lo >= low, hi <= high)
@@ -136,11 +141,35 @@ def _value_condition(i: Any, kind: str, shape: Shape) -> ColumnElement[bool]:
     return _equals(i.c.value, shape[1])
 
 
+def _row_value(row: Any, code: str, shape: Shape) -> ColumnElement[bool]:
+    """One value of ``_id`` (a token without system: search.html#_id) or ``_lastUpdated`` (an
+    instant: ``shape._last_updated``) on the resource row."""
+    if code == "_lastUpdated":
+        return _date_range(row.c.last_updated, row.c.last_updated, shape)
+    if shape[0] != "token":  # :text matches a display, and an id has none
+        return false()
+    _, id_slot, system = shape
+    if isinstance(system, Slot):  # system|id: an id has no system
+        return false()
+    return row.c.res_id == bound(id_slot) if id_slot is not None else true()
+
+
+def _row_criterion(row: Any, code: str, shape: Shape) -> ColumnElement[bool]:
+    """A criterion on a parameter of ``ROW_PARAMS``, which every resource has exactly once."""
+    if shape[0] == "missing":
+        return false() if shape[2] else true()
+    _, _, negated, value_shapes = shape
+    values = or_(*(_row_value(row, code, v) for v in value_shapes))
+    return not_(values) if negated else values
+
+
 def criterion_clause(
     row: Any, res_type: str, shape: Shape, visible: Visible, depth: int = 0
 ) -> ColumnElement[bool]:
     """SQL condition on resource alias ``row`` for one criterion (``depth``: nesting level)."""
     form, (kind, code) = shape[0], shape[1]
+    if code in ROW_PARAMS:
+        return _row_criterion(row, code, shape)
     i = shared_alias(INDEX_TABLES[kind], depth)
     owner = and_(i.c.res_type == res_type, i.c.res_id == row.c.res_id, i.c.param == code)
     if form == "chain":

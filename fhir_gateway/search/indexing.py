@@ -14,7 +14,7 @@ from typing import Any
 from fhir_gateway.kit.errors import Unprocessable
 from fhir_gateway.search.dates import parse_date_range
 from fhir_gateway.search.paths import Step, compile_split, evaluate, root_keys
-from fhir_gateway.search.registry import SearchParam, params_for
+from fhir_gateway.search.registry import ROW_PARAMS, SearchParam, params_for
 
 Rows = dict[str, list[dict[str, Any]]]
 _STRING_PARTS = {
@@ -218,11 +218,16 @@ _PLANS: dict[tuple[str, tuple[str, ...]], Plan] = {}
 _PLANS_SIZE = 4096
 
 
+def indexed_params(res_type: str) -> list[SearchParam]:
+    """The parameters of ``res_type`` that have index rows (all but ``ROW_PARAMS``)."""
+    return [p for p in params_for(res_type).values() if p.code not in ROW_PARAMS]
+
+
 def _plan(res_type: str, keys: tuple[str, ...]) -> Plan:
     """The parameters of ``res_type`` that may have values in a resource with top-level
     ``keys``, with their paths reduced to the keys they read: the others are skipped."""
     plan = []
-    for param in params_for(res_type).values():
+    for param in indexed_params(res_type):
         paths: list[PlannedPath] = []
         for path in param.paths:
             first, rest = compile_split(path, res_type)
@@ -281,7 +286,7 @@ def generic_index_rows(resource: dict[str, Any]) -> Rows:
     planned extraction is tested against)."""
     res_type = str(resource.get("resourceType", ""))
     out: Rows = {}
-    for param in params_for(res_type).values():
+    for param in indexed_params(res_type):
         values: list[Any] = []
         for path in param.paths:
             values.extend(evaluate(resource, path))

@@ -16,6 +16,10 @@ from fhir_gateway.kit import jsonutil
 
 DATA = Path(__file__).parent / "data" / "search-parameters-r4.json"
 INDEXED_KINDS = frozenset({"token", "string", "date", "reference", "quantity", "number", "uri"})
+# Parameters answered from the resource row itself (``res_id``, ``last_updated``) rather than
+# from index rows: every resource has exactly one value of each (FHIR R4 search.html#_id,
+# #_lastUpdated), so the search index holds none of them.
+ROW_PARAMS = frozenset({"_id", "_lastUpdated"})
 
 
 @dataclass(frozen=True)

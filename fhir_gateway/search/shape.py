@@ -17,6 +17,7 @@ search.html#string, #token, #number, #date, #reference and #uri.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from fhir_gateway.search.indexing import normalize
@@ -142,8 +143,36 @@ def criterion_shape(c: Criterion, lit: Literals) -> Shape:
         return ("chain", head, c.chain.target_type, criterion_shape(c.chain.criterion, lit))
     if c.missing is not None:
         return ("missing", head, c.missing)
-    values = tuple(value_shape(c.param.type, v, c.modifier, lit) for v in c.values)
+    if c.param.code == "_lastUpdated":
+        values = tuple(_last_updated(v, lit) for v in c.values)
+    else:
+        values = tuple(value_shape(c.param.type, v, c.modifier, lit) for v in c.values)
     return ("values", head, c.modifier == "not", values)
+
+
+_MS = timedelta(milliseconds=1)
+_LAST_US = timedelta(microseconds=999)
+
+
+def _last_updated(v: Value, lit: Literals) -> Shape:
+    """A ``_lastUpdated`` value, compared with the row's ``last_updated`` column.
+
+    ``meta.lastUpdated`` is that column cut to milliseconds (``kit.timeutil.fhir_instant``):
+    the value's range is narrowed to whole milliseconds (low rounded up, high to the last
+    microsecond of its millisecond), so that the column, compared with it, matches exactly when
+    the millisecond instant the resource shows would (search.html#date)."""
+    assert v.low is not None
+    assert v.high is not None
+    low = v.low if v.low.microsecond % 1000 == 0 else _ceil_ms(v.low)
+    high = v.high.replace(microsecond=v.high.microsecond // 1000 * 1000) + _LAST_US
+    return ("date", v.prefix, lit.slot(low), lit.slot(high))
+
+
+def _ceil_ms(moment: datetime) -> datetime:
+    try:
+        return moment.replace(microsecond=moment.microsecond // 1000 * 1000) + _MS
+    except OverflowError:  # within the last millisecond of year 9999: nothing is after it
+        return datetime.max
 
 
 def has_shape(h: Has, lit: Literals) -> Shape:

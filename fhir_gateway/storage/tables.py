@@ -109,7 +109,7 @@ idx_reference = _index_table(
     Column("target_type", String(TYPE_LEN), nullable=True),
     Column("target_id", String(ID_LEN), nullable=True),
     Column("url", String(512), nullable=True),
-    indexes=[("target_id", "param", "res_type"), ("res_type", "param", "target_type", "target_id")],
+    indexes=[("target_id", "param", "res_type")],
 )
 
 idx_quantity = _index_table(

@@ -224,10 +224,6 @@ def _state(url: str) -> dict[str, Any]:
             out["patient_id"] = key("Patient", row["patient_id"])
         if row.get("careteam_ref"):
             out["careteam_ref"] = key(*row["careteam_ref"].split("/"))
-        if row.get("param") == "_id":  # the token index of the id itself
-            out["code"] = key(res_type, row["code"])
-        if row.get("param") == "_lastUpdated":
-            out["low"] = out["high"] = None
         return json.dumps(out, sort_keys=True, default=str)
 
     state: dict[str, Any] = {
