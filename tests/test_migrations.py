@@ -61,4 +61,4 @@ def test_0007_drops_the_row_parameters_index_rows_and_the_unused_reference_index
             database.dispose()
     assert (tokens, dates) == (["status"], ["authored-on"])
     assert indexes == {"ix_idx_reference_owner", "ix_idx_reference_target_id_param_res_type"}
-    assert revision == "0007"
+    assert revision == "0008"

@@ -15,7 +15,7 @@ from fhir_gateway.kit.cursor import PARAM, CursorIssuer
 from fhir_gateway.kit.errors import BadRequest, Forbidden, Gone, NotFound
 from fhir_gateway.storage import repository
 from fhir_gateway.storage.repository import StoredRow
-from fhir_gateway.storage.tables import resource, resource_history
+from fhir_gateway.storage.tables import resource
 
 
 def read(ctx: Ctx, res_type: str, res_id: str) -> StoredRow:
@@ -50,7 +50,11 @@ def vread(ctx: Ctx, res_type: str, res_id: str, version: str) -> StoredRow:
     if not version.isdigit():
         raise NotFound(f"{res_type}/{res_id}/_history/{version[:40]} is not known")
     row = repository.get_version(
-        ctx.conn, res_type, res_id, int(version), visible=ctx.visible(resource_history, res_type)
+        ctx.conn,
+        res_type,
+        res_id,
+        int(version),
+        visible=ctx.visible(repository.history_table(res_type), res_type),
     )
     ctx.rows_returned(row is not None)
     if row is None:
@@ -101,7 +105,7 @@ def history(
         res_id=res_id,
         since=parse_instant("_since", params.get("_since")),
         at=parse_instant("_at", params.get("_at")),
-        visible=ctx.visible(resource_history, res_type),
+        visible=lambda table: ctx.visible(table, res_type),
         count=count,
         offset=offset,
     )

@@ -1,18 +1,32 @@
 """Resource rows: the only place that reads and writes ``resource`` and its history.
 
 FHIR R4 http.html: every write makes a new version in ``resource_history`` and replaces
-the current row and its search index in the same transaction. Optimistic locking is done
+the current row and its search index in the same transaction (the ``SINGLE_VERSION_TYPES``,
+never changed, have their ``resource`` row as their only version). Optimistic locking is done
 by the conditional ``UPDATE ... WHERE version = :expected`` (FHIR R4 http.html#concurrency).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Row, Select, and_, bindparam, func, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Row,
+    Select,
+    Table,
+    bindparam,
+    func,
+    insert,
+    literal,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -20,7 +34,7 @@ from fhir_gateway.kit.errors import Conflict
 from fhir_gateway.kit.lru import Lru
 from fhir_gateway.storage import direct
 from fhir_gateway.storage.bulk import insert_rows
-from fhir_gateway.storage.tables import resource, resource_history
+from fhir_gateway.storage.tables import SINGLE_VERSION_TYPES, resource, resource_history
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,9 +139,12 @@ def get_version(
     *,
     visible: ColumnElement[bool] | None = None,
 ) -> StoredRow | None:
-    """One historical version (FHIR R4 http.html#vread), if ``visible``."""
-    h = resource_history
-    query = select(h).where(h.c.res_type == res_type, h.c.res_id == res_id, h.c.version == version)
+    """One historical version (FHIR R4 http.html#vread), if ``visible`` (a filter on
+    ``history_table(res_type)``)."""
+    h = history_table(res_type)
+    query = select(*_history_columns(h)).where(
+        h.c.res_type == res_type, h.c.res_id == res_id, h.c.version == version
+    )
     if visible is not None:
         query = query.where(visible)
     found = conn.execute(query).first()
@@ -158,7 +175,8 @@ def insert_first_version(
     inserted = conn.execute(_insert_if_absent(conn).values(**values).returning(resource.c.version)).first()
     if inserted is None:
         raise Conflict(f"{res_type}/{res_id} was created concurrently; retry the request")
-    conn.execute(insert(resource_history).values(method=method, **values))
+    if res_type not in SINGLE_VERSION_TYPES:
+        conn.execute(insert(resource_history).values(method=method, **values))
 
 
 def _insert_if_absent(conn: Connection) -> Any:
@@ -195,7 +213,8 @@ def insert_first_versions(conn: Connection, rows: Sequence[NewVersion], method: 
         for r in rows
     ]
     insert_rows(conn, resource, values)
-    insert_rows(conn, resource_history, [{**v, "method": method} for v in values])
+    versioned = [{**v, "method": method} for v in values if v["res_type"] not in SINGLE_VERSION_TYPES]
+    insert_rows(conn, resource_history, versioned)
 
 
 def get_current_many(
@@ -258,6 +277,22 @@ def write_next_version(
     return True
 
 
+def history_table(res_type: str) -> Table:
+    """The table holding the versions of ``res_type``: ``resource`` for the single-version types."""
+    return resource if res_type in SINGLE_VERSION_TYPES else resource_history
+
+
+SINGLE_VERSION_METHOD = "POST"  # how a single-version resource was stored (they are only created)
+
+
+def _history_columns(table: Table) -> tuple[Any, ...]:
+    """The columns of a version row from ``table``, ``method`` last (the same order for both
+    tables: system history is their ``UNION ALL``)."""
+    if table is resource_history:
+        return (*(table.c[c.name] for c in _CURRENT_COLUMNS), table.c.method)
+    return (*_CURRENT_COLUMNS, literal(SINGLE_VERSION_METHOD).label("method"))
+
+
 def history_page(
     conn: Connection,
     *,
@@ -265,30 +300,36 @@ def history_page(
     res_id: str | None,
     since: datetime | None,
     at: datetime | None,
-    visible: ColumnElement[bool] | None,
+    visible: Callable[[Table], ColumnElement[bool]] | None,
     count: int,
     offset: int,
 ) -> tuple[Sequence[StoredRow], int]:
-    """History entries, newest first, and their total (FHIR R4 http.html#history)."""
-    h = resource_history
-    conditions: list[ColumnElement[bool]] = []
-    if res_type is not None:
-        conditions.append(h.c.res_type == res_type)
-    if res_id is not None:
-        conditions.append(h.c.res_id == res_id)
-    if since is not None:
-        conditions.append(h.c.last_updated >= since)
-    if at is not None:
-        conditions.append(h.c.last_updated <= at)
-    if visible is not None:
-        conditions.append(visible)
-    where = and_(*conditions) if conditions else None
-    query = select(h)
-    total_query = select(func.count()).select_from(h)
-    if where is not None:
-        query = query.where(where)
-        total_query = total_query.where(where)
-    query = query.order_by(h.c.last_updated.desc(), h.c.res_type, h.c.res_id, h.c.version.desc())
+    """History entries, newest first, and their total (FHIR R4 http.html#history).
+
+    ``visible(table)``: the caller's filter on the rows of ``table``. The versions come from
+    ``resource_history`` and, for the single-version types, from ``resource``: system history
+    reads both."""
+    tables = [history_table(res_type)] if res_type is not None else [resource_history, resource]
+    queries: list[Select[Any]] = []
+    total = 0
+    for table in tables:
+        conditions: list[ColumnElement[bool]] = []
+        if res_type is not None:
+            conditions.append(table.c.res_type == res_type)
+        elif table is resource:
+            conditions.append(table.c.res_type.in_(sorted(SINGLE_VERSION_TYPES)))
+        if res_id is not None:
+            conditions.append(table.c.res_id == res_id)
+        if since is not None:
+            conditions.append(table.c.last_updated >= since)
+        if at is not None:
+            conditions.append(table.c.last_updated <= at)
+        if visible is not None:
+            conditions.append(visible(table))
+        queries.append(select(*_history_columns(table)).where(*conditions))
+        total += conn.execute(select(func.count()).select_from(table).where(*conditions)).scalar_one()
+    versions = union_all(*queries).subquery() if len(queries) > 1 else queries[0].subquery()
+    v = versions.c
+    query = select(versions).order_by(v.last_updated.desc(), v.res_type, v.res_id, v.version.desc())
     rows = conn.execute(query.limit(count).offset(offset)).all()
-    total = conn.execute(total_query).scalar_one()
     return [stored_row(r, r.method) for r in rows], int(total)

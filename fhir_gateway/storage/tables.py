@@ -66,6 +66,14 @@ resource_history = Table(
 )
 
 
+# Types stored once and never changed (the API refuses their updates and deletes:
+# ``fhir.resource_types.APPEND_ONLY_TYPES``): their one version is their ``resource`` row, so they
+# have no ``resource_history`` rows, and vread and history read that row (FHIR R4
+# http.html#history). The audit trail writes one AuditEvent per request: a history row of each
+# was a second copy of its JSON, written and never read.
+SINGLE_VERSION_TYPES: frozenset[str] = frozenset({"AuditEvent"})
+
+
 def _index_table(name: str, *value_columns: Column[object], indexes: list[tuple[str, ...]]) -> Table:
     """An index table: (res_type, res_id, param) plus the kind's value columns."""
     table = Table(

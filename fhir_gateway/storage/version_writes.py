@@ -17,7 +17,7 @@ from sqlalchemy import Connection
 from fhir_gateway.kit.errors import Conflict
 from fhir_gateway.storage.bulk import Part, column_names, insert_many, insert_tuples, update_rows
 from fhir_gateway.storage.repository import StoredRow, get_current
-from fhir_gateway.storage.tables import resource, resource_history
+from fhir_gateway.storage.tables import SINGLE_VERSION_TYPES, resource, resource_history
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,10 +113,12 @@ if column_names(resource) != (
 
 
 def history_part(writes: Sequence[VersionWrite]) -> Part:
-    """The ``resource_history`` rows of ``writes`` (a part for ``bulk.insert_many``)."""
+    """The ``resource_history`` rows of ``writes`` (a part for ``bulk.insert_many``); none for
+    the ``SINGLE_VERSION_TYPES``."""
     rows = [
         (w.res_type, w.res_id, w.version, w.last_updated, False, w.method, w.content, w.patient_id)
         for w in writes
+        if w.res_type not in SINGLE_VERSION_TYPES
     ]
     return resource_history, rows
 
