@@ -20,10 +20,9 @@ from sqlalchemy import Connection, and_, delete, exists, func, insert, or_, sele
 
 from fhir_gateway.storage.auth_tables import oauth_client
 from fhir_gateway.storage.outbox_tables import subscription, subscription_event
-from fhir_gateway.storage.tables import SINGLE_VERSION_TYPES, resource, resource_history
+from fhir_gateway.storage.tables import resource_history
 
 sub, ev = subscription, subscription_event
-_SINGLE_VERSION_ROW = resource.alias("resource_single_version")
 
 
 @dataclass(frozen=True)
@@ -232,18 +231,12 @@ def release(conn: Connection, sub_id: str, worker: str) -> None:
 
 def pending_events(conn: Connection, sub_id: str, limit: int) -> list[EventRow]:
     """The oldest undelivered notifications of a subscription, in event order, with the
-    resource version each one reports (one query; a single-version type's is its current row)."""
-    h, r = resource_history, _SINGLE_VERSION_ROW
+    resource version each one reports (one query)."""
+    h = resource_history
     version = and_(h.c.res_type == ev.c.res_type, h.c.res_id == ev.c.res_id, h.c.version == ev.c.version)
-    single = and_(
-        ev.c.res_type.in_(sorted(SINGLE_VERSION_TYPES)),
-        r.c.res_type == ev.c.res_type,
-        r.c.res_id == ev.c.res_id,
-        r.c.version == ev.c.version,
-    )
     rows = conn.execute(
-        select(ev, func.coalesce(h.c.content, r.c.content).label("content"))
-        .select_from(ev.outerjoin(h, version).outerjoin(r, single))
+        select(ev, h.c.content)
+        .select_from(ev.outerjoin(h, version))
         .where(ev.c.sub_id == sub_id, ev.c.state == "pending")
         .order_by(ev.c.event_number)
         .limit(limit)
