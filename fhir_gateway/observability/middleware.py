@@ -4,8 +4,8 @@ The request id comes from ``X-Request-ID`` when the caller sends a sane one, els
 one (32 hex digits: 16 drawn at random per process, then a counter; a UUID per request cost
 a system call and an object); it is echoed in the response. The route logged is the matched
 route template (``/fhir/{res_type}/{res_id}``) with the resource type, never the path itself
-nor the query string. A resource type this server does not store is logged and counted as ``unknown``: the
-path segment is the client's text (``/fhir/Dupont``), not a bounded label.
+nor the query string. A resource type this server does not store is logged and counted as
+``unknown``: the path segment is the client's text (``/fhir/Dupont``), not a bounded label.
 """
 
 from __future__ import annotations
