@@ -51,7 +51,7 @@ def test_0007_drops_the_row_parameters_index_rows_and_the_unused_reference_index
                         {"res_type": "Task", "res_id": "t1", "param": "authored-on"},
                     ],
                 )
-            upgrade(database)
+            upgrade(database, "0007")
             with database.engine.connect() as conn:
                 tokens = conn.execute(select(idx_token.c.param)).scalars().all()
                 dates = conn.execute(select(idx_date.c.param)).scalars().all()
@@ -61,4 +61,4 @@ def test_0007_drops_the_row_parameters_index_rows_and_the_unused_reference_index
             database.dispose()
     assert (tokens, dates) == (["status"], ["authored-on"])
     assert indexes == {"ix_idx_reference_owner", "ix_idx_reference_target_id_param_res_type"}
-    assert revision == "0008"
+    assert revision == "0007"

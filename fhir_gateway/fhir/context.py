@@ -5,10 +5,11 @@ commit. Audit events gathered while serving are written after the main transacti
 short transaction of their own, so that a refused request is audited too.
 
 A revoked client is refused on its very next request (RFC 7009 spirit: revocation is
-immediate). Write units check the client first. Read units fold the check into their
-first consent-filtered statement (``Ctx.visible``): a revoked client's statement matches
-no row; a statement that did return rows proves the client was active when it ran, so
-no separate round trip is needed. When no such statement returned a row (a 404, an
+immediate). Write units check the client first, in a statement that also reads the
+subscriptions' stamp (``storage.write_opening``, for ``subscriptions.active``). Read units
+fold the check into their first consent-filtered statement (``Ctx.visible``): a revoked
+client's statement matches no row; a statement that did return rows proves the client was
+active when it ran, so no separate round trip is needed. When no such statement returned a row (a 404, an
 empty page, an operation that does not filter), the unit checks the client explicitly
 before answering, and a revoked client gets its 401 with nothing audited as served.
 """
@@ -25,7 +26,7 @@ from sqlalchemy import ColumnElement, Connection, and_
 from fhir_gateway.audit.events import audit_event_for
 from fhir_gateway.audit.grouped import WRITE_INTERACTIONS, GroupedWrites
 from fhir_gateway.auth.context import AccessContext
-from fhir_gateway.auth.validation import ensure_client_active
+from fhir_gateway.auth.validation import ensure_client_active, open_write_unit
 from fhir_gateway.consent import ownership, visibility
 from fhir_gateway.consent.decision import decision_for, decision_from
 from fhir_gateway.kit import jsonutil
@@ -54,6 +55,9 @@ class Ctx:
     client_unverified: bool = False
     # the deployment's paging cursor key (``auth.paging_key``), for units that answer paged Bundles
     cursor_key: bytes | None = None
+    # the subscriptions' stamp read by the unit's first statement (``storage.write_opening``);
+    # None when unknown or when this transaction changed the subscriptions
+    subscriptions_stamp: str | None = None
     _client_check_in_sql: bool = False
 
     @property
@@ -268,9 +272,12 @@ def unit_of_work(
     events: list[dict[str, Any]] = []
     try:
         with database.transaction(write=write) as conn:
-            if access.verify_client:
+            stamp = None
+            if access.verify_client and write:
+                stamp = open_write_unit(conn, access.client_id)
+            elif access.verify_client:
                 ensure_client_active(conn, access.client_id)
-            yield Ctx(conn, access, settings, events)
+            yield Ctx(conn, access, settings, events, subscriptions_stamp=stamp)
     finally:
         audit_sink(events)
 
@@ -292,8 +299,7 @@ async def run_unit(
     events: list[dict[str, Any]] = []
 
     def in_transaction(conn: Connection) -> T:
-        if access.verify_client and write:
-            ensure_client_active(conn, access.client_id)
+        stamp = open_write_unit(conn, access.client_id) if access.verify_client and write else None
         ctx = Ctx(
             conn,
             access,
@@ -301,6 +307,7 @@ async def run_unit(
             events,
             client_unverified=access.verify_client and not write,
             cursor_key=cursor_key,
+            subscriptions_stamp=stamp,
         )
         try:
             result = work(ctx)

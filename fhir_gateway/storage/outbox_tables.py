@@ -7,6 +7,12 @@ row in the same transaction as the change (transactional outbox), numbered per
 subscription (``event_number``) so that receivers can deduplicate and see gaps. Workers
 claim subscriptions by lease (``lease_owner``, ``lease_until``) and deliver their events in
 ``event_number`` order; ``retry_at`` holds a failing subscription back (backoff).
+
+``subscription_stamp`` holds one random value, replaced in the transaction of every change to
+the set of subscriptions (``subscription_repository.save`` and ``remove``). A write reads it in
+its first statement, together with its client's check, and a process that already knows the
+active subscriptions of that stamp matches against them without querying them again
+(``subscriptions.active``).
 """
 
 from __future__ import annotations
@@ -39,6 +45,13 @@ subscription = Table(
     Column("lease_until", DateTime, nullable=True),
     Index("ix_subscription_type_status", "res_type", "status"),
     Index("ix_subscription_status_retry", "status", "retry_at"),
+)
+
+subscription_stamp = Table(
+    "subscription_stamp",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),  # always 1: one row
+    Column("stamp", String(32), nullable=False),
 )
 
 subscription_event = Table(

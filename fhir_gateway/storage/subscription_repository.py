@@ -11,15 +11,16 @@ that expires if the worker dies.
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, exists, func, insert, or_, select, update
+from sqlalchemy import Connection, ScalarSelect, and_, delete, exists, func, insert, or_, select, update
 
 from fhir_gateway.storage.auth_tables import oauth_client
-from fhir_gateway.storage.outbox_tables import subscription, subscription_event
+from fhir_gateway.storage.outbox_tables import subscription, subscription_event, subscription_stamp
 from fhir_gateway.storage.tables import resource_history
 
 sub, ev = subscription, subscription_event
@@ -121,6 +122,7 @@ def save(
     }
     if status in ("requested", "active"):
         values.update(failures=0, retry_at=None)
+    restamp(conn)
     if conn.execute(update(sub).where(sub.c.sub_id == sub_id).values(**values)).rowcount:
         return
     conn.execute(
@@ -142,19 +144,41 @@ def save(
 
 def remove(conn: Connection, sub_id: str) -> None:
     """A deleted Subscription: its row and its undelivered notifications go."""
+    restamp(conn)
     conn.execute(delete(ev).where(ev.c.sub_id == sub_id))
     conn.execute(delete(sub).where(sub.c.sub_id == sub_id))
 
 
-def active_for_types(conn: Connection, res_types: Sequence[str]) -> dict[str, list[SubscriptionRow]]:
-    """The active subscriptions whose criteria are on each of ``res_types`` (one query)."""
-    found: dict[str, list[SubscriptionRow]] = {res_type: [] for res_type in res_types}
+def restamp(conn: Connection) -> None:
+    """Replace the subscriptions' stamp in ``conn``'s transaction (every change of the set of
+    subscriptions does): the active subscriptions known for the old stamp are out of date.
+    The row comes back if it was deleted (a database emptied table by table)."""
+    stamp = secrets.token_hex(16)
+    one = subscription_stamp.c.id == 1
+    if not conn.execute(update(subscription_stamp).where(one).values(stamp=stamp)).rowcount:
+        conn.execute(insert(subscription_stamp).values(id=1, stamp=stamp))
+
+
+def stamp_value() -> ScalarSelect[str]:
+    """The subscriptions' stamp as a scalar sub-query (NULL without its row), to fold into
+    a statement that runs anyway."""
+    return select(subscription_stamp.c.stamp).where(subscription_stamp.c.id == 1).scalar_subquery()
+
+
+def active_by_type(conn: Connection) -> tuple[str | None, dict[str, list[SubscriptionRow]]]:
+    """The subscriptions' stamp and the active subscriptions per type, in one statement (one
+    snapshot: the rows are those of that stamp)."""
+    stamped = select(stamp_value().label("stamp")).subquery()
     rows = conn.execute(
-        select(sub).where(sub.c.res_type.in_(list(found)), sub.c.status == "active").order_by(sub.c.sub_id)
-    )
+        select(stamped.c.stamp, sub)
+        .select_from(stamped.outerjoin(sub, sub.c.status == "active"))
+        .order_by(sub.c.sub_id)
+    ).all()
+    found: dict[str, list[SubscriptionRow]] = {}
     for row in rows:
-        found[row.res_type].append(_subscription(row))
-    return found
+        if row.sub_id is not None:
+            found.setdefault(row.res_type, []).append(_subscription(row))
+    return (rows[0].stamp if rows else None), found
 
 
 def add_events(conn: Connection, sub_id: str, changes: Sequence[tuple[str, str, int]], now: datetime) -> None:

@@ -31,6 +31,7 @@ from fhir_gateway.search.parser import parse_search
 from fhir_gateway.storage import client_repository, subscription_repository
 from fhir_gateway.storage.search_repository import find_ids
 from fhir_gateway.storage.subscription_repository import SubscriptionOwner, SubscriptionRow
+from fhir_gateway.subscriptions.active import ActiveByType, active_subscriptions
 from fhir_gateway.subscriptions.endpoint_safety import check_endpoint_url
 from fhir_gateway.subscriptions.model import SubscriptionSpec, parse_subscription
 
@@ -94,13 +95,12 @@ def after_store(ctx: Ctx, stored: Sequence[Stored]) -> None:
     by_type: dict[str, list[Stored]] = {}
     for change in stored:
         by_type.setdefault(change.res_type, []).append(change)
-    active = ctx.memo.setdefault(_ACTIVE, {})
+    if _ACTIVE not in ctx.memo:  # once per transaction (an import writes thousands)
+        ctx.memo[_ACTIVE] = active_subscriptions(ctx.conn, ctx.subscriptions_stamp)
+    active: ActiveByType = ctx.memo[_ACTIVE]
     now = utcnow().replace(tzinfo=None)
-    unknown = [res_type for res_type in by_type if res_type not in active]
-    if unknown:  # once per type and transaction (an import writes thousands), one query for all
-        active.update(subscription_repository.active_for_types(ctx.conn, unknown))
     for res_type, changes in by_type.items():
-        for subscribed in active[res_type]:
+        for subscribed in active.get(res_type, ()):
             subscriber = owner_access(subscribed.owner)
             found = _matching(ctx, subscriber, subscribed, [c.res_id for c in changes])
             notified = [c for c in changes if c.res_id in found]
@@ -135,13 +135,20 @@ def _mirror(ctx: Ctx, res_id: str, body: dict[str, Any]) -> None:
         status=str(body.get("status")),
         owner=_owner(ctx.access),
     )
-    ctx.memo.pop(_ACTIVE, None)
+    _subscriptions_changed(ctx)
 
 
 def after_delete(ctx: Ctx, res_type: str, res_id: str) -> None:
     """A deleted Subscription stops at once, its undelivered notifications with it."""
     if res_type == SUBSCRIPTION:
         subscription_repository.remove(ctx.conn, res_id)
+        _subscriptions_changed(ctx)
+
+
+def _subscriptions_changed(ctx: Ctx) -> None:
+    """This transaction changed the subscriptions: its next writes read them again, as it sees them."""
+    ctx.memo.pop(_ACTIVE, None)
+    ctx.subscriptions_stamp = None
 
 
 def owner_access(owner: SubscriptionOwner) -> AccessContext:

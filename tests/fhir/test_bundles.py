@@ -10,6 +10,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from starlette.testclient import TestClient
 
+from fhir_gateway.storage import subscription_repository
+from fhir_gateway.storage.database import Database
 from tests.conftest import ClientFactory
 
 FHIR = "application/fhir+json"
@@ -153,8 +155,13 @@ def test_the_creates_of_a_transaction_are_stored_together(fhir: TestClient) -> N
         assert task["resource"]["meta"]["versionId"] == "1"
 
 
-def test_the_subscriptions_of_every_type_written_are_looked_up_at_once(fhir: TestClient) -> None:
-    assert _statements_of(fhir, _tasks_bundle(3), "FROM subscription") == 1  # Patient and Task
+def test_the_subscriptions_of_every_type_written_are_looked_up_at_once(
+    fhir: TestClient, database: Database
+) -> None:
+    with database.transaction(write=True) as conn:
+        subscription_repository.restamp(conn)  # a change this server has not seen: it must ask
+    assert _statements_of(fhir, _tasks_bundle(3), "JOIN subscription ON") == 1  # Patient and Task
+    assert _statements_of(fhir, _tasks_bundle(3), "JOIN subscription ON") == 0  # unchanged since
 
 
 def test_later_entries_see_the_creates_before_them(fhir: TestClient) -> None:

@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from starlette.testclient import TestClient
 
 from fhir_gateway.settings import Settings
+from fhir_gateway.storage import subscription_repository
 from fhir_gateway.storage.database import Database
 from fhir_gateway.storage.outbox_tables import subscription, subscription_event
 from tests.subscriptions.support import FHIR, drain, make_worker, put, subscribe, task
@@ -49,6 +50,7 @@ def test_a_rolled_back_transaction_leaves_no_notification(fhir: TestClient, data
 def _activate(database: Database, sub_id: str) -> None:
     with database.transaction(write=True) as conn:
         conn.execute(subscription.update().where(subscription.c.sub_id == sub_id).values(status="active"))
+        subscription_repository.restamp(conn)  # as every change of the subscriptions does
 
 
 def test_two_workers_deliver_every_event_once_and_in_order(
