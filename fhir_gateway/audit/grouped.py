@@ -1,11 +1,13 @@
 """The writes of one bulk operation audited per person (FHIR R4 auditevent.html).
 
-A partner file import is one access by one client, with thousands of writes. Instead of one
-AuditEvent per write (as a REST request gets), its writes are gathered and become one
-AuditEvent per person, interaction (create, update) and deciding Consent or policy, for
-every window of up to ``WINDOW`` writes: the event's ``subtype`` is the interaction plus
-the operation, and it has one ``entity`` per resource written (what, type 2, role 4) with
-the person (role 1). Nothing is lost for the auditor (who, when, which organisation, what
+A partner file import is one access by one client, with thousands of writes; so is a
+transaction Bundle (http.html#transaction: one interaction, its entries written together or
+not at all). Instead of one AuditEvent per write (as a single REST write gets), their
+writes are gathered and become one AuditEvent per person, interaction (create, update,
+patch) and deciding Consent or policy, for every window of up to ``WINDOW`` writes: the
+event's ``subtype`` is the interaction plus the operation (``import-partner``; the
+restful-interaction ``transaction``), and it has one ``entity`` per resource written (what,
+type 2, role 4) with the person (role 1). Nothing is lost for the auditor (who, when, which organisation, what
 resources, which person, what decided), the person still finds the events about them
 (``patient_id``), and the audit trail costs a few events per person instead of one per row.
 Refused writes are never grouped: they are audited one by one, as for REST.
@@ -15,11 +17,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fhir_gateway.audit.events import AUDIT_SYSTEM, _coding, _entity, audit_event_for
+from fhir_gateway.audit.events import AUDIT_SYSTEM, INTERACTION_SYSTEM, _coding, _entity, audit_event_for
 from fhir_gateway.auth.context import AccessContext
 
 WINDOW = 20_000  # writes kept before their AuditEvents are made (memory flat in file size)
 WRITE_INTERACTIONS = frozenset({"create", "update", "patch"})
+
 
 Write = tuple[str, str | None, str, str, str | None]  # interaction, person, type, id, decided by
 
@@ -27,9 +30,10 @@ Write = tuple[str, str | None, str, str, str | None]  # interaction, person, typ
 class GroupedWrites:
     """The audited writes of one operation not yet turned into AuditEvents."""
 
-    def __init__(self, operation: str, display: str) -> None:
+    def __init__(self, operation: str, display: str, system: str = AUDIT_SYSTEM) -> None:
         self.operation = operation
         self.display = display
+        self.system = system
         self.writes: list[Write] = []
 
     def add(
@@ -73,5 +77,10 @@ class GroupedWrites:
             if (res_type, res_id) != ("Patient", patient_id)
         ]
         event["entity"] = written + list(event.get("entity", []))
-        event["subtype"].append(_coding(AUDIT_SYSTEM, self.operation, self.display))
+        event["subtype"].append(_coding(self.system, self.operation, self.display))
         return event
+
+
+def transaction_writes() -> GroupedWrites:
+    """The gathering of a transaction Bundle's writes (subtype restful-interaction ``transaction``)."""
+    return GroupedWrites("transaction", "transaction", INTERACTION_SYSTEM)

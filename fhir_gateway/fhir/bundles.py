@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from fhir_gateway.audit.grouped import transaction_writes
 from fhir_gateway.fhir import reads, searching, writes
 from fhir_gateway.fhir.bundle_refs import rewrite_references
 from fhir_gateway.fhir.conditional import find_matches
@@ -200,6 +201,19 @@ def run_transaction(ctx: Ctx, entries: list[EntryRequest], base: str, minimal: b
     for entry in entries:
         if entry.resource is not None:
             rewrite_references(entry.resource, mapping, _conditional_resolver(ctx, entry.index))
+    ctx.grouped_writes = transaction_writes()  # its writes audited per person (audit.grouped)
+    try:
+        responses = _run_entries(ctx, entries, base, minimal)
+        ctx.audit_events.extend(ctx.grouped_writes.drain(ctx.access))
+    finally:  # rolled back: its writes are not audited as done (refusals are, one by one)
+        ctx.grouped_writes = None
+    return [responses[e.index] for e in entries]
+
+
+def _run_entries(
+    ctx: Ctx, entries: list[EntryRequest], base: str, minimal: bool
+) -> dict[int, dict[str, Any]]:
+    """The entries in processing order (http.html#trules); their responses by index."""
     responses: dict[int, dict[str, Any]] = {}
     creates = WriteBatch(ctx)
     for entry in sorted(entries, key=lambda e: (_ORDER[e.method], e.index)):
@@ -217,7 +231,7 @@ def run_transaction(ctx: Ctx, entries: list[EntryRequest], base: str, minimal: b
             _name_entry(exc, entry.index)
             raise
     creates.flush()
-    return [responses[e.index] for e in entries]
+    return responses
 
 
 def _name_entry(exc: FhirError, index: int) -> None:

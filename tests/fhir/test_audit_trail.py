@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 from fastapi import FastAPI
 from sqlalchemy import text
@@ -186,3 +187,72 @@ def test_events_arriving_during_a_write_wait_for_the_next_tick(database: Databas
 
 def _read_event(n: int) -> dict[str, object]:
     return audit_event_for(_caller(), "read", "Patient", f"p{n}", f"p{n}", True, "trusted client", None)
+
+
+def _transaction(fhir: TestClient, entries: list[dict[str, object]]) -> int:
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+    return fhir.post("/fhir", json=bundle, headers={"Content-Type": FHIR}).status_code
+
+
+def _task_entry(person: str, n: int) -> dict[str, object]:
+    task = {"resourceType": "Task", "status": "requested", "intent": "order", "for": {"reference": person}}
+    return {"fullUrl": f"urn:uuid:00000000-0000-4000-8000-{n:012d}", "resource": task,
+            "request": {"method": "POST", "url": "Task"}}  # fmt: skip
+
+
+def _person_of(event: dict[str, Any]) -> str:
+    return next(e["what"]["reference"] for e in event["entity"] if e["role"]["code"] == "1")
+
+
+def _written_by(event: dict[str, Any]) -> list[str]:
+    return [e["what"]["reference"] for e in event["entity"] if e["role"]["code"] == "4"]
+
+
+def test_a_transaction_is_audited_once_per_person_and_interaction_with_every_resource(
+    fhir: TestClient,
+) -> None:
+    """http.html#transaction: one interaction; its writes are audited per person (audit.grouped)."""
+    people = [
+        fhir.post("/fhir/Patient", json={"resourceType": "Patient"}, headers={"Content-Type": FHIR}).json()[
+            "id"
+        ]
+        for _ in range(2)
+    ]
+    entries = [_task_entry(f"Patient/{people[n % 2]}", n) for n in range(6)]
+    entries.append(
+        {
+            "resource": {"resourceType": "Patient", "id": people[0], "active": True},
+            "request": {"method": "PUT", "url": f"Patient/{people[0]}"},
+        }  # fmt: skip
+    )
+    assert _transaction(fhir, entries) == 200
+    grouped: list[dict[str, Any]] = _events(
+        fhir, subtype="http://hl7.org/fhir/restful-interaction|transaction"
+    )
+    by_key = {(e["subtype"][0]["code"], _person_of(e)): e for e in grouped}
+    assert sorted(by_key) == sorted(
+        [("create", f"Patient/{p}") for p in people] + [("update", f"Patient/{people[0]}")]
+    )
+    for person in people:
+        created = by_key[("create", f"Patient/{person}")]
+        tasks = _written_by(created)
+        assert len(tasks) == 3
+        assert all(t.startswith("Task/") for t in tasks)
+        assert (created["action"], created["outcome"]) == ("C", "0")
+        assert [e["id"] for e in _events(fhir, entity=tasks[0])] == [
+            created["id"]
+        ]  # the Task finds its event
+
+
+def test_a_rolled_back_transaction_audits_no_write_as_done(fhir: TestClient) -> None:
+    person = fhir.post(
+        "/fhir/Patient", json={"resourceType": "Patient"}, headers={"Content-Type": FHIR}
+    ).json()
+    entries = [_task_entry(f"Patient/{person['id']}", n) for n in range(3)]
+    entries.append({"resource": {"resourceType": "Patient", "birthDate": "not a date"},
+                    "request": {"method": "POST", "url": "Patient"}})  # fmt: skip
+    assert _transaction(fhir, entries) in (400, 422)
+    writes = [e for e in _events(fhir) if e["subtype"][0]["code"] in ("create", "update")]  # type: ignore[index]
+    assert [_written_by(e) or [_person_of(e)] for e in writes] == [
+        [f"Patient/{person['id']}"]
+    ]  # its own create
