@@ -7,10 +7,11 @@ writes are gathered and become one AuditEvent per person, interaction (create, u
 patch) and deciding Consent or policy, for every window of up to ``WINDOW`` writes: the
 event's ``subtype`` is the interaction plus the operation (``import-partner``; the
 restful-interaction ``transaction``), and it has one ``entity`` per resource written (what,
-type 2, role 4) with the person (role 1). Nothing is lost for the auditor (who, when, which organisation, what
-resources, which person, what decided), the person still finds the events about them
-(``patient_id``), and the audit trail costs a few events per person instead of one per row.
-Refused writes are never grouped: they are audited one by one, as for REST.
+type 2, role 4) with the person (role 1). Nothing is lost for the auditor (who, when, which
+organisation, what resources, which person, what decided), the person still finds the
+events about them (``patient_id``), and the audit trail costs a few events per person
+instead of one per row. Refused writes are never grouped: they are audited one by one, as
+for REST; writes rolled back are not audited as done.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from fhir_gateway.auth.context import AccessContext
 
 WINDOW = 20_000  # writes kept before their AuditEvents are made (memory flat in file size)
 WRITE_INTERACTIONS = frozenset({"create", "update", "patch"})
-
 
 Write = tuple[str, str | None, str, str, str | None]  # interaction, person, type, id, decided by
 

@@ -9,9 +9,10 @@ immediate). Write units check the client first, in a statement that also reads t
 subscriptions' stamp (``storage.write_opening``, for ``subscriptions.active``). Read units
 fold the check into their first consent-filtered statement (``Ctx.visible``): a revoked
 client's statement matches no row; a statement that did return rows proves the client was
-active when it ran, so no separate round trip is needed. When no such statement returned a row (a 404, an
-empty page, an operation that does not filter), the unit checks the client explicitly
-before answering, and a revoked client gets its 401 with nothing audited as served.
+active when it ran, so no separate round trip is needed. When no such statement returned a
+row (a 404, an empty page, an operation that does not filter), the unit checks the client
+explicitly before answering, and a revoked client gets its 401 with nothing audited as
+served.
 """
 
 from __future__ import annotations

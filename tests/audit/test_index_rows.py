@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fhir_gateway.audit.events import audit_event_for
-from fhir_gateway.audit.grouped import GroupedWrites
+from fhir_gateway.audit.grouped import GroupedWrites, transaction_writes
 from fhir_gateway.audit.index_rows import audit_index_rows
 from fhir_gateway.audit.store import prepare_audit_events
 from fhir_gateway.auth.context import AccessContext
@@ -96,8 +97,12 @@ def test_the_person_as_the_resource_read() -> None:
     _same_as_generic(audit_event_for(access, "read", "Patient", "p1", "p1", True, "Consent/c1", None))
 
 
-def test_grouped_import_events_get_the_generic_rows() -> None:
-    grouped = GroupedWrites("import-partner", "Partner file import")
+@pytest.mark.parametrize(
+    "grouped",
+    [GroupedWrites("import-partner", "Partner file import"), transaction_writes()],
+    ids=["import", "transaction"],
+)
+def test_grouped_events_get_the_generic_rows(grouped: GroupedWrites) -> None:
     for n in range(5):
         grouped.add("create", "Task", f"t{n}", "p1", "Consent/c1")
     grouped.add("update", "Patient", "p1", "p1", "Consent/c1")
