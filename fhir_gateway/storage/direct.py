@@ -40,14 +40,18 @@ from fhir_gateway.kit.lru import Lru
 
 
 class _Plan:
-    """How one statement runs: its compiled form (None: through SQLAlchemy) and row type."""
+    """How one statement runs: its compiled form (None: through SQLAlchemy), row type, and
+    its renderings for the lengths of its expanding ``IN`` lists met so far."""
 
-    __slots__ = ("compiled", "row_type", "statement")
+    __slots__ = ("compiled", "expanding", "expansions", "row_type", "statement")
 
     def __init__(self, statement: ClauseElement, compiled: SQLCompiler | None) -> None:
         self.statement = statement  # held so that its id is not reused while the plan is cached
         self.compiled = compiled
         self.row_type: Any = None  # the named tuple of its result columns, made at the first row
+        # the expanding parameters' names, None when one is a tuple (rendered every time)
+        self.expanding = _expanding_names(compiled) if compiled is not None else None
+        self.expansions: Lru[_Expansion] = Lru(EXPANSIONS_KEPT)
 
     def rows_of(self, records: list[asyncpg.Record]) -> list[Any]:
         if not records:
@@ -73,7 +77,7 @@ def rows(conn: Connection, statement: ClauseElement, params: Params = None) -> S
     plan = _plan(conn.dialect, statement)
     if plan.compiled is None:
         return conn.execute(statement, params).all()  # type: ignore[call-overload,no-any-return]
-    sql, args = _text_and_args(plan.compiled, params)
+    sql, args = _text_and_args(plan, params)
     try:
         records = await_only(driver.fetch(sql, *args))
     except Exception as exc:
@@ -111,15 +115,63 @@ def _plan(dialect: Dialect, statement: ClauseElement) -> _Plan:
     return plan
 
 
-def _text_and_args(compiled: SQLCompiler, params: Params) -> tuple[str, list[Any]]:
+EXPANSIONS_KEPT = 64  # renderings kept per statement (one per combination of list lengths)
+
+# A rendering of a statement with expanding lists: its SQL text, and where each positional
+# argument comes from (a parameter's name, and the index of the element of a list, or None)
+_Expansion = tuple[str, tuple[tuple[str, int | None], ...]]
+
+
+class _Marker:
+    """A parameter value standing for ``values[name]`` (or its element ``index``) while a
+    rendering is worked out, so that each argument's origin can be read back."""
+
+    __slots__ = ("index", "name")
+
+    def __init__(self, name: str, index: int | None) -> None:
+        self.name, self.index = name, index
+
+
+def _expanding_names(compiled: SQLCompiler) -> tuple[str, ...] | None:
+    names = []
+    for parameter in compiled.post_compile_params:
+        if parameter.type._is_tuple_type:
+            return None
+        names.append(compiled.bind_names[parameter])
+    return tuple(names)
+
+
+def _text_and_args(plan: _Plan, params: Params) -> tuple[str, list[Any]]:
     """The SQL text and positional arguments of one execution, as SQLAlchemy's execution
     context makes them (``DefaultExecutionContext._init_compiled``): an expanding ``IN`` list
-    is rendered with one placeholder per value."""
+    is rendered with one placeholder per value. A statement's rendering for given list
+    lengths is worked out once (SQLAlchemy renders it anew at every execution)."""
+    compiled = plan.compiled
+    assert compiled is not None
     values = compiled.construct_params(params, escape_names=False)
     if not compiled.post_compile_params:
         return compiled.string, [values[name] for name in compiled.positiontup or ()]
-    expanded = compiled._process_parameters_for_postcompile(values)
-    return expanded.statement, [expanded.parameters[name] for name in expanded.positiontup or ()]
+    expanding = plan.expanding
+    if expanding is None:
+        expanded = compiled._process_parameters_for_postcompile(values)
+        return expanded.statement, [expanded.parameters[name] for name in expanded.positiontup or ()]
+    lengths = tuple(len(values[name]) for name in expanding)
+    sql, origins = plan.expansions.get_or_build(lengths, lambda: _expansion(compiled, values, expanding))
+    return sql, [values[name] if index is None else values[name][index] for name, index in origins]
+
+
+def _expansion(compiled: SQLCompiler, values: Mapping[str, Any], expanding: Sequence[str]) -> _Expansion:
+    """The rendering for the lengths of ``values``' lists: SQLAlchemy's, of markers."""
+    probe: dict[str, Any] = {name: _Marker(name, None) for name in values}
+    for name in expanding:
+        probe[name] = [_Marker(name, index) for index in range(len(values[name]))]
+    expanded = compiled._process_parameters_for_postcompile(probe)
+    origins = []
+    for name in expanded.positiontup or ():
+        marker = expanded.parameters[name]
+        assert isinstance(marker, _Marker), name
+        origins.append((marker.name, marker.index))
+    return expanded.statement, tuple(origins)
 
 
 def _runs_as_text(compiled: SQLCompiler, dialect: Dialect) -> bool:
