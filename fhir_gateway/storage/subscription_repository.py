@@ -18,6 +18,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, ScalarSelect, and_, delete, exists, func, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from fhir_gateway.storage.auth_tables import oauth_client
 from fhir_gateway.storage.outbox_tables import subscription, subscription_event, subscription_stamp
@@ -152,11 +154,11 @@ def remove(conn: Connection, sub_id: str) -> None:
 def restamp(conn: Connection) -> None:
     """Replace the subscriptions' stamp in ``conn``'s transaction (every change of the set of
     subscriptions does): the active subscriptions known for the old stamp are out of date.
-    The row comes back if it was deleted (a database emptied table by table)."""
-    stamp = secrets.token_hex(16)
-    one = subscription_stamp.c.id == 1
-    if not conn.execute(update(subscription_stamp).where(one).values(stamp=stamp)).rowcount:
-        conn.execute(insert(subscription_stamp).values(id=1, stamp=stamp))
+    One upsert: the row comes back if it was deleted (a database emptied table by table),
+    and two transactions doing so at once do not clash."""
+    dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    upsert = dialect_insert(subscription_stamp).values(id=1, stamp=secrets.token_hex(16))
+    conn.execute(upsert.on_conflict_do_update(index_elements=["id"], set_={"stamp": upsert.excluded.stamp}))
 
 
 def stamp_value() -> ScalarSelect[str]:

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import re
 import secrets
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import httpx
 import pytest
 import respx
-from sqlalchemy import Engine, event, func, insert, select, update
+from sqlalchemy import Engine, event, func, insert, select, text, update
 from starlette.testclient import TestClient
 
 from fhir_gateway.storage import subscription_repository
@@ -123,3 +125,52 @@ def test_every_change_of_the_subscriptions_replaces_the_stamp(fhir: TestClient, 
     assert len({before, created, updated, deleted}) == 4
     with database.transaction() as conn:
         assert conn.execute(select(func.count()).select_from(subscription_stamp)).scalar_one() == 1
+
+
+def test_two_transactions_restoring_the_stamp_row_at_once_do_not_clash(database: Database) -> None:
+    """The row deleted (a database emptied table by table): both upserts go through, one row."""
+    if database.dialect != "postgresql":
+        pytest.skip("SQLite runs one write transaction at a time")
+    with database.transaction(write=True) as conn:
+        conn.execute(subscription_stamp.delete())
+    first = database.engine.connect()
+    second = database.engine.connect()
+    try:
+        first.begin()
+        subscription_repository.restamp(first)  # inserts: holds the key until it commits
+        second.begin()
+        failures: list[BaseException] = []
+
+        def restamp_second() -> None:
+            try:
+                subscription_repository.restamp(second)
+            except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+                failures.append(exc)
+
+        waiting = threading.Thread(target=restamp_second)
+        waiting.start()  # waits for the first, then updates the row it inserted
+        _until_a_transaction_waits_for_a_lock(database)
+        first.commit()
+        waiting.join(timeout=10)
+        assert not waiting.is_alive()
+        assert failures == []
+        second.commit()
+    finally:
+        first.close()
+        second.close()
+    with database.transaction() as conn:
+        assert conn.execute(select(func.count()).select_from(subscription_stamp)).scalar_one() == 1
+
+
+def _until_a_transaction_waits_for_a_lock(database: Database, seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    query = text(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    while time.monotonic() < deadline:
+        with database.engine.connect() as conn:
+            if conn.execute(query).scalar_one():
+                return
+        time.sleep(0.01)
+    raise AssertionError("the second transaction never waited for the first")
