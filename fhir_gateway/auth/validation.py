@@ -31,7 +31,6 @@ from fhir_gateway.kit.lru import Lru
 from fhir_gateway.settings import Settings
 from fhir_gateway.storage import client_repository
 from fhir_gateway.storage.database import Database
-from fhir_gateway.storage.write_opening import open_write
 
 VERIFIED_TOKENS_KEPT = 10_000
 PURGE_EVERY = 256  # verified tokens added between two sweeps of the expired ones
@@ -137,12 +136,3 @@ def ensure_client_active(conn: Connection, client_id: str) -> None:
     """401 unless the client is registered and not revoked (one indexed lookup)."""
     if not client_repository.is_active(conn, client_id):
         raise invalid_token("client revoked or unknown")
-
-
-def open_write_unit(conn: Connection, client_id: str) -> str | None:
-    """``ensure_client_active`` as a write unit's first statement, which also reads the
-    subscriptions' stamp (``storage.write_opening``); the stamp."""
-    opening = open_write(conn, client_id)
-    if not opening.client_active:
-        raise invalid_token("client revoked or unknown")
-    return opening.subscriptions_stamp

@@ -27,7 +27,8 @@ from sqlalchemy import ColumnElement, Connection, and_
 from fhir_gateway.audit.events import audit_event_for
 from fhir_gateway.audit.grouped import WRITE_INTERACTIONS, GroupedWrites
 from fhir_gateway.auth.context import AccessContext
-from fhir_gateway.auth.validation import ensure_client_active, open_write_unit
+from fhir_gateway.auth.tokens import invalid_token
+from fhir_gateway.auth.validation import ensure_client_active
 from fhir_gateway.consent import ownership, visibility
 from fhir_gateway.consent.decision import decision_for, decision_from
 from fhir_gateway.kit import jsonutil
@@ -38,6 +39,7 @@ from fhir_gateway.settings import Settings
 from fhir_gateway.storage import client_repository, repository
 from fhir_gateway.storage.database import Database
 from fhir_gateway.storage.repository import StoredRow
+from fhir_gateway.storage.write_opening import open_write
 
 
 @dataclass
@@ -48,7 +50,7 @@ class Ctx:
     access: AccessContext
     settings: Settings
     audit_events: list[dict[str, Any]] = field(default_factory=list)
-    # lookups that stay true for the whole transaction (e.g. the active subscriptions per type)
+    # lookups that stay true for the whole transaction (e.g. the decision of a write check)
     memo: dict[Any, Any] = field(default_factory=dict)
     # a bulk operation's successful writes, audited per person (audit.grouped) instead of one by one
     grouped_writes: GroupedWrites | None = None
@@ -56,8 +58,9 @@ class Ctx:
     client_unverified: bool = False
     # the deployment's paging cursor key (``auth.paging_key``), for units that answer paged Bundles
     cursor_key: bytes | None = None
-    # the subscriptions' stamp read by the unit's first statement (``storage.write_opening``);
-    # None when unknown or when this transaction changed the subscriptions
+    # the subscriptions' stamp of the unit (``subscriptions.active``): read by its first statement
+    # (``storage.write_opening``) or with the subscriptions; None when unknown or when this
+    # transaction changed the subscriptions
     subscriptions_stamp: str | None = None
     _client_check_in_sql: bool = False
 
@@ -275,12 +278,21 @@ def unit_of_work(
         with database.transaction(write=write) as conn:
             stamp = None
             if access.verify_client and write:
-                stamp = open_write_unit(conn, access.client_id)
+                stamp = _open_write_unit(conn, access.client_id)
             elif access.verify_client:
                 ensure_client_active(conn, access.client_id)
             yield Ctx(conn, access, settings, events, subscriptions_stamp=stamp)
     finally:
         audit_sink(events)
+
+
+def _open_write_unit(conn: Connection, client_id: str) -> str | None:
+    """``ensure_client_active`` as a write unit's first statement, which also reads the
+    subscriptions' stamp (``storage.write_opening``); the stamp."""
+    opening = open_write(conn, client_id)
+    if not opening.client_active:
+        raise invalid_token("client revoked or unknown")
+    return opening.subscriptions_stamp
 
 
 T = TypeVar("T")
@@ -300,7 +312,7 @@ async def run_unit(
     events: list[dict[str, Any]] = []
 
     def in_transaction(conn: Connection) -> T:
-        stamp = open_write_unit(conn, access.client_id) if access.verify_client and write else None
+        stamp = _open_write_unit(conn, access.client_id) if access.verify_client and write else None
         ctx = Ctx(
             conn,
             access,

@@ -9,7 +9,7 @@ the set). A write unit reads the current stamp in its first statement, with its 
 check (``storage.write_opening``); when it equals the kept one the kept set is the database's
 and no query is needed. Otherwise, or when the stamp is unknown (a unit that did not read it,
 a transaction that changed the subscriptions itself), the stamp and the set are read again in
-one statement, and kept for the next writes.
+one statement, and kept for the next writes (the unit keeps that stamp as its own).
 
 A write therefore matches the subscriptions that were active when its first statement ran,
 other processes' changes included; before, when its matching began. A stamp is random:
@@ -21,7 +21,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping, Sequence
 
-from sqlalchemy import Connection
+from sqlalchemy import URL, Connection
 
 from fhir_gateway.storage import subscription_repository
 from fhir_gateway.storage.subscription_repository import SubscriptionRow
@@ -29,21 +29,22 @@ from fhir_gateway.storage.subscription_repository import SubscriptionRow
 ActiveByType = Mapping[str, Sequence[SubscriptionRow]]
 
 # per database (its URL: a server on PostgreSQL has an engine per event loop), the last set read
-_kept: dict[str, tuple[str, ActiveByType]] = {}
+_kept: dict[URL, tuple[str, ActiveByType]] = {}
 _lock = threading.Lock()
 
 
-def active_subscriptions(conn: Connection, stamp: str | None) -> ActiveByType:
-    """The active subscriptions per resource type, as of ``stamp`` (read by the unit's first
-    statement) when this process already read them for it; else as ``conn`` sees them now."""
-    database = conn.engine.url.render_as_string(hide_password=True)
+def active_subscriptions(conn: Connection, stamp: str | None) -> tuple[str | None, ActiveByType]:
+    """The stamp and the active subscriptions per resource type: as of ``stamp`` (the unit's)
+    when this process already read them for it; else as ``conn`` sees them now, with the
+    stamp they were read with (which the unit then keeps)."""
+    database = conn.engine.url
     if stamp is not None:
         with _lock:
             kept = _kept.get(database)
         if kept is not None and kept[0] == stamp:
-            return kept[1]
+            return kept
     current, by_type = subscription_repository.active_by_type(conn)
     if current is not None:
         with _lock:
             _kept[database] = (current, by_type)
-    return by_type
+    return current, by_type

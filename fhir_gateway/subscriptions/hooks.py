@@ -31,12 +31,11 @@ from fhir_gateway.search.parser import parse_search
 from fhir_gateway.storage import client_repository, subscription_repository
 from fhir_gateway.storage.search_repository import find_ids
 from fhir_gateway.storage.subscription_repository import SubscriptionOwner, SubscriptionRow
-from fhir_gateway.subscriptions.active import ActiveByType, active_subscriptions
+from fhir_gateway.subscriptions.active import active_subscriptions
 from fhir_gateway.subscriptions.endpoint_safety import check_endpoint_url
 from fhir_gateway.subscriptions.model import SubscriptionSpec, parse_subscription
 
 SUBSCRIPTION = "Subscription"
-_ACTIVE = "subscriptions.active"
 WORKER_CLIENT_ID = "fhir-gateway:subscription-worker"
 WORKER_ACCESS = AccessContext(
     client_id=WORKER_CLIENT_ID, scopes=parse_scopes("system/Subscription.ru"), trusted=True
@@ -95,9 +94,8 @@ def after_store(ctx: Ctx, stored: Sequence[Stored]) -> None:
     by_type: dict[str, list[Stored]] = {}
     for change in stored:
         by_type.setdefault(change.res_type, []).append(change)
-    if _ACTIVE not in ctx.memo:  # once per transaction (an import writes thousands)
-        ctx.memo[_ACTIVE] = active_subscriptions(ctx.conn, ctx.subscriptions_stamp)
-    active: ActiveByType = ctx.memo[_ACTIVE]
+    # read at most once per unit while the subscriptions do not change (an import writes thousands)
+    ctx.subscriptions_stamp, active = active_subscriptions(ctx.conn, ctx.subscriptions_stamp)
     now = utcnow().replace(tzinfo=None)
     for res_type, changes in by_type.items():
         for subscribed in active.get(res_type, ()):
@@ -147,7 +145,6 @@ def after_delete(ctx: Ctx, res_type: str, res_id: str) -> None:
 
 def _subscriptions_changed(ctx: Ctx) -> None:
     """This transaction changed the subscriptions: its next writes read them again, as it sees them."""
-    ctx.memo.pop(_ACTIVE, None)
     ctx.subscriptions_stamp = None
 
 
