@@ -12,8 +12,10 @@ change's effect is decided here first, then confirmed by ``run_bench.py``'s pair
 ``prepare`` makes a PostgreSQL database as ``run_bench.py`` does (500 people × 20 Tasks by
 ../shared/bench/fhirload.py through a served gateway; with ``--client partner``, 1,000
 Consents) and keeps it until ``drop``. ``run`` drives ``create_app()``'s ASGI callable in this
-process on uvloop, fhirload's requests in turn, and prints the process CPU per request (audit
-writer included: its flushes run on the same loop) and PostgreSQL's, with a calibration figure
+process on uvloop, fhirload's requests in turn, and prints the CPU per request of this process
+and of its audit writer process (``cpu_us_per_request`` is their sum; with
+``FHIR_GATEWAY_AUDIT_MODE=batched`` the writer's flushes run on this process's loop) and
+PostgreSQL's, with a calibration figure
 of the machine's speed at that moment (a fixed pure-Python loop). Every run adds to the
 database (AuditEvents, creates): compare two versions of the code by alternating their runs,
 not by runs far apart. ``--profile`` writes a cProfile of the measured requests (cProfile
@@ -175,10 +177,11 @@ async def drive(args: argparse.Namespace, saved: dict[str, Any]) -> dict[str, An
             await call(app, method, target, body, headers)
         await asyncio.sleep(0.3)  # the warm-up's audit events written
         profiler = cProfile.Profile() if args.profile else None
-        started_wall, started, started_pg = (
+        started_wall, started, started_pg, started_writer = (
             time.perf_counter(),
             time.process_time(),
             run_bench.postgres_cpu_seconds(),
+            run_bench.process_tree_cpu_seconds(os.getpid())["audit_writer"],
         )
         if profiler:
             profiler.enable()
@@ -192,13 +195,16 @@ async def drive(args: argparse.Namespace, saved: dict[str, Any]) -> dict[str, An
             profiler.dump_stats(args.profile)
         spent, wall = time.process_time() - started, time.perf_counter() - started_wall
         spent_pg = run_bench.postgres_cpu_seconds() - started_pg
+        spent_writer = run_bench.process_tree_cpu_seconds(os.getpid())["audit_writer"] - started_writer
     finally:
         await end()
     return {
         "scenario": args.scenario,
         "requests": args.requests,
         "statuses": statuses,
-        "cpu_us_per_request": round(1e6 * spent / args.requests, 1),
+        "cpu_us_per_request": round(1e6 * (spent + spent_writer) / args.requests, 1),
+        "serving_cpu_us_per_request": round(1e6 * spent / args.requests, 1),
+        "audit_writer_cpu_us_per_request": round(1e6 * spent_writer / args.requests, 1),
         "wall_us_per_request": round(1e6 * wall / args.requests, 1),
         "postgres_cpu_us_per_request": round(1e6 * spent_pg / args.requests, 1),
     }

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from fhir_gateway import __version__
+from fhir_gateway.audit.process_writer import AuditProcessWriter
 from fhir_gateway.audit.writer import AuditWriter
 from fhir_gateway.auth.authorization_server import GatewayAuthorizationServer, allow_plain_http_in_development
 from fhir_gateway.auth.keys import SigningKeys
@@ -24,18 +25,27 @@ from fhir_gateway.storage.database import Database
 from fhir_gateway.validation.profiles import configure as configure_profiles
 
 
+def audit_writer_for(settings: Settings, database: Database) -> AuditWriter | AuditProcessWriter:
+    """The audit trail's writer of ``settings.audit_mode`` (README, Audit)."""
+    if settings.audit_mode == "process":
+        return AuditProcessWriter(
+            database.url, interval=settings.audit_flush_seconds, log_level=settings.log_level
+        )
+    return AuditWriter(database, mode=settings.audit_mode, interval=settings.audit_flush_seconds)
+
+
 def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
     """The gateway application for ``settings`` (default: from the environment)."""
     settings = settings or get_settings()
     configure_logging(settings.log_level)
     configure_profiles(settings.enforce_profiles, settings.profiles_dir)
     database = database or Database(settings.database_url, settings.database_pool_size)
-    audit_writer = AuditWriter(database, mode=settings.audit_mode, interval=settings.audit_flush_seconds)
+    audit_writer = audit_writer_for(settings, database)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         worker = None
-        audit_writer.start_in_loop()
+        await audit_writer.start()
         if settings.subscription_worker_in_serve:
             from fhir_gateway.subscriptions.worker import SubscriptionWorker
 

@@ -57,9 +57,10 @@ class Settings(BaseSettings):
     demo_client: bool = Field(True, description="create a demo client on start (development only)")
 
     # audit
-    audit_mode: Literal["batched", "sync"] = Field(
-        "batched",
-        description="batched: AuditEvents written by a background thread; sync: before each response",
+    audit_mode: Literal["process", "batched", "sync"] = Field(
+        "process",
+        description="process: AuditEvents written in batches by a process of their own beside each "
+        "server process; batched: by a background task of the server process; sync: before each response",
     )
     audit_flush_seconds: float = Field(
         0.05,

@@ -80,6 +80,10 @@ class AuditWriter:
         if len(self._pending) >= self.max_batch:
             self._wake.set()
 
+    async def start(self) -> None:
+        """Start writing from the running event loop when its driver allows (``start_in_loop``)."""
+        self.start_in_loop()
+
     def start_in_loop(self) -> None:
         """Write from a task of the running event loop instead of a thread (asyncio driver only)."""
         if self.mode == "sync" or not self.database.is_async or self._task is not None:
