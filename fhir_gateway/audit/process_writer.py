@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 SEND_DELAY = 0.005  # events of this many seconds go to the writer process in one line
 STOP_SECONDS = 30.0  # longest wait for the writer process to store what is left at shutdown
 RESPAWN_DELAY = 1.0  # before a stopped writer process is replaced
+CLOSING_REPLACEMENTS = 3  # writer processes started at most while the server stops
 
 
 class AuditProcessWriter:
@@ -63,6 +64,7 @@ class AuditProcessWriter:
         self._process: asyncio.subprocess.Process | None = None
         self._answers: asyncio.Task[None] | None = None
         self._closing = False
+        self._replaced_while_closing = 0
 
     # -- the serving process's side -------------------------------------------------------
 
@@ -94,6 +96,11 @@ class AuditProcessWriter:
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         await self._spawn()
+        with self._lock:
+            handed_before = bool(self._waiting) and not self._send_scheduled
+            self._send_scheduled = self._send_scheduled or handed_before
+        if handed_before:
+            self._loop.call_later(SEND_DELAY, self._send)
 
     async def drain(self) -> None:
         """Wait until every event handed over so far is stored."""
@@ -105,18 +112,22 @@ class AuditProcessWriter:
         """Send what is left, let the writer process store it and stop."""
         self._closing = True
         self._send()
-        process, answers = self._process, self._answers
-        if process is None or answers is None:
-            return
-        if process.stdin is not None:
-            process.stdin.close()
-        try:
-            await asyncio.wait_for(asyncio.shield(answers), STOP_SECONDS)
-            await asyncio.wait_for(process.wait(), STOP_SECONDS)
-        except TimeoutError:
-            log.error("audit_writer_process_stuck", extra={"audit_events": self._unanswered_events})
-            process.kill()
-            await process.wait()
+        while True:
+            process, answers = self._process, self._answers
+            if process is None or answers is None:
+                return
+            if process.stdin is not None:
+                process.stdin.close()
+            try:
+                await asyncio.wait_for(asyncio.shield(answers), STOP_SECONDS)
+                await asyncio.wait_for(process.wait(), STOP_SECONDS)
+            except TimeoutError:
+                log.error("audit_writer_process_stuck", extra={"audit_events": self._unanswered_events})
+                process.kill()
+                await process.wait()
+                break
+            if self._process is process:  # not replaced while stopping
+                break
         if self._unanswered_events:
             log.error("audit_events_lost", extra={"audit_events": self._unanswered_events})
 
@@ -189,15 +200,25 @@ class AuditProcessWriter:
     async def _read_answers(self, process: asyncio.subprocess.Process) -> None:
         assert process.stdout is not None
         async for line in process.stdout:
-            self._stored_up_to(int(line))
+            try:
+                self._stored_up_to(int(line))
+            except ValueError:
+                log.error("audit_writer_process_answer_refused")
+                continue
             async with self._stored:
                 self._stored.notify_all()
         await process.wait()
-        if self._closing:
+        if self._closing and (process.returncode == 0 or not self._unanswered_events):
             return
         log.error("audit_writer_process_stopped", extra={"exit_code": process.returncode})
+        if self._closing:
+            self._replaced_while_closing += 1
+            if self._replaced_while_closing > CLOSING_REPLACEMENTS:
+                return
         await asyncio.sleep(RESPAWN_DELAY)
         await self._spawn()
+        if self._closing and self._process is not None and self._process.stdin is not None:
+            self._process.stdin.close()  # store what is left and stop: ``aclose`` waits for it
 
     def _stored_up_to(self, seq: int) -> None:
         with self._lock:

@@ -102,7 +102,7 @@ class Batch:
                 stored = already_stored(conn, sorted(self.resent_ids))
                 events = [event for event in events if event["id"] not in stored]
             if events:
-                store_audit_events(conn, events)
+                store_audit_events(conn, events, one_statement=False)
 
 
 def _try_store(database: Database, batch: Batch) -> bool:

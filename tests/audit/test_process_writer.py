@@ -102,6 +102,20 @@ def test_a_killed_writer_process_is_replaced_and_nothing_is_lost_or_doubled(
     assert len(set(ids)) == 5
 
 
+def test_a_writer_process_killed_as_the_server_stops_is_replaced_to_store_what_it_held(
+    settings: Settings, database: Database
+) -> None:
+    app = _app(settings, database, 60)
+    with TestClient(app) as client:
+        _searches(client, database, 3)
+        time.sleep(0.1)
+        os.kill(_writer_pid(app), signal.SIGKILL)
+    ids = _stored_ids(database)
+    assert len(ids) == 3
+    assert len(set(ids)) == 3
+    assert app.state.audit_writer._process.returncode == 0
+
+
 def _event(n: int) -> dict[str, object]:
     caller = AccessContext(
         client_id="audit-test",
