@@ -14,7 +14,8 @@ Protocol: lines on standard input, answers on standard output.
 After each committed write the process answers ``<seq>``: every frame up to ``seq`` is stored.
 Events are written every ``FHIR_GATEWAY_AUDIT_FLUSH_SECONDS`` or as soon as ``MAX_BATCH`` wait,
 in one transaction. A refused write is kept and tried again at the next tick. At the end of its
-input (the serving process closed it, or died) it writes what is left and stops.
+input (the serving process closed it, or died) it writes what is left and stops; it ignores
+SIGINT and SIGTERM, which a terminal or a service manager sends to the whole process group.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import signal
 import sys
 import threading
 import time
@@ -179,6 +181,10 @@ def serve(database: Database, source: BinaryIO, out: BinaryIO, interval: float) 
 
 
 def main() -> None:
+    # Ctrl-C in a terminal, or a service manager stopping the whole group, signals this process
+    # too: it goes on until the server closes its input, so that nothing it holds is lost.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     from fhir_gateway.observability.logs import configure_logging
     from fhir_gateway.settings import get_settings
 

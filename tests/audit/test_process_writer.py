@@ -64,7 +64,7 @@ def _writer_pid(app: FastAPI) -> int:
 def test_every_event_is_stored_by_the_writer_process(settings: Settings, database: Database) -> None:
     app = _app(settings, database, 0.05)
     with TestClient(app) as client:
-        assert isinstance(app.state.audit_writer, AuditProcessWriter)
+        assert type(app.state.audit_writer) is AuditProcessWriter
         pid = _writer_pid(app)
         assert pid != os.getpid()
         _searches(client, database, 4)
@@ -114,6 +114,46 @@ def test_a_writer_process_killed_as_the_server_stops_is_replaced_to_store_what_i
     assert len(ids) == 3
     assert len(set(ids)) == 3
     assert app.state.audit_writer._process.returncode == 0
+
+
+def test_the_writer_process_outlives_the_signals_sent_to_the_whole_group(
+    settings: Settings, database: Database
+) -> None:
+    """Ctrl-C in a terminal (SIGINT), a service manager's stop (SIGTERM): the server closes its
+    input when it stops; until then the writer process keeps what it holds."""
+    app = _app(settings, database, 60)
+    # started with SIGINT ignored (as from a background shell job), the child would inherit that
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        pid = _survive_signals(app, database)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert len(_stored_ids(database)) == 2
+    assert app.state.audit_writer._process.pid == pid  # the same process stored them, not a replacement
+    assert app.state.audit_writer._process.returncode == 0
+
+
+def _survive_signals(app: FastAPI, database: Database) -> int:
+    with TestClient(app) as client:
+        client.portal.call(app.state.audit_writer.drain)  # type: ignore[union-attr]  # it answers: running
+        _searches(client, database, 2)
+        time.sleep(0.1)
+        pid = _writer_pid(app)
+        os.kill(pid, signal.SIGINT)
+        os.kill(pid, signal.SIGTERM)
+        time.sleep(0.3)
+        assert _running(pid)
+        assert _writer_pid(app) == pid
+    return pid
+
+
+def _running(pid: int) -> bool:
+    """``pid`` is alive (not even a zombie waiting for its parent)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status
 
 
 def _event(n: int) -> dict[str, object]:
