@@ -23,6 +23,7 @@ from fhir_gateway.app import create_app
 from fhir_gateway.audit.events import audit_event_for
 from fhir_gateway.audit.process_writer import AuditProcessWriter
 from fhir_gateway.audit.sidecar import serve
+from fhir_gateway.audit.writer import AuditWriter
 from fhir_gateway.auth.context import AccessContext
 from fhir_gateway.auth.scopes import parse_scopes
 from fhir_gateway.kit.ids import new_id
@@ -154,6 +155,15 @@ def _running(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return "\nState:\tZ" not in status
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
+def test_an_in_memory_database_is_written_from_the_server_process(settings: Settings, url: str) -> None:
+    """Another process cannot open an in-memory SQLite database: the events stay in this one."""
+    memory = Database(url, pool_size=1)
+    app = create_app(settings.model_copy(update={"audit_mode": "process", "database_url": url}), memory)
+    assert type(app.state.audit_writer) is AuditWriter
+    memory.dispose()
 
 
 def _event(n: int) -> dict[str, object]:
