@@ -13,7 +13,10 @@ Protocol: lines on standard input, answers on standard output.
 
 After each committed write the process answers ``<seq>``: every frame up to ``seq`` is stored.
 Events are written every ``FHIR_GATEWAY_AUDIT_FLUSH_SECONDS`` or as soon as ``MAX_BATCH`` wait,
-in one transaction. A refused write is kept and tried again at the next tick. At the end of its
+in one transaction. A write the database cannot take now (unreachable, storage full) is kept
+and tried again at the next tick; a batch refused for its content is stored event by event, and
+an event refused alone (one the index cannot hold) is dropped with an ``audit_event_refused``
+log naming its id, so that one bad event does not hold the trail back. At the end of its
 input (the serving process closed it, or died) it writes what is left and stops; it ignores
 SIGINT and SIGTERM, which a terminal or a service manager sends to the whole process group.
 """
@@ -32,10 +35,10 @@ from typing import Any, BinaryIO
 
 import orjson
 from sqlalchemy import Connection, select
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError
 
 from fhir_gateway.audit.store import store_audit_events
-from fhir_gateway.kit.errors import FhirError
+from fhir_gateway.kit.errors import FhirError, ServiceUnavailable
 from fhir_gateway.kit.gc_tuning import settle_after_startup
 from fhir_gateway.storage.database import Database
 from fhir_gateway.storage.faults import storage_refusal
@@ -44,6 +47,7 @@ from fhir_gateway.storage.tables import resource as resource_table
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 500
+LOOKUP_CHUNK = 500
 RETRY_SECONDS = 1.0  # between two tries of a refused write at the end of the input
 END_TRIES = 30  # how long (in tries) the last events are tried once the input has ended
 
@@ -72,12 +76,17 @@ def parse_frame(line: bytes) -> Frame:
 
 
 def already_stored(conn: Connection, ids: list[str]) -> set[str]:
-    """Which of the AuditEvents ``ids`` are stored already."""
+    """Which of the AuditEvents ``ids`` are stored already (asked 500 at a time: SQLite bounds
+    the parameters of a statement)."""
     table = resource_table
-    rows = conn.execute(
-        select(table.c.res_id).where(table.c.res_type == "AuditEvent", table.c.res_id.in_(ids))
-    )
-    return {row[0] for row in rows}
+    found: set[str] = set()
+    for start in range(0, len(ids), LOOKUP_CHUNK):
+        chunk = ids[start : start + LOOKUP_CHUNK]
+        rows = conn.execute(
+            select(table.c.res_id).where(table.c.res_type == "AuditEvent", table.c.res_id.in_(chunk))
+        )
+        found.update(row[0] for row in rows)
+    return found
 
 
 @dataclass
@@ -85,7 +94,8 @@ class Batch:
     """What was received and is not yet stored."""
 
     events: list[dict[str, Any]] = field(default_factory=list)
-    resent_ids: set[str] = field(default_factory=set)  # events that a previous writer may have stored
+    resent_ids: set[str] = field(default_factory=set)  # events that may be stored already
+    stored_ids: set[str] = field(default_factory=set)  # events stored (or dropped) one by one
     last_seq: int | None = None
     write_now: bool = False
 
@@ -98,21 +108,29 @@ class Batch:
 
     def store(self, database: Database) -> None:
         """Store the events in one transaction (raises if the database refuses)."""
+        events = [event for event in self.events if str(event["id"]) not in self.stored_ids]
         with database.transaction(write=True) as conn:
-            events = self.events
-            if self.resent_ids:
-                stored = already_stored(conn, sorted(self.resent_ids))
+            maybe_stored = self.resent_ids - self.stored_ids
+            if maybe_stored:
+                stored = already_stored(conn, sorted(maybe_stored))
                 events = [event for event in events if event["id"] not in stored]
             if events:
                 store_audit_events(conn, events, one_statement=False)
 
 
 def _try_store(database: Database, batch: Batch) -> bool:
+    """Store ``batch``; False (kept, tried again later) when the database cannot take it now.
+
+    A batch refused for its content (an event the index cannot hold, a value too long) is
+    stored event by event instead: one bad event must not hold the whole trail back.
+    """
     try:
         batch.store(database)
-    except FhirError as exc:  # the database unreachable: its reason, not a stack per tick
+    except ServiceUnavailable as exc:  # unreachable, or its storage full: the reason, once per try
         log.error("audit_write_failed: %s", exc, extra={"audit_events": len(batch.events)})
         return False
+    except (FhirError, DataError, IntegrityError):
+        return _store_one_by_one(database, batch)
     except DBAPIError as exc:
         refusal = storage_refusal(exc)
         if refusal is None:
@@ -123,6 +141,28 @@ def _try_store(database: Database, batch: Batch) -> bool:
     except SQLAlchemyError:
         log.exception("audit_write_failed", extra={"audit_events": len(batch.events)})
         return False
+    return True
+
+
+def _store_one_by_one(database: Database, batch: Batch) -> bool:
+    """Each event of ``batch`` in a transaction of its own; an event refused alone for its
+    content is dropped and logged (``audit_event_refused``, with its id), the others stored.
+    False if the database stops taking any (the stored ones are then skipped on the next try)."""
+    for event in batch.events:
+        event_id = str(event.get("id"))
+        if event_id in batch.stored_ids:
+            continue
+        one = Batch([event], batch.resent_ids & {event_id})
+        try:
+            one.store(database)
+        except ServiceUnavailable:
+            return False
+        except (FhirError, DataError, IntegrityError) as exc:
+            log.error("audit_event_refused", extra={"audit_event_id": event_id, "error": type(exc).__name__})
+        except SQLAlchemyError:
+            log.exception("audit_write_failed", extra={"audit_events": 1})
+            return False
+        batch.stored_ids.add(event_id)  # stored or dropped: a later try of the batch skips it
     return True
 
 

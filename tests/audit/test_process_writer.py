@@ -211,6 +211,35 @@ def test_a_line_that_is_no_frame_is_refused_and_the_others_stored(
     assert [r.message for r in caplog.records].count("audit_frame_refused") == 2
 
 
+def test_an_event_the_index_cannot_hold_is_dropped_alone_the_others_stored(
+    database: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One bad event (a subtype system longer than the index holds) must not hold the trail back."""
+    good = [_event(1), _event(2), _event(3)]
+    bad = {**_event(4), "subtype": [{"system": "s" * 600, "code": "read"}]}
+    answers = io.BytesIO()
+    serve(database, _lines(("E", 1, [good[0], bad]), ("E", 2, good[1:])), answers, interval=60)
+    assert answers.getvalue() == b"2\n"
+    assert sorted(_stored_ids(database, "read")) == sorted(str(e["id"]) for e in good)
+    refused = [r for r in caplog.records if r.message == "audit_event_refused"]
+    assert [r.audit_event_id for r in refused] == [bad["id"]]  # type: ignore[attr-defined]
+
+
+def test_an_event_the_database_refuses_is_dropped_alone_the_others_stored(
+    database: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    if database.dialect != "postgresql":
+        pytest.skip("SQLite does not bound text lengths")
+    good = _event(1)
+    bad = {**_event(2), "id": "x" * 80}  # longer than the resource id column
+    answers = io.BytesIO()
+    serve(database, _lines(("E", 1, [bad, good])), answers, interval=60)
+    assert answers.getvalue() == b"1\n"
+    assert _stored_ids(database, "read") == [good["id"]]
+    refused = [r for r in caplog.records if r.message == "audit_event_refused"]
+    assert [r.error for r in refused] == ["DataError"]  # type: ignore[attr-defined]
+
+
 def test_a_refused_write_is_kept_and_stored_once_the_database_takes_it(tmp_path: Path) -> None:
     """The database refuses (here: its tables do not exist yet); nothing is answered nor lost."""
     database = Database(f"sqlite:///{tmp_path / 'late.db'}", pool_size=1)
