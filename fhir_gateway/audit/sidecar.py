@@ -70,8 +70,10 @@ def parse_frame(line: bytes) -> Frame:
         raise ValueError(f"unknown frame kind {kind!r}")
     seq, _, body = rest.partition(b" ")
     events = orjson.loads(body)
-    if not isinstance(events, list):
-        raise ValueError("a frame's events must be a JSON array")
+    if not isinstance(events, list) or not all(
+        isinstance(event, dict) and isinstance(event.get("id"), str) for event in events
+    ):
+        raise ValueError("a frame's events must be a JSON array of objects, each with its id")
     return Frame(kind, int(seq), events)
 
 

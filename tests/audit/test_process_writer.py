@@ -203,12 +203,13 @@ def test_a_line_that_is_no_frame_is_refused_and_the_others_stored(
     database: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
     a = _event(1)
-    source = io.BytesIO(b"E1 {not json\n" + b"X2\n" + _lines(("E", 3, [a])).getvalue())
+    source = io.BytesIO(b"E1 {not json\n" + b"X2\n" + b'E4 [{"resourceType":"AuditEvent"}]\n')
+    source = io.BytesIO(source.getvalue() + _lines(("E", 3, [a])).getvalue())
     answers = io.BytesIO()
     serve(database, source, answers, interval=60)
     assert answers.getvalue() == b"3\n"
     assert _stored_ids(database, "read") == [a["id"]]
-    assert [r.message for r in caplog.records].count("audit_frame_refused") == 2
+    assert [r.message for r in caplog.records].count("audit_frame_refused") == 3
 
 
 def test_an_event_the_index_cannot_hold_is_dropped_alone_the_others_stored(
