@@ -34,20 +34,14 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 import orjson
-from sqlalchemy import Connection, select
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError
 
-from fhir_gateway.audit.store import store_audit_events
-from fhir_gateway.kit.errors import FhirError, ServiceUnavailable
+from fhir_gateway.audit.batch_store import Batch, try_store
 from fhir_gateway.kit.gc_tuning import settle_after_startup
 from fhir_gateway.storage.database import Database
-from fhir_gateway.storage.faults import storage_refusal
-from fhir_gateway.storage.tables import resource as resource_table
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 500
-LOOKUP_CHUNK = 500
 RETRY_SECONDS = 1.0  # between two tries of a refused write at the end of the input
 END_TRIES = 30  # how long (in tries) the last events are tried once the input has ended
 
@@ -75,97 +69,6 @@ def parse_frame(line: bytes) -> Frame:
     ):
         raise ValueError("a frame's events must be a JSON array of objects, each with its id")
     return Frame(kind, int(seq), events)
-
-
-def already_stored(conn: Connection, ids: list[str]) -> set[str]:
-    """Which of the AuditEvents ``ids`` are stored already (asked 500 at a time: SQLite bounds
-    the parameters of a statement)."""
-    table = resource_table
-    found: set[str] = set()
-    for start in range(0, len(ids), LOOKUP_CHUNK):
-        chunk = ids[start : start + LOOKUP_CHUNK]
-        rows = conn.execute(
-            select(table.c.res_id).where(table.c.res_type == "AuditEvent", table.c.res_id.in_(chunk))
-        )
-        found.update(row[0] for row in rows)
-    return found
-
-
-@dataclass
-class Batch:
-    """What was received and is not yet stored."""
-
-    events: list[dict[str, Any]] = field(default_factory=list)
-    resent_ids: set[str] = field(default_factory=set)  # events that may be stored already
-    stored_ids: set[str] = field(default_factory=set)  # events stored (or dropped) one by one
-    last_seq: int | None = None
-    write_now: bool = False
-
-    def add(self, frame: Frame) -> None:
-        self.events.extend(frame.events)
-        if frame.kind == "R":
-            self.resent_ids.update(str(event["id"]) for event in frame.events)
-        self.last_seq = frame.seq if self.last_seq is None else max(self.last_seq, frame.seq)
-        self.write_now = self.write_now or frame.kind == "F"
-
-    def store(self, database: Database) -> None:
-        """Store the events in one transaction (raises if the database refuses)."""
-        events = [event for event in self.events if str(event["id"]) not in self.stored_ids]
-        with database.transaction(write=True) as conn:
-            maybe_stored = self.resent_ids - self.stored_ids
-            if maybe_stored:
-                stored = already_stored(conn, sorted(maybe_stored))
-                events = [event for event in events if event["id"] not in stored]
-            if events:
-                store_audit_events(conn, events, one_statement=False)
-
-
-def _try_store(database: Database, batch: Batch) -> bool:
-    """Store ``batch``; False (kept, tried again later) when the database cannot take it now.
-
-    A batch refused for its content (an event the index cannot hold, a value too long) is
-    stored event by event instead: one bad event must not hold the whole trail back.
-    """
-    try:
-        batch.store(database)
-    except ServiceUnavailable as exc:  # unreachable, or its storage full: the reason, once per try
-        log.error("audit_write_failed: %s", exc, extra={"audit_events": len(batch.events)})
-        return False
-    except (FhirError, DataError, IntegrityError):
-        return _store_one_by_one(database, batch)
-    except DBAPIError as exc:
-        refusal = storage_refusal(exc)
-        if refusal is None:
-            log.exception("audit_write_failed", extra={"audit_events": len(batch.events)})
-        else:  # full or read-only storage: the reason, not a stack trace per tick
-            log.error("audit_write_failed: %s", refusal, extra={"audit_events": len(batch.events)})
-        return False
-    except SQLAlchemyError:
-        log.exception("audit_write_failed", extra={"audit_events": len(batch.events)})
-        return False
-    return True
-
-
-def _store_one_by_one(database: Database, batch: Batch) -> bool:
-    """Each event of ``batch`` in a transaction of its own; an event refused alone for its
-    content is dropped and logged (``audit_event_refused``, with its id), the others stored.
-    False if the database stops taking any (the stored ones are then skipped on the next try)."""
-    for event in batch.events:
-        event_id = str(event.get("id"))
-        if event_id in batch.stored_ids:
-            continue
-        one = Batch([event], batch.resent_ids & {event_id})
-        try:
-            one.store(database)
-        except ServiceUnavailable:
-            return False
-        except (FhirError, DataError, IntegrityError) as exc:
-            log.error("audit_event_refused", extra={"audit_event_id": event_id, "error": type(exc).__name__})
-        except SQLAlchemyError:
-            log.exception("audit_write_failed", extra={"audit_events": 1})
-            return False
-        batch.stored_ids.add(event_id)  # stored or dropped: a later try of the batch skips it
-    return True
 
 
 def _frames(source: BinaryIO, into: queue.Queue[Frame | None]) -> None:
@@ -198,13 +101,13 @@ def serve(database: Database, source: BinaryIO, out: BinaryIO, interval: float) 
         if frame is None:
             ended = True
         elif frame.kind:
-            batch.add(frame)
+            batch.add(frame.events, frame.seq, resent=frame.kind == "R", now=frame.kind == "F")
             full = len(batch.events) >= MAX_BATCH and not backing_off
             if not (batch.write_now or full) and time.monotonic() < due:
                 continue
         if batch.last_seq is None:
             due = time.monotonic() + interval
-        elif _try_store(database, batch):
+        elif try_store(database, batch):
             _answer(out, batch.last_seq)
             batch = Batch()
             due = time.monotonic() + interval
@@ -215,7 +118,7 @@ def serve(database: Database, source: BinaryIO, out: BinaryIO, interval: float) 
     for _ in range(END_TRIES):
         if batch.last_seq is None:
             return
-        if _try_store(database, batch):
+        if try_store(database, batch):
             _answer(out, batch.last_seq)
             return
         time.sleep(RETRY_SECONDS)

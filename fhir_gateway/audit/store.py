@@ -5,35 +5,28 @@ normal search with ``system/AuditEvent.rs``; the person's own through patient sc
 the row's ``patient_id`` is the person audited). The API never updates or deletes them
 (``fhir.resource_types.APPEND_ONLY_TYPES``). A request's events are written after its main
 transaction, so that read transactions stay read-only and refused requests are audited
-too, in bulk: the background writer (``audit.writer``) turns a batch into rows a few events at
-a time between turns of the event loop, then inserts the rows of every table in one
-transaction, one statement on PostgreSQL.
+too, in bulk: by the audit writer process (``audit.sidecar``, the default) or the in-process
+writer (``audit.writer``), a batch in one transaction (``audit.batch_store``).
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from fhir_gateway.audit.events import audit_patient
 from fhir_gateway.audit.index_rows import audit_index_rows
 from fhir_gateway.kit import jsonutil
-from fhir_gateway.kit.errors import FhirError
 from fhir_gateway.kit.ids import new_id
 from fhir_gateway.kit.timeutil import fhir_instant, utcnow
 from fhir_gateway.search.indexing import extract_index_rows
 from fhir_gateway.storage.bulk import Part, insert_many
 from fhir_gateway.storage.database import Database
-from fhir_gateway.storage.faults import storage_refusal
 from fhir_gateway.storage.index_repository import IndexWrite, index_inserts
 from fhir_gateway.storage.version_writes import VersionWrite, history_part, new_resources_part
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -109,20 +102,3 @@ def write_audit_events(database: Database, events: Sequence[dict[str, Any]]) -> 
         return
     with database.transaction(write=True) as conn:
         store_audit_events(conn, events)
-
-
-def try_write_audit_events(database: Database, events: Sequence[dict[str, Any]]) -> bool:
-    """``write_audit_events``, logging (event ``audit_write_failed``) instead of raising."""
-    try:
-        write_audit_events(database, events)
-    except DBAPIError as exc:
-        refusal = storage_refusal(exc)
-        if refusal is None:
-            log.exception("audit_write_failed", extra={"audit_events": len(events)})
-        else:  # full or read-only storage: the reason, not a stack trace per batch
-            log.error("audit_write_failed: %s", refusal, extra={"audit_events": len(events)})
-        return False
-    except (SQLAlchemyError, FhirError):
-        log.exception("audit_write_failed", extra={"audit_events": len(events)})
-        return False
-    return True

@@ -21,16 +21,12 @@ import threading
 from collections import deque
 from typing import Any
 
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
-from fhir_gateway.audit.store import (
-    PreparedAudit,
-    insert_audit_events,
-    joined,
-    prepare_audit_events,
-    try_write_audit_events,
-)
-from fhir_gateway.kit.errors import FhirError
+from fhir_gateway.audit.batch_store import Batch, try_store
+from fhir_gateway.audit.store import PreparedAudit, insert_audit_events, joined, prepare_audit_events
+from fhir_gateway.kit.errors import FhirError, ServiceUnavailable
+from fhir_gateway.kit.ids import new_id
 from fhir_gateway.storage.database import Database
 
 log = logging.getLogger(__name__)
@@ -66,7 +62,7 @@ class AuditWriter:
         if not events:
             return
         if self.mode == "sync":
-            if not try_write_audit_events(self.database, events):
+            if not try_store(self.database, _batch(events)):
                 self._queue(events)
             return
         self._queue(events)
@@ -111,10 +107,17 @@ class AuditWriter:
             try:
                 prepared = await prepared_in_steps(batch)
                 await self.database.run(functools.partial(insert_audit_events, prepared=prepared), write=True)
-            except (SQLAlchemyError, FhirError):
+            except ServiceUnavailable as exc:
+                log.error("audit_write_failed: %s", exc, extra={"audit_events": len(batch)})
+                self._keep(batch)
+                return
+            except (FhirError, DataError, IntegrityError):  # refused for its content: event by event
+                if not await asyncio.to_thread(try_store, self.database, _batch(batch)):
+                    self._keep(batch)
+                    return
+            except SQLAlchemyError:
                 log.exception("audit_write_failed", extra={"audit_events": len(batch)})
-                with self._lock:
-                    self._pending.extendleft(reversed(batch))
+                self._keep(batch)
                 return
             if not drain and len(self._pending) < self.max_batch:
                 return
@@ -160,10 +163,14 @@ class AuditWriter:
                 batch = [self._pending.popleft() for _ in range(min(self.max_batch, len(self._pending)))]
             if not batch:
                 return
-            if not try_write_audit_events(self.database, batch):
-                with self._lock:
-                    self._pending.extendleft(reversed(batch))
+            if not try_store(self.database, _batch(batch)):
+                self._keep(batch)
                 return
+
+    def _keep(self, batch: list[dict[str, Any]]) -> None:
+        """Put ``batch`` back at the head of the queue, for the next try."""
+        with self._lock:
+            self._pending.extendleft(reversed(batch))
 
     def pending(self) -> int:
         return len(self._pending)
@@ -175,6 +182,14 @@ class AuditWriter:
         if self._thread is not None:
             self._thread.join(timeout=10)
         self.flush()
+
+
+def _batch(events: list[dict[str, Any]]) -> Batch:
+    """``events`` as a ``Batch`` (ids given to those without one, so that they can be told apart)."""
+    for event in events:
+        if not event.get("id"):
+            event["id"] = new_id()
+    return Batch(list(events))
 
 
 PREPARE_STEP = 25  # events turned into rows between two turns of the event loop

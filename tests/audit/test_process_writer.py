@@ -6,6 +6,7 @@ when the server stops too, and when the writer process is killed and replaced.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import signal
@@ -239,6 +240,33 @@ def test_an_event_the_database_refuses_is_dropped_alone_the_others_stored(
     assert _stored_ids(database, "read") == [good["id"]]
     refused = [r for r in caplog.records if r.message == "audit_event_refused"]
     assert [r.error for r in refused] == ["DataError"]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("path", ["event loop", "thread"])
+def test_the_in_process_writer_also_drops_a_bad_event_alone(
+    database: Database, caplog: pytest.LogCaptureFixture, path: str
+) -> None:
+    """``FHIR_GATEWAY_AUDIT_MODE=batched``: the same rule (audit.batch_store), both of its paths."""
+    good = _event(1)
+    bad = {**_event(2), "subtype": [{"system": "s" * 600, "code": "read"}]}
+    writer = AuditWriter(database, interval=3600)
+    if path == "thread":
+        writer.submit([good, bad])
+        writer.flush()
+        writer.close()
+    else:
+
+        async def run() -> None:
+            await writer.start()
+            writer.submit([good, bad])
+            await writer.drain()
+            assert writer.pending() == 0  # written by the loop's own path, not by ``close``
+            await writer.aclose()
+
+        asyncio.run(run())
+    assert writer.pending() == 0
+    assert _stored_ids(database, "read") == [good["id"]]
+    assert [r.audit_event_id for r in caplog.records if r.message == "audit_event_refused"] == [bad["id"]]  # type: ignore[attr-defined]
 
 
 def test_a_refused_write_is_kept_and_stored_once_the_database_takes_it(tmp_path: Path) -> None:
