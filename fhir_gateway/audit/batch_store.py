@@ -20,6 +20,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyErro
 
 from fhir_gateway.audit.store import store_audit_events
 from fhir_gateway.kit.errors import FhirError, ServiceUnavailable
+from fhir_gateway.kit.ids import new_id
 from fhir_gateway.storage.database import Database
 from fhir_gateway.storage.faults import storage_refusal
 from fhir_gateway.storage.tables import resource as resource_table
@@ -27,6 +28,15 @@ from fhir_gateway.storage.tables import resource as resource_table
 log = logging.getLogger(__name__)
 
 LOOKUP_CHUNK = 500
+
+
+def with_ids(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``events``, each given an id if it has none (``audit_event_for`` gives one): a batch
+    tried or sent again must name the same events, to skip those already stored."""
+    for event in events:
+        if not event.get("id"):
+            event["id"] = new_id()
+    return events
 
 
 def already_stored(conn: Connection, ids: list[str]) -> set[str]:

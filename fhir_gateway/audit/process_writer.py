@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from fhir_gateway.kit.ids import new_id
+from fhir_gateway.audit.batch_store import with_ids
 
 log = logging.getLogger(__name__)
 
@@ -146,11 +146,8 @@ class AuditProcessWriter:
             events, self._waiting = self._waiting, []
         if not events:
             return
-        for event in events:
-            if not event.get("id"):
-                event["id"] = new_id()  # chosen here: a line sent again names the same events
         self._seq += 1
-        line = b"E%d %s\n" % (self._seq, orjson.dumps(events))
+        line = b"E%d %s\n" % (self._seq, orjson.dumps(with_ids(events)))
         with self._lock:
             self._unanswered.append((self._seq, len(events), line))
             self._unanswered_events += len(events)

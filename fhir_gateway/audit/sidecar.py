@@ -24,7 +24,6 @@ SIGINT and SIGTERM, which a terminal or a service manager sends to the whole pro
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import signal
 import sys
@@ -96,11 +95,10 @@ def serve(database: Database, source: BinaryIO, out: BinaryIO, interval: float) 
     while not ended:
         try:
             frame = frames.get(timeout=max(0.0, due - time.monotonic()))
-        except queue.Empty:
-            frame = Frame("", -1)  # nothing came: the batch is due
-        if frame is None:
-            ended = True
-        elif frame.kind:
+            ended = frame is None
+        except queue.Empty:  # nothing came: the batch is due
+            frame = None
+        if frame is not None:
             batch.add(frame.events, frame.seq, resent=frame.kind == "R", now=frame.kind == "F")
             full = len(batch.events) >= MAX_BATCH and not backing_off
             if not (batch.write_now or full) and time.monotonic() < due:
@@ -135,12 +133,11 @@ def main() -> None:
 
     settings = get_settings()
     configure_logging(settings.log_level)
-    interval = float(os.environ.get("FHIR_GATEWAY_AUDIT_FLUSH_SECONDS", settings.audit_flush_seconds))
     database = Database(settings.database_url, pool_size=1)
     if settings.tune_gc:  # its own process: nothing to restore when it ends
         settle_after_startup()
     try:
-        serve(database, sys.stdin.buffer, sys.stdout.buffer, interval)
+        serve(database, sys.stdin.buffer, sys.stdout.buffer, settings.audit_flush_seconds)
     finally:
         database.dispose()
 

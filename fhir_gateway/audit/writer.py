@@ -23,10 +23,9 @@ from typing import Any
 
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
-from fhir_gateway.audit.batch_store import Batch, try_store
+from fhir_gateway.audit.batch_store import Batch, try_store, with_ids
 from fhir_gateway.audit.store import PreparedAudit, insert_audit_events, joined, prepare_audit_events
 from fhir_gateway.kit.errors import FhirError, ServiceUnavailable
-from fhir_gateway.kit.ids import new_id
 from fhir_gateway.storage.database import Database
 
 log = logging.getLogger(__name__)
@@ -100,8 +99,7 @@ class AuditWriter:
         the events that arrive while a batch is written wait for the next tick and go
         together, rather than each few in a transaction of their own."""
         while True:
-            with self._lock:
-                batch = [self._pending.popleft() for _ in range(min(self.max_batch, len(self._pending)))]
+            batch = self._take()
             if not batch:
                 return
             try:
@@ -159,13 +157,17 @@ class AuditWriter:
     def flush(self) -> None:
         """Write everything pending now (kept for a retry if the database refuses)."""
         while True:
-            with self._lock:
-                batch = [self._pending.popleft() for _ in range(min(self.max_batch, len(self._pending)))]
+            batch = self._take()
             if not batch:
                 return
             if not try_store(self.database, _batch(batch)):
                 self._keep(batch)
                 return
+
+    def _take(self) -> list[dict[str, Any]]:
+        """The next batch (up to ``max_batch`` events), taken off the queue."""
+        with self._lock:
+            return [self._pending.popleft() for _ in range(min(self.max_batch, len(self._pending)))]
 
     def _keep(self, batch: list[dict[str, Any]]) -> None:
         """Put ``batch`` back at the head of the queue, for the next try."""
@@ -185,11 +187,7 @@ class AuditWriter:
 
 
 def _batch(events: list[dict[str, Any]]) -> Batch:
-    """``events`` as a ``Batch`` (ids given to those without one, so that they can be told apart)."""
-    for event in events:
-        if not event.get("id"):
-            event["id"] = new_id()
-    return Batch(list(events))
+    return Batch(with_ids(list(events)))
 
 
 PREPARE_STEP = 25  # events turned into rows between two turns of the event loop

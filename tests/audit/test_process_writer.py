@@ -87,15 +87,22 @@ def test_what_is_left_is_stored_when_the_server_stops(settings: Settings, databa
     assert app.state.audit_writer._process.returncode == 0
 
 
+def _kill_writer_holding_three(app: FastAPI, client: TestClient, database: Database) -> int:
+    """Three searches' events sent to the writer process (which holds them for a minute),
+    then that process killed; its pid."""
+    _searches(client, database, 3)
+    time.sleep(0.1)
+    pid = _writer_pid(app)
+    os.kill(pid, signal.SIGKILL)
+    return pid
+
+
 def test_a_killed_writer_process_is_replaced_and_nothing_is_lost_or_doubled(
     settings: Settings, database: Database
 ) -> None:
     app = _app(settings, database, 60)
     with TestClient(app) as client:
-        _searches(client, database, 3)
-        time.sleep(0.1)  # sent to the writer process, which holds them for a minute
-        first = _writer_pid(app)
-        os.kill(first, signal.SIGKILL)
+        first = _kill_writer_holding_three(app, client, database)
         _searches(client, database, 2)
         client.portal.call(app.state.audit_writer.drain)  # type: ignore[union-attr]
         assert _writer_pid(app) != first
@@ -109,9 +116,7 @@ def test_a_writer_process_killed_as_the_server_stops_is_replaced_to_store_what_i
 ) -> None:
     app = _app(settings, database, 60)
     with TestClient(app) as client:
-        _searches(client, database, 3)
-        time.sleep(0.1)
-        os.kill(_writer_pid(app), signal.SIGKILL)
+        _kill_writer_holding_three(app, client, database)
     ids = _stored_ids(database)
     assert len(ids) == 3
     assert len(set(ids)) == 3
