@@ -19,11 +19,11 @@ from fhir_gateway.fhir.context import Ctx
 from fhir_gateway.kit import jsonutil
 from fhir_gateway.kit.errors import FhirError
 from fhir_gateway.mapping.csvio import CsvSink
+from fhir_gateway.mapping.fhirpath import first_value
 from fhir_gateway.mapping.importer import organization_constants
 from fhir_gateway.mapping.spec import Format
 from fhir_gateway.mapping.template import render
 from fhir_gateway.mapping.values import format_cell
-from fhir_gateway.mapping.writer import first_value
 from fhir_gateway.search.parser import parse_search
 from fhir_gateway.storage.search_repository import execute_search
 

@@ -15,16 +15,14 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Any
-
-import fhirpathpy
 
 from fhir_gateway.fhir.conditional import Group, find_matches, find_reference_matches, reference_group
 from fhir_gateway.fhir.context import Ctx
 from fhir_gateway.fhir.write_batch import WriteBatch
 from fhir_gateway.kit import jsonutil
 from fhir_gateway.kit.errors import FhirError
+from fhir_gateway.mapping.fhirpath import first_value
 from fhir_gateway.mapping.matching import ChunkMatches, MatchQuery, match_queries, query_names
 from fhir_gateway.mapping.report import Problem, Summary
 from fhir_gateway.mapping.rows import ParsedRow
@@ -41,17 +39,6 @@ class RowFailed(Exception):
     def __init__(self, problem: Problem) -> None:
         super().__init__(problem.text())
         self.problem = problem
-
-
-@cache
-def compiled_path(expression: str) -> Any:
-    """A compiled FHIRPath expression (fhirpathpy)."""
-    return fhirpathpy.compile(expression)
-
-
-def first_value(resource: dict[str, Any], expression: str) -> Any:
-    found = compiled_path(expression)(resource)
-    return found[0] if found else None
 
 
 class LookupCache:
