@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -23,6 +25,7 @@ from fhir_gateway.observability.logs import configure_logging
 from fhir_gateway.observability.middleware import RequestLogMiddleware
 from fhir_gateway.settings import Settings, get_settings
 from fhir_gateway.storage.database import Database
+from fhir_gateway.storage.statistics import keep_sqlite_statistics
 from fhir_gateway.validation.profiles import configure as configure_profiles
 
 
@@ -64,9 +67,18 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
 
             exporter = ExportWorker(database, settings, audit_sink=audit_writer.submit)
             exporter.start()
+        statistics = None
+        if database.dialect == "sqlite" and settings.sqlite_analyze_interval_seconds > 0:
+            statistics = asyncio.create_task(
+                keep_sqlite_statistics(database, settings.sqlite_analyze_interval_seconds)
+            )
         if settings.tune_gc:
             settle_after_startup()
         yield
+        if statistics is not None:
+            statistics.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await statistics
         if exporter is not None:
             exporter.stop()
         if worker is not None:

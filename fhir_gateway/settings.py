@@ -113,6 +113,12 @@ class Settings(BaseSettings):
         ge=1,
         description="resources a partner file import must write to refresh the planner's statistics after it",
     )
+    sqlite_analyze_interval_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="SQLite: how often a server checks whether the store has grown enough to refresh the "
+        "planner's statistics (0: never)",
+    )
 
     # bulk export (issue 8)
     export_dir: str = Field(

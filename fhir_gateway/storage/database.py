@@ -26,6 +26,7 @@ from starlette.concurrency import run_in_threadpool
 
 from fhir_gateway.kit.errors import ServiceUnavailable
 from fhir_gateway.storage.faults import storage_refusal
+from fhir_gateway.storage.statistics import reload_if_stale
 
 _WRITE_FLAG = "fhir_gateway_write"
 T = TypeVar("T")
@@ -66,6 +67,7 @@ def make_engine(url: str, pool_size: int = 10) -> Engine:
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Connection) -> None:
             write = conn.info.pop(_WRITE_FLAG, False)
+            reload_if_stale(conn)  # the planner statistics of the latest analysis
             conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
         return engine
