@@ -307,8 +307,10 @@ async def run_unit(
     write: bool,
     audit_sink: Callable[[list[dict[str, Any]]], None],
     cursor_key: bytes | None = None,
+    brief: bool = False,
 ) -> T:
-    """``work(ctx)`` in the request's transaction (``Database.run``), then audit, as ``unit_of_work``."""
+    """``work(ctx)`` in the request's transaction (``Database.run``, ``brief`` for a read bounded by
+    one REST interaction's page), then audit, as ``unit_of_work``."""
     events: list[dict[str, Any]] = []
 
     def in_transaction(conn: Connection) -> T:
@@ -331,6 +333,6 @@ async def run_unit(
         return result
 
     try:
-        return await database.run(in_transaction, write=write)
+        return await database.run(in_transaction, write=write, brief=brief)
     finally:
         audit_sink(events)

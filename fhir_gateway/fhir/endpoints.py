@@ -44,8 +44,11 @@ Body = Annotated[bytes, Depends(read_body)]
 FormBody = Annotated[bytes, Depends(read_form_body)]
 
 
-async def run_in_unit(request: Request, access: AccessContext, work: Callable[[Ctx], T], *, write: bool) -> T:
-    """``work(ctx)`` in the request's unit of work (``fhir.context.run_unit``), off the event loop's way."""
+async def run_in_unit(
+    request: Request, access: AccessContext, work: Callable[[Ctx], T], *, write: bool, brief: bool = False
+) -> T:
+    """``work(ctx)`` in the request's unit of work (``fhir.context.run_unit``); ``brief``: a read
+    of one REST interaction, bounded by its page (``_count``), not an operation's."""
     state = request.app.state
     return await run_unit(
         state.database,
@@ -55,6 +58,7 @@ async def run_in_unit(request: Request, access: AccessContext, work: Callable[[C
         write=write,
         audit_sink=state.audit_writer.submit,
         cursor_key=await state.paging_key.load(),
+        brief=brief,
     )
 
 
@@ -66,7 +70,9 @@ def _base(request: Request) -> str:
 async def system_history(request: Request) -> Response:
     access = await limited_access(request)
     params = dict(request.query_params)
-    page = await run_in_unit(request, access, lambda ctx: reads.history(ctx, None, None, params), write=False)
+    page = await run_in_unit(
+        request, access, lambda ctx: reads.history(ctx, None, None, params), write=False, brief=True
+    )
     return fhir_response(history_bundle(page, _base(request)))
 
 
@@ -76,7 +82,7 @@ async def type_history(request: Request, res_type: str) -> Response:
     require_stored_type(res_type)
     params = dict(request.query_params)
     page = await run_in_unit(
-        request, access, lambda ctx: reads.history(ctx, res_type, None, params), write=False
+        request, access, lambda ctx: reads.history(ctx, res_type, None, params), write=False, brief=True
     )
     return fhir_response(history_bundle(page, _base(request)))
 
@@ -87,7 +93,7 @@ async def instance_history(request: Request, res_type: str, res_id: str) -> Resp
     require_stored_type(res_type)
     params = dict(request.query_params)
     page = await run_in_unit(
-        request, access, lambda ctx: reads.history(ctx, res_type, res_id, params), write=False
+        request, access, lambda ctx: reads.history(ctx, res_type, res_id, params), write=False, brief=True
     )
     return fhir_response(history_bundle(page, _base(request)))
 
@@ -97,7 +103,7 @@ async def vread(request: Request, res_type: str, res_id: str, version: str) -> R
     access = await limited_access(request)
     require_stored_type(res_type)
     row = await run_in_unit(
-        request, access, lambda ctx: reads.vread(ctx, res_type, res_id, version), write=False
+        request, access, lambda ctx: reads.vread(ctx, res_type, res_id, version), write=False, brief=True
     )
     return resource_response(row, _base(request))
 
@@ -106,7 +112,9 @@ async def vread(request: Request, res_type: str, res_id: str, version: str) -> R
 async def read(request: Request, res_type: str, res_id: str) -> Response:
     access = await limited_access(request)
     require_stored_type(res_type)
-    row = await run_in_unit(request, access, lambda ctx: reads.read(ctx, res_type, res_id), write=False)
+    row = await run_in_unit(
+        request, access, lambda ctx: reads.read(ctx, res_type, res_id), write=False, brief=True
+    )
     return resource_response(row, _base(request))
 
 
@@ -133,6 +141,7 @@ async def _search(
         access,
         lambda ctx: searching.search(ctx, res_type, items, request.headers.get("prefer"), _base(request)),
         write=False,
+        brief=True,
     )
     return fhir_response(body)
 
