@@ -29,6 +29,7 @@ from fhir_gateway.storage.faults import storage_refusal
 from fhir_gateway.storage.statistics import reload_if_stale
 
 _WRITE_FLAG = "fhir_gateway_write"
+WRITE_WAIT_SECONDS = 30.0  # SQLite: as long as its busy timeout
 T = TypeVar("T")
 
 
@@ -315,6 +316,8 @@ class Database:
         # first unit sees it closed: its kept connections are then cut.
         self._loop_engines: dict[asyncio.AbstractEventLoop, _AsyncEngines] = {}
         self._loop_engines_lock = threading.Lock()
+        # SQLite: one write transaction of this process at a time (``_in_turn``)
+        self._write_turns = threading.RLock() if self.dialect == "sqlite" else None
         # SQLite file: each event loop's connection for brief reads (``run(..., brief=True)``),
         # opened outside the pool
         self._brief: dict[asyncio.AbstractEventLoop, Connection] = {}
@@ -437,6 +440,10 @@ class Database:
 
         ``write=False`` on PostgreSQL: autocommit, each statement on its own (no BEGIN/COMMIT).
         """
+        with self._in_turn() if write else contextlib.nullcontext():
+            yield from self._transaction(write)
+
+    def _transaction(self, write: bool) -> Iterator[Connection]:
         try:
             conn = self.engine.connect()
         except (OperationalError, DBAPIError) as exc:
@@ -453,6 +460,28 @@ class Database:
         finally:
             conn.info.pop(_WRITE_FLAG, None)
             conn.close()
+
+    @contextmanager
+    def _in_turn(self) -> Iterator[None]:
+        """SQLite: this process's write transactions wait here for each other, in turn.
+
+        SQLite lets one writer at a time; the others wait in its busy handler, which polls by
+        sleeps growing to 100 ms, so the lock often stood free while every waiter slept: under
+        16 clients creating Tasks, p90 395 ms and p99 933 ms for a 1 ms write. A thread lock
+        wakes the next writer as soon as the previous one commits. Writers of other processes
+        (more workers, a CLI import) still meet in SQLite's busy handler.
+        """
+        if self._write_turns is None:
+            yield
+            return
+        if not self._write_turns.acquire(timeout=WRITE_WAIT_SECONDS):
+            raise ServiceUnavailable(
+                "The database is busy with other writes; retry later", headers={"Retry-After": "1"}
+            )
+        try:
+            yield
+        finally:
+            self._write_turns.release()
 
     def ping(self) -> bool:
         try:

@@ -1,14 +1,16 @@
-"""SQLite: the reads of REST interactions run on the event loop's own connection
-(``Database.run(..., brief=True)``), neither through a worker thread nor through the pool,
-whose connections writes waiting for the database lock may all hold."""
+"""SQLite and concurrency: the reads of REST interactions run on the event loop's own connection
+(``Database.run(..., brief=True)``), neither through a worker thread nor through the pool, whose
+connections writes waiting for the database lock may all hold; the writes of a process take turns
+on a lock of their own (``Database._in_turn``) before asking SQLite for its write lock."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import pytest
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, event, text
 from starlette.testclient import TestClient
 
 from fhir_gateway.settings import Settings
@@ -57,3 +59,43 @@ def test_a_brief_read_runs_in_the_loops_thread_on_its_own_connection(database: D
     assert brief == again  # the loop's connection, kept
     assert worker != loop_thread
     assert pooled != brief
+
+
+def test_the_writes_of_a_process_take_turns_before_asking_sqlite(database: Database) -> None:
+    order: list[str] = []
+    inside = threading.Event()
+
+    def began(_conn: Connection, _cursor: object, statement: str, *_args: object) -> None:
+        if statement == "BEGIN IMMEDIATE":  # recorded before SQLite is asked for its write lock
+            order.append(f"begin {threading.current_thread().name}")
+
+    def first() -> None:
+        with database.transaction(write=True) as conn:
+            conn.execute(text("SELECT 1"))
+            inside.set()
+            time.sleep(0.3)
+            order.append("first commits")
+
+    def second() -> None:
+        inside.wait()
+        with database.transaction(write=True) as conn:
+            conn.execute(text("SELECT 1"))
+
+    warm = [database.engine.connect() for _ in range(2)]  # opening one waits for the writer (its pragmas)
+    for conn in warm:
+        conn.close()
+    event.listen(database.engine, "before_cursor_execute", began)
+    try:
+        threads = [
+            threading.Thread(target=first, name="first"),
+            threading.Thread(target=second, name="second"),
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        event.remove(database.engine, "before_cursor_execute", began)
+    # the second write did not start a transaction (to sleep in SQLite's busy handler) before the
+    # first one ended
+    assert order == ["begin first", "first commits", "begin second"]
