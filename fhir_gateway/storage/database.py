@@ -408,8 +408,8 @@ class Database:
 
         An in-process SQLite read takes tens of microseconds; handing it to a worker thread
         cost more than that, and with 16 concurrent clients the threads' contention for the
-        interpreter lock cost more still: reads served 1,345/s this way against 3,665/s on the
-        loop (measured with ../shared/bench/fhirload.py, one worker). A WAL reader never waits
+        interpreter lock cost more still: reads served 1,134/s that way against 3,994/s on the
+        loop (../shared/bench/fhirload.py, 16 clients, one worker). A WAL reader never waits
         for a writer's lock, and the loop's connection is its own (not the pool's, which
         writes waiting for the database lock may hold), so the loop waits for nothing but the
         read itself.

@@ -90,9 +90,9 @@ def _sort_key(res_type: str, code: str, desc: bool) -> Any:
 _LIMIT, _OFFSET, _IDS = "q_limit", "q_offset", "q_ids"  # parameters beside the search's slots
 
 
-def _build(shape: WhereShape, sort: tuple[tuple[str, bool], ...], viewer: Viewer) -> _Statements:
+def _build(shape: WhereShape, sort: tuple[tuple[str, bool], ...], viewer: Viewer, drive: bool) -> _Statements:
     r = resource
-    conditions = where_clauses(shape, viewer.visible)
+    conditions = where_clauses(shape, viewer.visible, drive=drive)
     order = []
     for code, desc in sort:
         key = _sort_key(shape.res_type, code, desc)
@@ -110,13 +110,14 @@ def _build(shape: WhereShape, sort: tuple[tuple[str, bool], ...], viewer: Viewer
     )
 
 
-def _prepared(request: SearchRequest, viewer: Viewer) -> tuple[_Statements, dict[str, Any]]:
-    """The statements of ``request``'s shape for ``viewer``, and ``request``'s values."""
+def _prepared(conn: Connection, request: SearchRequest, viewer: Viewer) -> tuple[_Statements, dict[str, Any]]:
+    """The statements of ``request``'s shape for ``viewer`` on ``conn``'s database; ``request``'s values."""
     lit = Literals()
     shape = where_shape(request, lit)
     sort = tuple(request.sort)
-    key = (shape, sort, viewer.visible_key())
-    statements = _statements.get_or_build(key, lambda: _build(shape, sort, viewer))
+    drive = conn.dialect.name == "sqlite"  # compiler.driving_clause
+    key = (shape, sort, viewer.visible_key(), drive)
+    statements = _statements.get_or_build(key, lambda: _build(shape, sort, viewer, drive))
     return statements, lit.params()
 
 
@@ -124,7 +125,7 @@ def execute_search(
     conn: Connection, request: SearchRequest, viewer: Viewer, max_include: int
 ) -> SearchResult:
     """The page of ``request`` for ``viewer``, whose rows are filtered by ``viewer.visible``."""
-    statements, params = _prepared(request, viewer)
+    statements, params = _prepared(conn, request, viewer)
     total: int | None = None
     if request.summary == "count" or request.count == 0:
         return SearchResult([], [], int(direct.scalar(conn, statements.count, params)))
@@ -214,7 +215,7 @@ def _include_rows(
 
 def find_ids(conn: Connection, request: SearchRequest, viewer: Viewer, limit: int) -> list[tuple[str, str]]:
     """Ids matching ``request`` (conditional interactions), at most ``limit``."""
-    statements, params = _prepared(request, viewer)
+    statements, params = _prepared(conn, request, viewer)
     params[_LIMIT] = limit
     return [(request.resource_type, row.res_id) for row in direct.rows(conn, statements.ids, params)]
 
