@@ -274,8 +274,8 @@ _DRIVERS = {kind: table.alias(f"{table.name}_driver") for kind, table in INDEX_T
 def where_clauses(shape: WhereShape, visible: Visible, *, drive: bool = False) -> list[ColumnElement[bool]]:
     """The conditions on ``resource`` of a search of ``shape``, caller's filter included.
 
-    ``drive`` (SQLite): with neither ids nor persons to start from, an identifier criterion is
-    also given as a condition the planner can start from (``driving_clause``)."""
+    ``drive`` (SQLite): with neither ids nor persons to start from, the first selective criterion
+    is also given as a condition the planner can start from (``driving_clause``)."""
     r, t = resource, shape.res_type
     conditions: list[ColumnElement[bool]] = [r.c.res_type == t, r.c.deleted == false(), visible(r, t)]
     conditions += [r.c.res_id.in_(bound(ids, expanding=True)) for ids in shape.ids]
