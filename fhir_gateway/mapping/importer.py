@@ -29,6 +29,7 @@ from fhir_gateway.mapping.rows import ParsedRow, RowParser, check_header
 from fhir_gateway.mapping.spec import Format
 from fhir_gateway.mapping.writer import RowFailed, RowWriter
 from fhir_gateway.storage.database import bulk_transaction
+from fhir_gateway.storage.statistics import SqliteStatistics
 
 REJECT_COLUMN = "motif_rejet"
 AUDIT_FLUSH = 2000  # audit events of done writes kept in memory before being stored
@@ -131,12 +132,18 @@ def _run(
     rejects = _Rejects(fmt, options.rejects if options.partial else None, source.header)
     try:
         with bulk_transaction(ctx.conn):
+            # SQLite: the lookups planned with statistics of what the import has written so far
+            statistics = SqliteStatistics() if ctx.conn.dialect.name == "sqlite" else None
+            if statistics is not None:
+                statistics.refresh_if_due(ctx.conn)
             chunk: list[ParsedRow] = []
             for row in _rows(parser, source):
                 chunk.append(row)
                 if len(chunk) >= CHUNK:
                     _run_chunk(ctx, writer, chunk, summary, options, rejects)
                     chunk = []
+                    if statistics is not None:
+                        statistics.refresh_if_due(ctx.conn)
             _run_chunk(ctx, writer, chunk, summary, options, rejects)
     finally:
         rejects.close()

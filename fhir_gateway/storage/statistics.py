@@ -21,7 +21,14 @@ table). A server on SQLite therefore analyses the store itself (``keep_sqlite_st
 once it holds ``SQLITE_FIRST_ROWS`` resources, then each time their number has doubled, which
 costs a few milliseconds each time (the bounded sample). SQLite's connections load statistics
 when they open; a pooled connection reloads them (``ANALYZE sqlite_schema``) at its next
-transaction after an analysis of this process (``reload_if_stale``).
+transaction after an analysis of this process (``reload_if_stale``). A partner file import
+does the same inside its transaction, chunk after chunk (``mapping.importer``): its lookups
+then follow what it has written (without statistics, the visits' CareTeam lookup read every
+CareTeam for each chunk of 1,000 rows: 595 ms instead of 14 ms over a 40,000-visit import).
+
+The sample (``SQLITE_ANALYSIS_LIMIT`` rows per index) must not be too small: with 1,000, the
+statistics of the token index made a lookup of 1,000 visit identifiers read every Task's index
+rows instead of probing the value index (2.6 s instead of 0.4 s over the same import).
 
 Statistics are an optimisation: a failure is logged, never turned into an error of the import
 that has already been committed, nor of a request.
@@ -45,7 +52,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LOCK_TIMEOUT = "2s"
-SQLITE_ANALYSIS_LIMIT = 1000  # rows examined per index
+SQLITE_ANALYSIS_LIMIT = 10_000  # rows examined per index (1,000 misled the planner, below)
 SQLITE_FIRST_ROWS = 100  # resources from which a server on SQLite analyses the store
 SQLITE_GROWTH = 2  # ... and again each time their number has grown this many times
 _GENERATION = "fhir_gateway_statistics_generation"
@@ -112,6 +119,11 @@ class SqliteStatistics:
         if self.analysed_rows is None:
             return rows >= SQLITE_FIRST_ROWS
         return rows >= max(SQLITE_FIRST_ROWS, self.analysed_rows * SQLITE_GROWTH)
+
+    def refresh_if_due(self, conn: Connection) -> bool:
+        """Analyse the store on ``conn`` if it is due (inside a transaction: what it wrote counts)."""
+        rows = self.resource_rows(conn)
+        return self.due(rows) and self.refresh(conn, rows)
 
     def refresh(self, conn: Connection, rows: int) -> bool:
         """Analyse the store (``refresh_statistics``) and remember its size then."""

@@ -9,7 +9,9 @@ from starlette.testclient import TestClient
 
 from fhir_gateway.settings import Settings
 from fhir_gateway.storage.database import Database
+from fhir_gateway.storage.statistics import SQLITE_FIRST_ROWS
 from tests.mappings.conftest import SAAD, SAMPLES, CliRun
+from tests.support.databases import engine_kind
 
 BENEFICIARIES = SAMPLES / "saad-beneficiaires.csv"  # 6 persons: 6 Patients, CareTeams...
 
@@ -85,3 +87,48 @@ def test_a_dry_run_writes_nothing_and_analyses_nothing(
     settings.analyze_after_rows = 1
     _import_over_http(fhir, **{"dry-run": "true"})
     assert not _analysed(database)
+
+
+def _has_statistics(database: Database) -> bool:
+    with database.engine.connect() as conn:
+        if not conn.execute(text("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'")).first():
+            return False
+        return conn.execute(text("SELECT 1 FROM sqlite_stat1 LIMIT 1")).first() is not None
+
+
+def _people(fhir: TestClient, count: int) -> None:
+    entries = [
+        {
+            "resource": {"resourceType": "Patient", "active": True},
+            "request": {"method": "POST", "url": "Patient"},
+        }
+        for _ in range(count)
+    ]
+    assert (
+        fhir.post(
+            "/fhir", json={"resourceType": "Bundle", "type": "transaction", "entry": entries}
+        ).status_code
+        == 200
+    )
+
+
+@pytest.mark.skipif(engine_kind() != "sqlite", reason="PostgreSQL's autovacuum analyses what is committed")
+@pytest.mark.usefixtures("organizations")
+@pytest.mark.parametrize(("people", "analysed"), [(SQLITE_FIRST_ROWS, True), (10, False)])
+def test_an_import_into_a_sqlite_store_never_analysed_analyses_it_first(
+    cli: CliRun, fhir: TestClient, database: Database, people: int, analysed: bool
+) -> None:
+    """Its lookups are then planned with statistics; the import itself is too small to be analysed after."""
+    _forget_statistics(database)
+    _people(fhir, people)
+    assert cli("import", "saad-beneficiaires", str(BENEFICIARIES), "--organization", SAAD).exit_code == 0
+    assert _has_statistics(database) is analysed
+
+
+@pytest.mark.skipif(engine_kind() != "sqlite", reason="PostgreSQL's autovacuum analyses what is committed")
+@pytest.mark.usefixtures("organizations")
+def test_so_does_one_over_http(fhir: TestClient, database: Database) -> None:
+    _forget_statistics(database)
+    _people(fhir, SQLITE_FIRST_ROWS)
+    _import_over_http(fhir)
+    assert _has_statistics(database)
