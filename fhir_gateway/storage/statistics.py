@@ -19,7 +19,7 @@ and without them SQLite's planner picked plans that read every resource of the s
 (``Task?patient=…&status=…`` on 24,000 resources: 7 ms instead of 0.07 ms, growing with the
 table). A server on SQLite therefore analyses the store itself (``keep_sqlite_statistics``):
 once it holds ``SQLITE_FIRST_ROWS`` resources, then each time their number has doubled, which
-costs a few milliseconds each time (the bounded sample). SQLite's connections load statistics
+costs little each time (a bounded sample: 13 ms for 65,000 resources). SQLite's connections load statistics
 when they open; a pooled connection reloads them (``ANALYZE sqlite_schema``) at its next
 transaction after an analysis of this process (``reload_if_stale``). A partner file import
 does the same inside its transaction, chunk after chunk (``mapping.importer``): its lookups
@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LOCK_TIMEOUT = "2s"
-SQLITE_ANALYSIS_LIMIT = 10_000  # rows examined per index (1,000 misled the planner, below)
+SQLITE_ANALYSIS_LIMIT = 10_000  # rows examined per index (1,000 misled the planner: module docstring)
 SQLITE_FIRST_ROWS = 100  # resources from which a server on SQLite analyses the store
 SQLITE_GROWTH = 2  # ... and again each time their number has grown this many times
 _GENERATION = "fhir_gateway_statistics_generation"
