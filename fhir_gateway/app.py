@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from sqlalchemy.engine import make_url
 
 from fhir_gateway import __version__
 from fhir_gateway.audit.process_writer import AuditProcessWriter
@@ -32,16 +31,11 @@ from fhir_gateway.validation.profiles import configure as configure_profiles
 def audit_writer_for(settings: Settings, database: Database) -> AuditWriter | AuditProcessWriter:
     """The audit trail's writer of ``settings.audit_mode`` (README, Audit); ``batched`` for an
     in-memory SQLite database, which another process cannot open."""
-    if settings.audit_mode == "process" and not _in_memory(database.url):
+    if settings.audit_mode == "process" and not database.in_memory:
         return AuditProcessWriter(
             database.url, interval=settings.audit_flush_seconds, log_level=settings.log_level
         )
     return AuditWriter(database, mode=settings.audit_mode, interval=settings.audit_flush_seconds)
-
-
-def _in_memory(url: str) -> bool:
-    made = make_url(url)
-    return made.get_backend_name() == "sqlite" and made.database in (None, "", ":memory:")
 
 
 def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:

@@ -14,7 +14,7 @@ from fhir_gateway.settings import Settings
 from fhir_gateway.storage.database import Database
 from fhir_gateway.storage.migrate import upgrade
 from fhir_gateway.storage.statistics import SQLITE_FIRST_ROWS, SqliteStatistics, refresh_statistics
-from tests.support.databases import engine_kind
+from tests.support.databases import engine_kind, forget_statistics, sqlite_statistics
 
 pytestmark = pytest.mark.skipif(engine_kind() != "sqlite", reason="PostgreSQL analyses by autovacuum")
 
@@ -34,25 +34,9 @@ def settings(settings: Settings) -> Settings:
     return settings
 
 
-def _statistics(database: Database) -> str | None:
-    with database.transaction() as conn:
-        if not conn.execute(text("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'")).first():
-            return None
-        return conn.execute(
-            text("SELECT stat FROM sqlite_stat1 WHERE idx = 'ix_resource_type_patient'")
-        ).scalar()
-
-
 def _plan(database: Database) -> str:
     with database.transaction() as conn:
         return " / ".join(row[3] for row in conn.execute(text("EXPLAIN QUERY PLAN " + SEARCH), VALUES))
-
-
-def _forget_statistics(database: Database) -> None:
-    with database.transaction(write=True) as conn:
-        if conn.execute(text("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'")).first():
-            conn.execute(text("DELETE FROM sqlite_stat1"))
-    database.engine.dispose()  # connections opened from here on have no statistics
 
 
 def _tasks(count: int) -> dict[str, object]:
@@ -77,7 +61,7 @@ def _tasks(count: int) -> dict[str, object]:
 def test_a_growing_store_is_analysed_and_searches_use_the_person_index(
     fhir: TestClient, database: Database
 ) -> None:
-    _forget_statistics(database)
+    forget_statistics(database)
     before = _plan(database)  # a pooled connection, kept through the analysis
     assert PERSON_INDEX not in before  # every Task of the store read in id order (statistics module)
     for p in range(40):
@@ -87,9 +71,9 @@ def test_a_growing_store_is_analysed_and_searches_use_the_person_index(
         )
     assert fhir.post("/fhir", json=_tasks(SQLITE_FIRST_ROWS)).status_code == 200
     deadline = time.monotonic() + 20
-    while _statistics(database) is None and time.monotonic() < deadline:
+    while sqlite_statistics(database, "ix_resource_type_patient") is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert _statistics(database) is not None
+    assert sqlite_statistics(database, "ix_resource_type_patient") is not None
     after = _plan(database)
     assert PERSON_INDEX in after, after
 

@@ -322,10 +322,13 @@ class Database:
         # opened outside the pool
         self._brief: dict[asyncio.AbstractEventLoop, Connection] = {}
         self._brief_engine = (
-            make_engine(url, pooled=False)
-            if self.dialect == "sqlite" and self.engine.url.database not in (None, "", ":memory:")
-            else None
+            make_engine(url, pooled=False) if self.dialect == "sqlite" and not self.in_memory else None
         )
+
+    @property
+    def in_memory(self) -> bool:
+        """An in-memory SQLite database: only this process's pooled connections can open it."""
+        return self.dialect == "sqlite" and self.engine.url.database in (None, "", ":memory:")
 
     async def _engines(self) -> _AsyncEngines:
         loop = asyncio.get_running_loop()

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from functools import partial
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection
@@ -134,16 +133,12 @@ class SqliteStatistics:
 
 
 async def keep_sqlite_statistics(database: Database, interval: float) -> None:
-    """Every ``interval`` seconds, analyse the SQLite store if it is due (until cancelled).
-
-    The size is read in a read transaction; only a due analysis takes the write lock."""
+    """Every ``interval`` seconds, analyse the SQLite store if it is due (until cancelled)."""
     keeper = SqliteStatistics()
     while True:
         try:
-            rows = await database.run(keeper.resource_rows)
-            if keeper.due(rows):
-                await database.run(partial(keeper.refresh, rows=rows), write=True)
-                log.info("statistics_refreshed: %d resources", rows)
+            if await database.run(keeper.refresh_if_due, write=True):
+                log.info("statistics_refreshed: %d resources", keeper.analysed_rows)
         except Exception as exc:  # noqa: BLE001 - an optimisation: never stop serving for it
             log.warning("statistics_not_refreshed: %s", type(exc).__name__)
         await asyncio.sleep(interval)

@@ -11,17 +11,9 @@ from fhir_gateway.settings import Settings
 from fhir_gateway.storage.database import Database
 from fhir_gateway.storage.statistics import SQLITE_FIRST_ROWS
 from tests.mappings.conftest import SAAD, SAMPLES, CliRun
-from tests.support.databases import engine_kind
+from tests.support.databases import engine_kind, forget_statistics, sqlite_statistics
 
 BENEFICIARIES = SAMPLES / "saad-beneficiaires.csv"  # 6 persons: 6 Patients, CareTeams...
-
-
-def _forget_statistics(database: Database) -> None:
-    with database.engine.begin() as conn:
-        if database.dialect == "postgresql":
-            return  # emptying the tables between tests resets their row estimate (reltuples -1)
-        if conn.execute(text("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'")).first():
-            conn.execute(text("DELETE FROM sqlite_stat1"))
 
 
 def _analysed(database: Database) -> bool:
@@ -53,7 +45,7 @@ def _import_over_http(fhir: TestClient, **params: str) -> None:
 def test_an_import_over_the_threshold_refreshes_the_statistics(
     fhir: TestClient, settings: Settings, database: Database
 ) -> None:
-    _forget_statistics(database)
+    forget_statistics(database)
     settings.analyze_after_rows = 5
     _import_over_http(fhir)
     assert _analysed(database)
@@ -63,7 +55,7 @@ def test_an_import_over_the_threshold_refreshes_the_statistics(
 def test_a_small_import_leaves_them_to_autovacuum(
     fhir: TestClient, settings: Settings, database: Database
 ) -> None:
-    _forget_statistics(database)
+    forget_statistics(database)
     assert settings.analyze_after_rows == 5000
     _import_over_http(fhir)
     assert not _analysed(database)
@@ -73,7 +65,7 @@ def test_a_small_import_leaves_them_to_autovacuum(
 def test_the_import_command_refreshes_them_too(
     cli: CliRun, database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _forget_statistics(database)
+    forget_statistics(database)
     monkeypatch.setenv("FHIR_GATEWAY_ANALYZE_AFTER_ROWS", "5")
     assert cli("import", "saad-beneficiaires", str(BENEFICIARIES), "--organization", SAAD).exit_code == 0
     assert _analysed(database)
@@ -83,17 +75,10 @@ def test_the_import_command_refreshes_them_too(
 def test_a_dry_run_writes_nothing_and_analyses_nothing(
     fhir: TestClient, settings: Settings, database: Database
 ) -> None:
-    _forget_statistics(database)
+    forget_statistics(database)
     settings.analyze_after_rows = 1
     _import_over_http(fhir, **{"dry-run": "true"})
     assert not _analysed(database)
-
-
-def _has_statistics(database: Database) -> bool:
-    with database.engine.connect() as conn:
-        if not conn.execute(text("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'")).first():
-            return False
-        return conn.execute(text("SELECT 1 FROM sqlite_stat1 LIMIT 1")).first() is not None
 
 
 def _people(fhir: TestClient, count: int) -> None:
@@ -119,16 +104,16 @@ def test_an_import_into_a_sqlite_store_never_analysed_analyses_it_first(
     cli: CliRun, fhir: TestClient, database: Database, people: int, analysed: bool
 ) -> None:
     """Its lookups are then planned with statistics; the import itself is too small to be analysed after."""
-    _forget_statistics(database)
+    forget_statistics(database)
     _people(fhir, people)
     assert cli("import", "saad-beneficiaires", str(BENEFICIARIES), "--organization", SAAD).exit_code == 0
-    assert _has_statistics(database) is analysed
+    assert (sqlite_statistics(database) is not None) is analysed
 
 
 @pytest.mark.skipif(engine_kind() != "sqlite", reason="PostgreSQL's autovacuum analyses what is committed")
 @pytest.mark.usefixtures("organizations")
 def test_so_does_one_over_http(fhir: TestClient, database: Database) -> None:
-    _forget_statistics(database)
+    forget_statistics(database)
     _people(fhir, SQLITE_FIRST_ROWS)
     _import_over_http(fhir)
-    assert _has_statistics(database)
+    assert sqlite_statistics(database) is not None

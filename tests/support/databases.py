@@ -85,3 +85,24 @@ def cloned_database_url(url: str, tmp_dir: Path) -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+def forget_statistics(database: Database) -> None:
+    """SQLite: its planner statistics deleted, and the connections opened from here on without
+    them. PostgreSQL: nothing (emptying the tables between tests resets their row estimate)."""
+    if database.dialect != "sqlite":
+        return
+    with database.engine.begin() as conn:
+        if conn.execute(text("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'")).first():
+            conn.execute(text("DELETE FROM sqlite_stat1"))
+    database.engine.dispose()
+
+
+def sqlite_statistics(database: Database, index: str | None = None) -> str | None:
+    """The statistics SQLite holds for ``index`` (for any index when None), or None."""
+    with database.engine.connect() as conn:
+        if not conn.execute(text("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'")).first():
+            return None
+        query = "SELECT stat FROM sqlite_stat1" + (" WHERE idx = :index" if index else "") + " LIMIT 1"
+        found = conn.execute(text(query), {"index": index} if index else {}).scalar()
+        return None if found is None else str(found)
