@@ -95,22 +95,29 @@ def _deny_rows(
     return g, cond
 
 
+def _target(g: Any, res_id: ColumnElement[Any] | None) -> ColumnElement[bool]:
+    """Grant row ``g`` is about the person's whole class (``data_id`` ``*``), or about the
+    resource ``res_id`` itself when one is given: one index probe answers both."""
+    whole: ColumnElement[bool] = g.c.data_id == "*"
+    return whole if res_id is None else or_(whole, g.c.data_id == res_id)
+
+
 def _denied(
     person: ColumnElement[Any], res_id: ColumnElement[Any] | None, args: _Args
 ) -> ColumnElement[bool]:
-    """A deny grant on ``person``'s whole class (``res_id`` None) or on that one resource."""
+    """A deny grant on ``person``'s whole class or (``res_id`` given) on that one resource."""
     g, cond = _deny_rows(*args)
-    target = g.c.data_id == "*" if res_id is None else g.c.data_id == res_id
-    return exists().where(g.c.patient_id == person, target, cond)
+    return exists().where(g.c.patient_id == person, _target(g, res_id), cond)
 
 
 def _permitted(
     person: ColumnElement[Any], res_id: ColumnElement[Any] | None, args: _Args
 ) -> ColumnElement[bool]:
-    """A permit grant on ``person``'s whole class (``res_id`` None) or on that one resource."""
+    """A permit grant on ``person``'s whole class or (``res_id`` given) on that one resource."""
     g = consent_grant.alias()
-    target = g.c.data_id == "*" if res_id is None else g.c.data_id == res_id
-    return exists().where(g.c.patient_id == person, target, g.c.effect == "permit", _matches(g, *args))
+    return exists().where(
+        g.c.patient_id == person, _target(g, res_id), g.c.effect == "permit", _matches(g, *args)
+    )
 
 
 def _in_care_team(person: ColumnElement[Any], actors: list[str], now: Moment) -> ColumnElement[bool]:
@@ -134,14 +141,10 @@ def permitted(
     if not actors:
         return false()
     args: _Args = (actors, purpose, action, cls, now)
-    allowed: list[ColumnElement[bool]] = [_permitted(person, None, args)]
+    allowed: list[ColumnElement[bool]] = [_permitted(person, res_id, args)]
     if policy == CARE_TEAM_OPT_OUT:
         allowed.append(_in_care_team(person, actors, now))
-    not_denied: list[ColumnElement[bool]] = [not_(_denied(person, None, args))]
-    if res_id is not None:
-        allowed.append(_permitted(person, res_id, args))
-        not_denied.append(not_(_denied(person, res_id, args)))
-    return and_(or_(*allowed), *not_denied)
+    return and_(or_(*allowed), not_(_denied(person, res_id, args)))
 
 
 def deciding_consents(
@@ -153,19 +156,22 @@ def deciding_consents(
     action: str,
     policy: str,
     now: Moment,
+    res_id: ColumnElement[Any] | None = None,
 ) -> Select[Any]:
     """One row: the first deny Consent, the first permit Consent, and care-team membership.
 
-    The same rules as ``permitted`` for a whole class, answering *what* decided in one
-    statement (the audit trail's "decided by"); ``decision.decide`` explains it in full.
+    The same rules as ``permitted`` for a whole class (or, ``res_id`` given, for that
+    resource too), answering *what* decided in one statement (the audit trail's "decided
+    by"); ``decision.decide`` explains it in full. The decision is ``deny_by`` null and
+    ``permit_by`` or ``in_team`` set (``decision.decision_from``).
     """
     args: _Args = (actors, purpose, action, cls, now)
     g, cond = _deny_rows(*args)
     order = (g.c.consent_id, g.c.path, g.c.grant_id)
-    deny = select(g.c.consent_id).where(g.c.patient_id == person, g.c.data_id == "*", cond)
+    deny = select(g.c.consent_id).where(g.c.patient_id == person, _target(g, res_id), cond)
     p = consent_grant.alias()
     permit = select(p.c.consent_id).where(
-        p.c.patient_id == person, p.c.data_id == "*", p.c.effect == "permit", _matches(p, *args)
+        p.c.patient_id == person, _target(p, res_id), p.c.effect == "permit", _matches(p, *args)
     )
     team = _in_care_team(person, actors, now) if policy == CARE_TEAM_OPT_OUT else false()
     return select(

@@ -49,6 +49,7 @@ from fhir_gateway.kit.errors import Forbidden
 from fhir_gateway.kit.lru import Lru
 from fhir_gateway.kit.timeutil import utcnow
 from fhir_gateway.search.indexing import NAMES_ITS_PERSON, person_element
+from fhir_gateway.storage import client_repository, repository
 from fhir_gateway.storage.outbox_tables import subscription
 from fhir_gateway.storage.tables import idx_reference, is_shared, resource
 
@@ -253,31 +254,57 @@ def deciding_consents_query(
     return _deciders.get_or_build((tuple(actors), access.purpose, res_type, action, policy), build)
 
 
-_deciding_columns: Lru[tuple[ColumnElement[Any], ...]] = Lru(4096)
+_decided_reads: Lru[Select[Any]] = Lru(4096)
 
 
-def deciding_columns(access: AccessContext, res_type: str, policy: str) -> tuple[ColumnElement[Any], ...]:
-    """Columns ``deny_by``, ``permit_by``, ``in_team`` of ``predicates.deciding_consents`` for
-    the person of each ``resource`` row (its ``patient_id``), to select with the row itself:
-    a partner's read learns what decided it without a second round trip (the audit trail's
-    "decided by", ``decision.decision_from``). Empty for callers no Consent decides for."""
+def decided_read_query(
+    access: AccessContext, res_type: str, policy: str, *, check_client: bool
+) -> Select[Any] | None:
+    """A partner's read of one ``res_type`` resource by id (FHIR R4 http.html#read) as one
+    statement that both filters the row by the consent decision (``visible_clause``'s rule)
+    and tells what decided it (``predicates.deciding_consents``, the resource's own grants
+    included: the audit trail's "decided by", ``decision.decision_from``), each
+    consent subquery evaluated once (``repository.current_decided_query``). With
+    ``check_client`` the row is also returned only while the client is active (``Ctx.visible``).
+
+    None when consent does not decide this caller's reads (trusted, patient context,
+    break-glass, no actor) or the type has a rule of its own (AuditEvent, Subscription, Group):
+    the caller then reads through ``visible_clause``.
+    """
     actors = caller_actors(access)
     if access.trusted or access.patient is not None or access.break_glass or not actors:
-        return ()
+        return None
+    if res_type in (AUDIT_TYPE, SUBSCRIPTION_TYPE, GROUP_TYPE):
+        return None
+    checked = access.client_id if check_client else None
 
-    def build() -> tuple[ColumnElement[Any], ...]:
-        query = deciding_consents(
-            resource.c.patient_id,
+    def build() -> Select[Any]:
+        person = resource.c.res_id if res_type == "Patient" else resource.c.patient_id
+        decided = deciding_consents(
+            person,
             res_type,
+            res_id=resource.c.res_id,
             actors=actors,
             purpose=access.purpose,
             action="read",
             policy=policy,
             now=NOW,
         )
-        return tuple(query.selected_columns)
 
-    return _deciding_columns.get_or_build((tuple(actors), access.purpose, res_type, policy), build)
+        def verdict(row: Any) -> ColumnElement[bool]:
+            permit: ColumnElement[bool] = and_(
+                row.deny_by.is_(None), or_(row.permit_by.is_not(None), row.in_team)
+            )
+            if res_type != "Patient" and res_type not in NAMES_ITS_PERSON:
+                permit = or_(row.patient_id.is_(None), permit)  # a row of no person: shared
+            if checked is not None:
+                permit = and_(permit, client_repository.active_clause(checked))
+            return permit
+
+        return repository.current_decided_query(tuple(decided.selected_columns), verdict)
+
+    key = (res_type, tuple(actors), access.purpose, policy, checked)
+    return _decided_reads.get_or_build(key, build)
 
 
 def write_decision(

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Connection, and_
+from sqlalchemy import ColumnElement, Connection, Select, and_
 
 from fhir_gateway.audit.events import audit_event_for
 from fhir_gateway.audit.grouped import WRITE_INTERACTIONS, GroupedWrites
@@ -136,13 +136,23 @@ class Ctx:
             decision = decision_from(deny_by, permit_by, in_team, self.settings.consent_default_policy)
             self.memo[(_WRITE_DECIDED_BY, res_type, patient_id)] = decision.decided_by
 
-    def deciding_columns(self, res_type: str) -> tuple[ColumnElement[Any], ...]:
-        """Columns to select with a ``resource`` row that tell what decided this caller's access
-        to the row's person (none for callers no Consent decides for)."""
-        return visibility.deciding_columns(self.access, res_type, self.settings.consent_default_policy)
+    def decided_read(self, res_type: str) -> Select[Any] | None:
+        """The read-by-id statement of this caller when consent decides its reads
+        (``visibility.decided_read_query``): filtered, with what decided, and with the client
+        check while the client is unverified (``rows_returned`` then proves it)."""
+        query = visibility.decided_read_query(
+            self.access,
+            res_type,
+            self.settings.consent_default_policy,
+            check_client=self.client_unverified,
+        )
+        if query is not None and self.client_unverified:
+            self._client_check_in_sql = True
+        return query
 
     def decided_by(self, values: tuple[Any, ...]) -> str | None:
-        """The audit trail's "decided by" from the values of ``deciding_columns`` (None: none)."""
+        """The audit trail's "decided by" from the deciding values read with a row
+        (``decided_read``; none: None)."""
         if not values:
             return None
         deny_by, permit_by, in_team = values
@@ -191,7 +201,7 @@ class Ctx:
         decided_by: str | None = None,
     ) -> None:
         """Record this access for the audit trail, with the Consent or policy that decided it
-        (``decided_by`` when the caller already knows it, see ``deciding_columns``)."""
+        (``decided_by`` when the caller already knows it, see ``decided_read``)."""
         if not ok:
             CONSENT_DENIALS.labels(res_type or "").inc()
         if decided_by is None:

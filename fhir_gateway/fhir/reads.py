@@ -21,10 +21,12 @@ from fhir_gateway.storage.tables import resource
 def read(ctx: Ctx, res_type: str, res_id: str) -> StoredRow:
     """The current version; 404 if unknown or not visible, 410 if deleted."""
     ctx.require_scope(res_type, "r")
-    deciding = ctx.deciding_columns(res_type)  # what decided, read with the row (partners)
-    found = repository.get_current_with(
-        ctx.conn, res_type, res_id, deciding, visible=ctx.visible(resource, res_type)
-    )
+    decided = ctx.decided_read(res_type)  # partners: filtered by consent, with what decided
+    if decided is not None:
+        found = repository.get_current_decided(ctx.conn, decided, res_type, res_id)
+    else:
+        current = repository.get_current(ctx.conn, res_type, res_id, visible=ctx.visible(resource, res_type))
+        found = (current, ()) if current is not None else None
     ctx.rows_returned(found is not None)
     if found is None:
         _audit_hidden(ctx, "read", res_type, res_id)

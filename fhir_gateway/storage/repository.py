@@ -89,46 +89,55 @@ def get_current(
     return stored_row(found) if found else None
 
 
-def get_current_with(
-    conn: Connection,
-    res_type: str,
-    res_id: str,
-    also: tuple[ColumnElement[Any], ...],
-    *,
-    visible: ColumnElement[bool] | None = None,
-) -> tuple[StoredRow, tuple[Any, ...]] | None:
-    """``get_current`` and the values of the columns ``also`` for that row, in one statement."""
-    query = _current_query(visible, False, also)
-    found = direct.first(conn, query, {"cur_type": res_type, "cur_id": res_id})
-    if found is None:
-        return None
-    return stored_row(found), tuple(found[len(_CURRENT_COLUMNS) :])
-
-
-_Built = tuple[ColumnElement[bool] | None, tuple[ColumnElement[Any], ...], Select[Any]]
+_Built = tuple[ColumnElement[bool] | None, Select[Any]]
 _current_queries: Lru[_Built] = Lru(4096)
 
 
-def _current_query(
-    visible: ColumnElement[bool] | None, locking: bool, also: tuple[ColumnElement[Any], ...] = ()
-) -> Select[Any]:
-    """The read-by-id statement, built once per visibility filter and extra columns (both are
-    shared objects)."""
+def _current_query(visible: ColumnElement[bool] | None, locking: bool) -> Select[Any]:
+    """The read-by-id statement, built once per visibility filter (a shared object)."""
 
     def build() -> _Built:
-        query = select(*_CURRENT_COLUMNS, *also).where(
+        query = select(*_CURRENT_COLUMNS).where(
             resource.c.res_type == bindparam("cur_type"), resource.c.res_id == bindparam("cur_id")
         )
         if visible is not None:
             query = query.where(visible)
-        return visible, also, query.with_for_update() if locking else query
+        return visible, query.with_for_update() if locking else query
 
-    key = (id(visible), locking, id(also))
-    owner, owner_also, query = _current_queries.get_or_build(key, build)
-    if owner is not visible or owner_also is not also:  # an id reused after the first was freed
-        owner, owner_also, query = build()
-        _current_queries.put(key, (owner, owner_also, query))
+    key = (id(visible), locking)
+    owner, query = _current_queries.get_or_build(key, build)
+    if owner is not visible:  # an id reused after the first was freed
+        owner, query = build()
+        _current_queries.put(key, (owner, query))
     return query
+
+
+def current_decided_query(
+    decided: tuple[ColumnElement[Any], ...], verdict: Callable[[Any], ColumnElement[bool]]
+) -> Select[Any]:
+    """The read-by-id statement of a caller whose access the row itself decides: the current row
+    and the columns ``decided`` (what decides, per row), kept as they are in a derived table
+    (``OFFSET 0``: neither PostgreSQL nor SQLite flattens it into the outer query, where the
+    columns would be evaluated again), filtered by ``verdict`` over them. Each subquery of
+    ``decided`` runs once, both to filter the row and to tell the caller what decided."""
+    inner = (
+        select(*_CURRENT_COLUMNS, *decided)
+        .where(resource.c.res_type == bindparam("cur_type"), resource.c.res_id == bindparam("cur_id"))
+        .offset(0)
+        .subquery("decided_row")
+    )
+    return select(*inner.c).where(verdict(inner.c))
+
+
+def get_current_decided(
+    conn: Connection, query: Select[Any], res_type: str, res_id: str
+) -> tuple[StoredRow, tuple[Any, ...]] | None:
+    """Run a ``current_decided_query``: the row and its deciding values, or None when the row is
+    unknown or its verdict is false."""
+    found = direct.first(conn, query, {"cur_type": res_type, "cur_id": res_id})
+    if found is None:
+        return None
+    return stored_row(found), tuple(found[len(_CURRENT_COLUMNS) :])
 
 
 def get_version(

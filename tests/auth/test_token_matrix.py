@@ -22,6 +22,7 @@ from starlette.testclient import TestClient
 from fhir_gateway.auth.keys import ALGORITHM
 from fhir_gateway.storage import client_repository
 from fhir_gateway.storage.database import Database
+from tests.consent.support import consent, provision
 from tests.support.auth import issue_token, register_client
 
 FHIR = "application/fhir+json"
@@ -159,11 +160,19 @@ def test_revoked_client_tokens_stop_at_once(http: TestClient, database: Database
     assert again.json()["error"] == "invalid_client"
 
 
+@pytest.mark.parametrize("caller", ["trusted", "partner"])
 def test_revoked_client_refused_on_every_read_path(
-    http: TestClient, database: Database, secret_data: str
+    http: TestClient, fhir: TestClient, database: Database, secret_data: str, caller: str
 ) -> None:
-    """Read requests fold the client check into their query: each path still answers 401."""
-    cid, secret = register_client(database, "read-paths", "system/*.cruds", trusted=True)
+    """Read requests fold the client check into their query: each path still answers 401, for a
+    trusted client and for a partner whose reads consent decides (``Ctx.decided_read``)."""
+    if caller == "trusted":
+        cid, secret = register_client(database, "read-paths", "system/*.cruds", trusted=True)
+    else:
+        org = f"Organization/reader-{uuid.uuid4().hex[:6]}"
+        cid, secret = register_client(database, "read-paths", "system/*.cruds", organization=org)
+        permit = consent(secret_data, provision("permit", actors=[org]))
+        assert fhir.post("/fhir/Consent", json=permit, headers={"Content-Type": FHIR}).status_code == 201
     headers = {"Authorization": f"Bearer {issue_token(http, cid, secret)}"}
     paths = [
         f"/fhir/Patient/{secret_data}",  # a row found

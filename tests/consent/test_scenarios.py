@@ -14,7 +14,7 @@ from sqlalchemy import Connection
 
 from fhir_gateway.auth.context import AccessContext
 from fhir_gateway.consent.decision import decision_for, decision_from, explain
-from fhir_gateway.consent.visibility import deciding_columns
+from fhir_gateway.consent.visibility import decided_read_query
 from fhir_gateway.storage import repository
 from fhir_gateway.storage.database import Database
 from tests.consent.support import caller, careteam, consent, day, provision, store, visible
@@ -329,17 +329,27 @@ CASES = [
 ]
 
 
-def _check_read_decision(conn: Connection, case: Case, res_type: str, decided_by: str) -> None:
-    """A read selects what decided with the row (``visibility.deciding_columns``): the same
-    "decided by" as the separate ``decision_for`` statement."""
-    columns = deciding_columns(case.access, res_type, case.policy)
-    for ref in sorted(P1_ROWS):
+def _check_read_decision(
+    conn: Connection, case: Case, res_type: str, expected: set[str], decided_by: str
+) -> None:
+    """A partner's read of one resource (``visibility.decided_read_query``) returns exactly the
+    rows ``visible_clause`` lets through, and tells what decided: the separate ``decision_for``
+    statement's "decided by", or the Consent of a grant on that very resource."""
+    query = decided_read_query(case.access, res_type, case.policy, check_client=False)
+    assert query is not None
+    for ref in sorted(P1_ROWS | P2_ROWS):
         if not ref.startswith(res_type + "/"):
             continue
-        found = repository.get_current_with(conn, res_type, ref.split("/")[1], columns)
-        assert found is not None
+        found = repository.get_current_decided(conn, query, res_type, ref.split("/")[1])
+        assert (found is not None) == (ref in expected), ref
+        if found is None or ref not in P1_ROWS:
+            continue
         deny_by, permit_by, in_team = found[1]
-        assert decision_from(deny_by, permit_by, in_team, case.policy).decided_by == decided_by, ref
+        told = decision_from(deny_by, permit_by, in_team, case.policy).decided_by
+        if case.name.startswith("one resource") and res_type == "Task":
+            assert told == "Consent/c1" if "permitted" in case.name else told == decided_by, ref
+        else:
+            assert told == decided_by, ref
 
 
 def _check(db: Database, case: Case, expected: set[str]) -> None:
@@ -359,7 +369,7 @@ def _check(db: Database, case: Case, expected: set[str]) -> None:
                 )
                 audited = decision_for(conn, case.access, "p1", res_type, policy=case.policy)
                 assert (audited.permit, audited.decided_by) == (decision.permit, decision.decided_by)
-                _check_read_decision(conn, case, res_type, audited.decided_by)
+                _check_read_decision(conn, case, res_type, expected, audited.decided_by)
                 shown = bool({r for r in expected if r.startswith(res_type + "/") and r in P1_ROWS})
                 if res_type == "Task" and case.name.startswith("one resource"):
                     continue  # instance rules do not decide a whole class

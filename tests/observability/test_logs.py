@@ -162,7 +162,7 @@ def _cycle(app: FastAPI, database: Database, monkeypatch: pytest.MonkeyPatch) ->
             )
 
         monkeypatch.setattr(repository, "get_current", failing_read)
-        monkeypatch.setattr(repository, "get_current_with", failing_read)
+        monkeypatch.setattr(repository, "get_current_decided", failing_read)
         call(fhir, "GET", f"/fhir/Task/{task_id}")
         monkeypatch.undo()
         call(fhir, "DELETE", f"/fhir/Task/{task_id}")
