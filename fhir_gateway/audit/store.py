@@ -2,15 +2,18 @@
 
 AuditEvents are ordinary resources in the ``resource`` table (searchable through the
 normal search with ``system/AuditEvent.rs``; the person's own through patient scopes, as
-the row's ``patient_id`` is the person audited). The API never updates or deletes them
-(``fhir.resource_types.APPEND_ONLY_TYPES``). A request's events are written after its main
-transaction, so that read transactions stay read-only and refused requests are audited
-too, in bulk: by the audit writer process (``audit.sidecar``, the default) or the in-process
-writer (``audit.writer``), a batch in one transaction (``audit.batch_store``).
+the row's ``patient_id`` is the person audited); the token values of the events this module
+writes are one ``audit_terms`` row each rather than index rows (``search.audit_terms``). The
+API never updates or deletes them (``fhir.resource_types.APPEND_ONLY_TYPES``). A request's
+events are written after its main transaction, so that read transactions stay read-only and
+refused requests are audited too, in bulk: by the audit writer process (``audit.sidecar``, the
+default) or the in-process writer (``audit.writer``), a batch in one transaction
+(``audit.batch_store``).
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,10 +25,12 @@ from fhir_gateway.audit.index_rows import audit_index_rows
 from fhir_gateway.kit import jsonutil
 from fhir_gateway.kit.ids import new_id
 from fhir_gateway.kit.timeutil import fhir_instant, utcnow
+from fhir_gateway.search.audit_terms import Unfit, terms_of
 from fhir_gateway.search.indexing import extract_index_rows
 from fhir_gateway.storage.bulk import Part, insert_many
 from fhir_gateway.storage.database import Database
 from fhir_gateway.storage.index_repository import IndexWrite, index_inserts
+from fhir_gateway.storage.tables import audit_terms
 from fhir_gateway.storage.version_writes import VersionWrite, history_part, new_resources_part
 
 
@@ -33,7 +38,9 @@ from fhir_gateway.storage.version_writes import VersionWrite, history_part, new_
 class PreparedAudit:
     """AuditEvents turned into the rows that store them (``prepare_audit_events``)."""
 
-    parts: list[Part]  # the resource, history and search index rows, per table (resource first)
+    # the resource, history, token terms (``search.audit_terms``) and search index rows, per
+    # table (resource first)
+    parts: list[Part]
 
     @property
     def ids(self) -> list[str]:
@@ -48,6 +55,7 @@ def prepare_audit_events(events: Sequence[dict[str, Any]]) -> PreparedAudit:
     instant = fhir_instant(moment)
     writes: list[VersionWrite] = []
     indexes: list[IndexWrite] = []
+    terms: list[tuple[str, str]] = []
     for event in events:
         res_id = str(event.get("id") or new_id())
         body = {**event, "id": res_id}
@@ -57,10 +65,18 @@ def prepare_audit_events(events: Sequence[dict[str, Any]]) -> PreparedAudit:
                 "AuditEvent", res_id, jsonutil.dumps_str(body), audit_patient(body), naive, "POST", None
             )
         )
-        rows = audit_index_rows(body)  # the generic extraction for a shape it does not know
-        rows = extract_index_rows(body) if rows is None else rows
+        rows = audit_index_rows(body)
+        if rows is None:  # a shape it does not know: the generic extraction, all in the index
+            rows = extract_index_rows(body)
+        elif "token" in rows:
+            with contextlib.suppress(Unfit):  # Unfit: the tokens stay in the index
+                terms.append((res_id, terms_of(rows["token"])))
+                rows = {kind: kind_rows for kind, kind_rows in rows.items() if kind != "token"}
         indexes.append(IndexWrite("AuditEvent", res_id, rows, True))
-    return PreparedAudit([new_resources_part(writes), history_part(writes), *index_inserts(indexes)])
+    parts = [new_resources_part(writes), history_part(writes)]
+    if terms:
+        parts.append((audit_terms, terms))
+    return PreparedAudit([*parts, *index_inserts(indexes)])
 
 
 def joined(prepared: Sequence[PreparedAudit]) -> PreparedAudit:

@@ -3,8 +3,10 @@
 Every criterion becomes an EXISTS sub-query on one index table, correlated with the
 resource row (``_id`` and ``_lastUpdated``: a condition on the row itself); every value is
 the bound parameter of its slot (``search.shape``), so that a statement serves every search
-of its shape. Resources reached through chains and ``_has`` are filtered by the caller's
-visibility, so that consent never leaks through them (issue 4).
+of its shape. A token criterion on AuditEvent also tests the events' ``audit_terms`` rows
+(``search.audit_terms``: the gateway's own events keep their token values there). Resources
+reached through chains and ``_has`` are filtered by the caller's visibility, so that consent
+never leaks through them (issue 4).
 """
 
 from __future__ import annotations
@@ -13,11 +15,24 @@ import operator
 from collections.abc import Callable, Hashable
 from typing import Any, Protocol
 
-from sqlalchemy import BindParameter, ColumnElement, and_, bindparam, exists, false, not_, or_, select, true
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    and_,
+    bindparam,
+    exists,
+    false,
+    literal,
+    not_,
+    or_,
+    select,
+    true,
+)
 
+from fhir_gateway.search.audit_terms import code_term, has_term, text_match
 from fhir_gateway.search.registry import ROW_PARAMS, params_for
 from fhir_gateway.search.shape import NULL, Shape, Slot, WhereShape
-from fhir_gateway.storage.tables import INDEX_TABLES, idx_reference, resource, shared_alias
+from fhir_gateway.storage.tables import INDEX_TABLES, audit_terms, idx_reference, resource, shared_alias
 
 Visible = Callable[[Any, str | None], ColumnElement[bool]]
 
@@ -188,14 +203,46 @@ def criterion_clause(
                 inner,
             )
         )
+    terms = res_type == AUDIT_EVENT and kind == "token"  # also in ``audit_terms``
     if form == "missing":
-        found = exists(select(1).select_from(i).where(owner))
+        found: ColumnElement[bool] = exists(select(1).select_from(i).where(owner))
+        if terms:
+            found = or_(found, _in_audit_terms(row, depth, [has_term(_terms(depth), literal(code))]))
         return not_(found) if shape[2] else found
     _, _, negated, value_shapes = shape
     values = or_(*(_value_condition(i, kind, v) for v in value_shapes))
-    if negated:
-        return not_(exists(select(1).select_from(i).where(owner, values)))
-    return exists(select(1).select_from(i).where(owner, values))
+    found = exists(select(1).select_from(i).where(owner, values))
+    if terms:
+        found = or_(found, _in_audit_terms(row, depth, [_term_test(depth, code, v) for v in value_shapes]))
+    return not_(found) if negated else found
+
+
+AUDIT_EVENT = "AuditEvent"
+
+
+def _terms(depth: int) -> Any:
+    return shared_alias(audit_terms, depth).c.terms
+
+
+def _in_audit_terms(row: Any, depth: int, tests: list[ColumnElement[bool]]) -> ColumnElement[bool]:
+    """The AuditEvent ``row`` has an ``audit_terms`` row passing one of ``tests`` (its token
+    values are there, not in ``idx_token``: ``search.audit_terms``)."""
+    a = shared_alias(audit_terms, depth)
+    return exists(select(1).select_from(a).where(a.c.res_id == row.c.res_id, or_(*tests)))
+
+
+def _term_test(depth: int, code: str, shape: Shape) -> ColumnElement[bool]:
+    """One value of token parameter ``code`` (search.html#token) as a test of the terms."""
+    if shape[0] == "text":
+        return text_match(_terms(depth), code, bound(shape[1]))
+    _, value, system = shape
+    term = code_term(
+        code,
+        bound(value) if value is not None else None,
+        bound(system) if isinstance(system, Slot) else None,
+        no_system=system == NULL,
+    )
+    return has_term(_terms(depth), term)
 
 
 def has_clause(

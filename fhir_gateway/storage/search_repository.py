@@ -29,13 +29,21 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from fhir_gateway.kit.lru import Lru
-from fhir_gateway.search.compiler import Viewer, Visible, where_clauses
+from fhir_gateway.search.audit_terms import min_code
+from fhir_gateway.search.compiler import AUDIT_EVENT, Viewer, Visible, where_clauses
 from fhir_gateway.search.model import Include, SearchRequest
 from fhir_gateway.search.registry import param
 from fhir_gateway.search.shape import Literals, WhereShape, where_shape
 from fhir_gateway.storage import direct
 from fhir_gateway.storage.repository import CURRENT_COLUMNS, StoredRow, stored_row
-from fhir_gateway.storage.tables import INDEX_TABLES, idx_reference, idx_token, resource, shared_alias
+from fhir_gateway.storage.tables import (
+    INDEX_TABLES,
+    audit_terms,
+    idx_reference,
+    idx_token,
+    resource,
+    shared_alias,
+)
 
 
 @dataclass
@@ -80,11 +88,16 @@ def _sort_key(res_type: str, code: str, desc: bool) -> Any:
         "uri": "value",
     }[p.type]
     agg = func.max if desc else func.min
-    return (
+    indexed = (
         select(agg(i.c[column]))
         .where(i.c.res_type == r.c.res_type, i.c.res_id == r.c.res_id, i.c.param == code)
         .scalar_subquery()
     )
+    if res_type != AUDIT_EVENT or p.type != "token":
+        return indexed
+    a = shared_alias(audit_terms, 0)  # the gateway's own events: their codes are terms
+    kept = select(min_code(a.c.terms, code, greatest=desc)).where(a.c.res_id == r.c.res_id).scalar_subquery()
+    return func.coalesce(indexed, kept)
 
 
 _LIMIT, _OFFSET, _IDS = "q_limit", "q_offset", "q_ids"  # parameters beside the search's slots

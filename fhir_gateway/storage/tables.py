@@ -140,6 +140,16 @@ idx_uri = _index_table(
     indexes=[("res_type", "param", "value")],
 )
 
+# The token values of the AuditEvents the gateway writes, one row per event: a JSON array of
+# terms (``search.audit_terms``) instead of about eleven ``idx_token`` rows. Other AuditEvents
+# keep their ``idx_token`` rows; a search on a token parameter of AuditEvent reads both.
+audit_terms = Table(
+    "audit_terms",
+    metadata,
+    Column("res_id", String(ID_LEN), primary_key=True),
+    Column("terms", Text, nullable=False),
+)
+
 INDEX_TABLES: dict[str, Table] = {
     "token": idx_token,
     "string": idx_string,
