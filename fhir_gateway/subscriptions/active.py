@@ -19,9 +19,10 @@ one read inside a transaction that is then rolled back is never met again.
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Mapping, Sequence
 
-from sqlalchemy import URL, Connection
+from sqlalchemy import Connection, Engine
 
 from fhir_gateway.storage import subscription_repository
 from fhir_gateway.storage.subscription_repository import SubscriptionRow
@@ -29,15 +30,24 @@ from fhir_gateway.storage.subscription_repository import SubscriptionRow
 ActiveByType = Mapping[str, Sequence[SubscriptionRow]]
 
 # per database (its URL: a server on PostgreSQL has an engine per event loop), the last set read
-_kept: dict[URL, tuple[str, ActiveByType]] = {}
+_kept: dict[str, tuple[str, ActiveByType]] = {}
 _lock = threading.Lock()
+# each engine's URL as a key: hashing a URL renders it as text (about 10 µs per write)
+_database_of: weakref.WeakKeyDictionary[Engine, str] = weakref.WeakKeyDictionary()
+
+
+def _database(engine: Engine) -> str:
+    key = _database_of.get(engine)
+    if key is None:
+        key = _database_of[engine] = engine.url.render_as_string(hide_password=False)
+    return key
 
 
 def active_subscriptions(conn: Connection, stamp: str | None) -> tuple[str | None, ActiveByType]:
     """The stamp and the active subscriptions per resource type: as of ``stamp`` (the unit's)
     when this process already read them for it; else as ``conn`` sees them now, with the
     stamp they were read with (which the unit then keeps)."""
-    database = conn.engine.url
+    database = _database(conn.engine)
     if stamp is not None:
         with _lock:
             kept = _kept.get(database)
