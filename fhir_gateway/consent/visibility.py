@@ -320,6 +320,39 @@ def write_decision(
     return row.deny_by, row.permit_by, row.in_team
 
 
+def _decides_writes(access: AccessContext, res_type: str, patient_id: str | None) -> bool:
+    """Whether ``check_write`` asks the person's consent (``write_decision``) for this write."""
+    return not (
+        access.trusted
+        or res_type == AUDIT_TYPE
+        or patient_id is None
+        or access.patient is not None
+        or res_type in OWN_ONLY_WRITES
+        or access.break_glass
+        or not caller_actors(access)
+    )
+
+
+_write_probes: Lru[tuple[ColumnElement[Any], ...]] = Lru(4096)
+
+
+def write_probe(
+    access: AccessContext, res_type: str, patient_id: str | None, *, policy: str
+) -> tuple[tuple[ColumnElement[Any], ...], dict[str, Any]] | None:
+    """The columns (and their parameters) of ``write_decision`` for a write about to happen, to
+    read with the write unit's first statement (``storage.write_opening``) and give to
+    ``check_write`` as ``known``: a round trip fewer per partner create or update. None when
+    ``check_write`` asks nothing of the person's consent for this write."""
+    if not _decides_writes(access, res_type, patient_id):
+        return None
+    actors = caller_actors(access)
+    key = (tuple(actors), access.purpose, res_type, policy)
+    columns = _write_probes.get_or_build(
+        key, lambda: tuple(deciding_consents_query(access, res_type, "write", policy).selected_columns)
+    )
+    return columns, {"consent_patient": patient_id}
+
+
 def write_permitted(decided: tuple[Any, Any, Any]) -> bool:
     """``write_decision``'s values say permit: no deny, and a permit or the care-team default."""
     deny_by, permit_by, in_team = decided
@@ -333,9 +366,11 @@ def check_write(
     patient_id: str | None,
     *,
     policy: str = CARE_TEAM_OPT_OUT,
+    known: tuple[Any, Any, Any] | None = None,
 ) -> tuple[Any, Any, Any] | None:
     """Raise Forbidden (403) when ``access`` may not write ``res_type`` data of ``patient_id``;
-    the values of ``write_decision`` when the person's consent decided (None otherwise).
+    the values of ``write_decision`` when the person's consent decided (None otherwise);
+    ``known``: those values, already read in this transaction (``write_probe``).
 
     Consent resources are the person's own decision: only trusted clients and the person
     themself (patient context) may write them, never a partner, so that no partner grants
@@ -359,7 +394,9 @@ def check_write(
         raise Forbidden(f"Only the person or a trusted client may write {res_type} resources")
     if patient_id is None or access.break_glass:
         return None
-    decided = write_decision(conn, access, res_type, patient_id, policy=policy)
+    decided = (
+        known if known is not None else write_decision(conn, access, res_type, patient_id, policy=policy)
+    )
     if not write_permitted(decided):
         raise Forbidden("No consent of this person allows this client to write their data")
     return decided

@@ -126,7 +126,12 @@ class Ctx:
         What decided is remembered for the audit of the write (no second statement)."""
         try:
             decided = visibility.check_write(
-                self.conn, self.access, res_type, patient_id, policy=self.settings.consent_default_policy
+                self.conn,
+                self.access,
+                res_type,
+                patient_id,
+                policy=self.settings.consent_default_policy,
+                known=self.memo.get((_WRITE_DECISION, res_type, patient_id)),
             )
         except Forbidden:
             self.audit(interaction, res_type, None, patient_id, ok=False)
@@ -258,6 +263,7 @@ def _and_client_active(clause: ColumnElement[bool], client_id: str) -> ColumnEle
 
 
 _WRITE_DECIDED_BY = "write decided by"  # memo key: what decided a write checked in this unit
+_WRITE_DECISION = "write decision"  # memo key: the consent's values read by the unit's first statement
 _READ_INTERACTIONS = frozenset(
     {
         "read",
@@ -288,7 +294,7 @@ def unit_of_work(
         with database.transaction(write=write) as conn:
             stamp = None
             if access.verify_client and write:
-                stamp = _open_write_unit(conn, access.client_id)
+                stamp = _open_write_unit(conn, access, settings, None, {})
             elif access.verify_client:
                 ensure_client_active(conn, access.client_id)
             yield Ctx(conn, access, settings, events, subscriptions_stamp=stamp)
@@ -296,12 +302,28 @@ def unit_of_work(
         audit_sink(events)
 
 
-def _open_write_unit(conn: Connection, client_id: str) -> str | None:
+def _open_write_unit(
+    conn: Connection,
+    access: AccessContext,
+    settings: Settings,
+    probe: tuple[str, str | None] | None,
+    memo: dict[Any, Any],
+) -> str | None:
     """``ensure_client_active`` as a write unit's first statement, which also reads the
-    subscriptions' stamp (``storage.write_opening``); the stamp."""
-    opening = open_write(conn, client_id)
+    subscriptions' stamp (``storage.write_opening``) and, given the ``probe`` (type, person) of
+    the write to come, the person's consent decision (``visibility.write_probe``, kept in
+    ``memo`` for ``Ctx.check_write``); the stamp."""
+    policy = settings.consent_default_policy
+    asked = visibility.write_probe(access, *probe, policy=policy) if probe is not None else None
+    opening = (
+        open_write(conn, access.client_id, *asked)
+        if asked is not None
+        else open_write(conn, access.client_id)
+    )
     if not opening.client_active:
         raise invalid_token("client revoked or unknown")
+    if asked is not None and probe is not None:
+        memo[(_WRITE_DECISION, *probe)] = opening.also
     return opening.subscriptions_stamp
 
 
@@ -318,18 +340,25 @@ async def run_unit(
     audit_sink: Callable[[list[dict[str, Any]]], None],
     cursor_key: bytes | None = None,
     brief: bool = False,
+    write_probe: tuple[str, str | None] | None = None,
 ) -> T:
     """``work(ctx)`` in the request's transaction (``Database.run``, ``brief`` for a read bounded by
-    one REST interaction's page), then audit, as ``unit_of_work``."""
+    one REST interaction's page), then audit, as ``unit_of_work``. ``write_probe``: the type and
+    person of the write ``work`` will check first (``Ctx.check_write``), whose consent decision the
+    unit's first statement then reads too."""
     events: list[dict[str, Any]] = []
 
     def in_transaction(conn: Connection) -> T:
-        stamp = _open_write_unit(conn, access.client_id) if access.verify_client and write else None
+        memo: dict[Any, Any] = {}
+        stamp = None
+        if access.verify_client and write:
+            stamp = _open_write_unit(conn, access, settings, write_probe, memo)
         ctx = Ctx(
             conn,
             access,
             settings,
             events,
+            memo=memo,
             client_unverified=access.verify_client and not write,
             cursor_key=cursor_key,
             subscriptions_stamp=stamp,

@@ -24,6 +24,7 @@ from fhir_gateway.fhir.resource_types import require_stored_type
 from fhir_gateway.fhir.responses import fhir_response, resource_response, write_response
 from fhir_gateway.kit import jsonutil
 from fhir_gateway.kit.errors import MethodNotAllowed
+from fhir_gateway.search.indexing import patient_compartment_id
 
 # GET interactions take (request, path params) and call ``limited_access`` themselves, so
 # that ``LeanRoute`` serves them without FastAPI's dependency solver.
@@ -45,10 +46,17 @@ FormBody = Annotated[bytes, Depends(read_form_body)]
 
 
 async def run_in_unit(
-    request: Request, access: AccessContext, work: Callable[[Ctx], T], *, write: bool, brief: bool = False
+    request: Request,
+    access: AccessContext,
+    work: Callable[[Ctx], T],
+    *,
+    write: bool,
+    brief: bool = False,
+    write_probe: tuple[str, str | None] | None = None,
 ) -> T:
     """``work(ctx)`` in the request's unit of work (``fhir.context.run_unit``); ``brief``: a read
-    of one REST interaction, bounded by its page (``_count``), not an operation's."""
+    of one REST interaction, bounded by its page (``_count``), not an operation's; ``write_probe``:
+    the type and person of the write ``work`` checks first."""
     state = request.app.state
     return await run_unit(
         state.database,
@@ -59,6 +67,7 @@ async def run_in_unit(
         audit_sink=state.audit_writer.submit,
         cursor_key=await state.paging_key.load(),
         brief=brief,
+        write_probe=write_probe,
     )
 
 
@@ -158,7 +167,11 @@ async def create(
     require_stored_type(res_type)
     resource = parse_resource(request, body)
     result = await run_in_unit(
-        request, access, lambda ctx: writes.create(ctx, res_type, resource, if_none_exist), write=True
+        request,
+        access,
+        lambda ctx: writes.create(ctx, res_type, resource, if_none_exist),
+        write=True,
+        write_probe=(res_type, patient_compartment_id(resource)),
     )
     return write_response(result.row, 201 if result.created else 200, _base(request), prefer)
 
@@ -177,7 +190,11 @@ async def update(
     resource = parse_resource(request, body)
     expected = parse_if_match(if_match)
     result = await run_in_unit(
-        request, access, lambda ctx: writes.update(ctx, res_type, res_id, resource, expected), write=True
+        request,
+        access,
+        lambda ctx: writes.update(ctx, res_type, res_id, resource, expected),
+        write=True,
+        write_probe=(res_type, patient_compartment_id(resource)),
     )
     return write_response(result.row, 201 if result.created else 200, _base(request), prefer)
 

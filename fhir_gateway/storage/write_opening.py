@@ -4,16 +4,20 @@ A write unit first checks that its client is still registered and not revoked
 (``auth.validation``: revocation takes effect at once). The same statement reads the
 subscriptions' stamp (``storage.outbox_tables.subscription_stamp``), with which the write finds
 the active subscriptions it must notify (FHIR R4 subscription.html) without asking for them
-again while they have not changed (``subscriptions.active``): one round trip where there were
-two.
+again while they have not changed (``subscriptions.active``), and, for a partner's create or
+update, the consent decision on the person it writes for (``consent.visibility.write_probe``):
+one round trip where there were three.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import ColumnElement, Connection, Select, bindparam, select
 
+from fhir_gateway.kit.lru import Lru
 from fhir_gateway.storage.auth_tables import oauth_client
 from fhir_gateway.storage.subscription_repository import stamp_value
 
@@ -24,16 +28,36 @@ class WriteOpening:
 
     client_active: bool  # registered and not revoked
     subscriptions_stamp: str | None  # None when the database has no stamp row
+    also: tuple[Any, ...] = ()  # the values of the columns ``open_write`` was asked for
 
 
 _OPENING = select(oauth_client.c.revoked, stamp_value().label("stamp")).where(
     oauth_client.c.client_id == bindparam("opening_client")
 )
+_with_columns: Lru[tuple[tuple[ColumnElement[Any], ...], Select[Any]]] = Lru(1024)
 
 
-def open_write(conn: Connection, client_id: str) -> WriteOpening:
-    """The client's check and the subscriptions' stamp, in one indexed lookup."""
-    row = conn.execute(_OPENING, {"opening_client": client_id}).first()
+def _opening(also: tuple[ColumnElement[Any], ...]) -> Select[Any]:
+    """``_OPENING`` with the columns ``also`` (a shared tuple: built once per tuple)."""
+    if not also:
+        return _OPENING
+    owner, query = _with_columns.get_or_build(id(also), lambda: (also, _OPENING.add_columns(*also)))
+    if owner is not also:  # an id reused after the first tuple was freed
+        owner, query = also, _OPENING.add_columns(*also)
+        _with_columns.put(id(also), (owner, query))
+    return query
+
+
+def open_write(
+    conn: Connection,
+    client_id: str,
+    also: tuple[ColumnElement[Any], ...] = (),
+    params: Mapping[str, Any] | None = None,
+) -> WriteOpening:
+    """The client's check and the subscriptions' stamp, in one indexed lookup, with the values of
+    the columns ``also`` (their parameters in ``params``): what else the unit will need first,
+    such as the consent decision on the person it writes for (``consent.visibility``)."""
+    row = conn.execute(_opening(also), {"opening_client": client_id, **(params or {})}).first()
     if row is None:
         return WriteOpening(False, None)
-    return WriteOpening(row.revoked is False, row.stamp)
+    return WriteOpening(row.revoked is False, row.stamp, tuple(row[2:]))

@@ -260,3 +260,39 @@ def test_same_search_shape_for_two_partners_and_other_values_answers_each_its_ow
     assert (
         saad.get("/fhir/Task", params={"patient": "Patient/p1", "status": "requested"}).json()["total"] == 0
     )
+
+
+def test_a_partner_write_is_decided_by_the_units_first_statement(
+    fhir: TestClient, dac: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A partner's create and update read the person's consent with the client's check
+    (``visibility.write_probe``): no separate decision statement, the same answers."""
+    from fhir_gateway.consent import visibility
+
+    def no_second_statement(*_args: Any, **_kwargs: Any) -> Any:
+        raise AssertionError("the decision was asked again")
+
+    _person(fhir, "wp1")
+    task = {
+        "resourceType": "Task",
+        "status": "requested",
+        "intent": "order",
+        "for": {"reference": "Patient/wp1"},
+    }
+    monkeypatch.setattr(visibility, "write_decision", no_second_statement)
+    assert dac.post("/fhir/Task", json=task, headers={"Content-Type": FHIR}).status_code == 403
+    monkeypatch.undo()
+    _permit(fhir, "wp1", DAC, "c-wp1")
+    monkeypatch.setattr(visibility, "write_decision", no_second_statement)
+    created = dac.post("/fhir/Task", json=task, headers={"Content-Type": FHIR})
+    assert created.status_code == 201
+    updated = dac.put(
+        f"/fhir/Task/{created.json()['id']}",
+        json={**created.json(), "status": "accepted"},
+        headers={"Content-Type": FHIR},
+    )
+    assert updated.status_code == 200
+    monkeypatch.undo()
+    withdrawn = fhir.get("/fhir/Consent/c-wp1").json()
+    _put(fhir, {**withdrawn, "status": "inactive"})
+    assert dac.post("/fhir/Task", json=task, headers={"Content-Type": FHIR}).status_code == 403
