@@ -65,8 +65,11 @@ def paging_links(p: Paging, total: int | None, matched: int) -> list[dict[str, s
     """self, first, previous, next and last links that replay the same request, each with its
     cursor (FHIR R4 search.html#paging; ``last`` when the total is known)."""
 
+    query = urlencode([*p.kept, ("_count", str(p.count))])  # the same in every link
+
     def url(offset: int) -> str:
-        return f"{p.url}?{urlencode([*p.kept, ('_count', str(p.count)), (PARAM, p.cursors.cursor(offset))])}"
+        # a cursor is base64url text and a dot: nothing to escape in a query string
+        return f"{p.url}?{query}&{PARAM}={p.cursors.cursor(offset)}"
 
     links = [{"relation": "self", "url": url(p.offset)}]
     if p.count <= 0:
