@@ -20,6 +20,7 @@ from fhir_gateway.errors_http import install_error_handlers
 from fhir_gateway.kit.gc_tuning import restore_at_shutdown, settle_after_startup
 from fhir_gateway.kit.ratelimit import RateLimiter
 from fhir_gateway.kit.route_index import index_routes
+from fhir_gateway.observability.access_log import ACCESS_LOG
 from fhir_gateway.observability.logs import configure_logging
 from fhir_gateway.observability.middleware import RequestLogMiddleware
 from fhir_gateway.settings import Settings, get_settings
@@ -80,6 +81,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         if settings.tune_gc:
             restore_at_shutdown()
         await audit_writer.aclose()
+        ACCESS_LOG.flush()
         await database.dispose_async()
         database.dispose()
 

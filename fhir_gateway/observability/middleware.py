@@ -6,12 +6,12 @@ a system call and an object); it is echoed in the response. The route logged is 
 route template (``/fhir/{res_type}/{res_id}``) with the resource type, never the path itself
 nor the query string. A resource type this server does not store is logged and counted as
 ``unknown``: the path segment is the client's text (``/fhir/Dupont``), not a bounded label.
+The lines reach ``logging`` a batch at a time (``observability.access_log``).
 """
 
 from __future__ import annotations
 
 import itertools
-import logging
 import os
 import time
 from typing import Any
@@ -19,9 +19,9 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fhir_gateway.fhir.resource_types import STORED_TYPES
+from fhir_gateway.observability.access_log import ACCESS_LOG
 from fhir_gateway.observability.metrics import observe
 
-log = logging.getLogger("fhir_gateway.access")
 _process_prefix = os.urandom(8).hex()
 _sequence = itertools.count(1)
 
@@ -87,9 +87,8 @@ class RequestLogMiddleware:
             elapsed = time.perf_counter() - started
             route_path = getattr(route, "path", "unmatched")
             observe(scope["method"], route_path, res_type, status, elapsed)
-            log.info(
-                "request",
-                extra={
+            ACCESS_LOG.add(
+                {
                     "request_id": request_id,
                     "method": scope["method"],
                     "route": route_path,
@@ -97,5 +96,5 @@ class RequestLogMiddleware:
                     "client_id": state.get("client_id"),
                     "status": status,
                     "duration_ms": round(elapsed * 1000, 2),
-                },
+                }
             )
