@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
 
 from sqlalchemy import Connection, select
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError
 
+from fhir_gateway.audit.events import AuditItem, audit_id
 from fhir_gateway.audit.store import store_audit_events
 from fhir_gateway.kit.errors import FhirError, ServiceUnavailable
 from fhir_gateway.kit.ids import new_id
@@ -30,11 +30,11 @@ log = logging.getLogger(__name__)
 LOOKUP_CHUNK = 500
 
 
-def with_ids(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def with_ids(events: list[AuditItem]) -> list[AuditItem]:
     """``events``, each given an id if it has none (``audit_event_for`` gives one): a batch
     tried or sent again must name the same events, to skip those already stored."""
     for event in events:
-        if not event.get("id"):
+        if isinstance(event, dict) and not event.get("id"):  # a record has its id
             event["id"] = new_id()
     return events
 
@@ -57,29 +57,29 @@ def already_stored(conn: Connection, ids: list[str]) -> set[str]:
 class Batch:
     """What was received and is not yet stored."""
 
-    events: list[dict[str, Any]] = field(default_factory=list)
+    events: list[AuditItem] = field(default_factory=list)
     resent_ids: set[str] = field(default_factory=set)  # events that may be stored already
     stored_ids: set[str] = field(default_factory=set)  # events stored (or dropped) one by one
     last_seq: int | None = None
     write_now: bool = False
 
-    def add(self, events: list[dict[str, Any]], seq: int, *, resent: bool = False, now: bool = False) -> None:
+    def add(self, events: list[AuditItem], seq: int, *, resent: bool = False, now: bool = False) -> None:
         """Add ``events`` received under number ``seq`` (``resent``: maybe stored already;
         ``now``: to be written without waiting)."""
         self.events.extend(events)
         if resent:
-            self.resent_ids.update(str(event["id"]) for event in events)
+            self.resent_ids.update(str(audit_id(event)) for event in events)
         self.last_seq = seq if self.last_seq is None else max(self.last_seq, seq)
         self.write_now = self.write_now or now
 
     def store(self, database: Database) -> None:
         """Store the events in one transaction (raises if the database refuses)."""
-        events = [event for event in self.events if str(event["id"]) not in self.stored_ids]
+        events = [event for event in self.events if str(audit_id(event)) not in self.stored_ids]
         with database.transaction(write=True) as conn:
             maybe_stored = self.resent_ids - self.stored_ids
             if maybe_stored:
                 stored = already_stored(conn, sorted(maybe_stored))
-                events = [event for event in events if event["id"] not in stored]
+                events = [event for event in events if audit_id(event) not in stored]
             if events:
                 store_audit_events(conn, events, one_statement=False)
 
@@ -115,7 +115,7 @@ def _store_one_by_one(database: Database, batch: Batch) -> bool:
     content is dropped and logged (``audit_event_refused``, with its id), the others stored.
     False if the database stops taking any (the stored ones are then skipped on the next try)."""
     for event in batch.events:
-        event_id = str(event.get("id"))
+        event_id = str(audit_id(event))
         if event_id in batch.stored_ids:
             continue
         one = Batch([event], batch.resent_ids & {event_id})

@@ -13,7 +13,9 @@ values of name, birth date, address, telecom and identifier search parameters ar
 from __future__ import annotations
 
 import base64
-from datetime import datetime
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -152,6 +154,79 @@ def audit_event_for(
     if access.break_glass:
         subtypes.append(dict(BREAK_GLASS))
         event["meta"] = {"tag": [dict(BREAK_GLASS)]}
+    return event
+
+
+# An access as a REST unit keeps it (``audit_record``): the arguments of ``audit_event_for``
+# as a JSON array, which the audit writer process turns into the AuditEvent (``event_of``).
+# Building the event took about 40 µs of a read's CPU in the serving process; the record
+# takes a few, and the writer builds events a batch at a time.
+AuditItem = dict[str, Any] | list[Any]  # an AuditEvent, or an access's record
+AuditSink = Callable[[Sequence[AuditItem]], None]  # where a unit's events go when it ends
+RECORD_FIELDS = 14
+
+
+def audit_record(
+    access: AccessContext,
+    interaction: str,
+    res_type: str | None,
+    res_id: str | None,
+    patient_id: str | None,
+    outcome_ok: bool,
+    decided_by: str | None,
+    query: str | None,
+) -> list[Any]:
+    """``audit_event_for``'s arguments, with the event's id and time (``event_of`` builds it)."""
+    return [
+        new_id(),
+        time.time(),
+        interaction,
+        res_type,
+        res_id,
+        patient_id,
+        outcome_ok,
+        decided_by,
+        query,
+        access.client_id,
+        access.organization,
+        access.practitioner,
+        access.purpose,
+        access.break_glass,
+    ]
+
+
+def is_record(item: Any) -> bool:
+    """Whether ``item`` has the shape of an ``audit_record`` (after a JSON round trip too)."""
+    return isinstance(item, list) and len(item) == RECORD_FIELDS and isinstance(item[0], str)
+
+
+def audit_id(item: AuditItem) -> str | None:
+    """The id of an AuditEvent or of the event an ``audit_record`` makes."""
+    if isinstance(item, list):
+        return str(item[0])
+    found = item.get("id")
+    return str(found) if found else None
+
+
+def event_of(item: AuditItem) -> dict[str, Any]:
+    """The AuditEvent of ``item``: itself, or the one its record describes."""
+    if isinstance(item, dict):
+        return item
+    event_id, recorded, interaction, res_type, res_id, patient_id, ok, decided_by, query = item[:9]
+    client_id, organization, practitioner, purpose, break_glass = item[9:]
+    access = AccessContext(
+        client_id,
+        (),
+        organization=organization,
+        practitioner=practitioner,
+        purpose=purpose,
+        break_glass=break_glass,
+    )
+    when = datetime.fromtimestamp(recorded, UTC)
+    event = audit_event_for(
+        access, interaction, res_type, res_id, patient_id, ok, decided_by, query, recorded=when
+    )
+    event["id"] = event_id
     return event
 
 

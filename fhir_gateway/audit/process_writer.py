@@ -22,11 +22,12 @@ import os
 import sys
 import threading
 from collections import deque
-from typing import Any
+from collections.abc import Sequence
 
 import orjson
 
 from fhir_gateway.audit.batch_store import with_ids
+from fhir_gateway.audit.events import AuditItem
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ class AuditProcessWriter:
         self.max_pending = max_pending
         self.log_level = log_level
         self._lock = threading.Lock()
-        self._waiting: list[dict[str, Any]] = []  # not yet sent
+        self._waiting: list[AuditItem] = []  # not yet sent (events, or records: ``audit.events``)
         self._unanswered: deque[tuple[int, int, bytes]] = deque()  # (seq, events, line) sent, not stored
         self._unanswered_events = 0
         self._seq = 0
@@ -68,7 +69,7 @@ class AuditProcessWriter:
 
     # -- the serving process's side -------------------------------------------------------
 
-    def submit(self, events: list[dict[str, Any]]) -> None:
+    def submit(self, events: Sequence[AuditItem]) -> None:
         """Hand over a request's events (from the event loop's thread or any other)."""
         if not events:
             return

@@ -6,7 +6,8 @@ stored as in ``audit.store``) takes none of the serving process's interpreter ti
 
 Protocol: lines on standard input, answers on standard output.
 
-- ``E<seq> <events>``: a JSON array of AuditEvents (each with its id), the frame numbered ``seq``;
+- ``E<seq> <events>``: a JSON array of AuditEvents (each with its id) or of the accesses' records
+  (``audit.events.audit_record``, made into their events here), the frame numbered ``seq``;
 - ``R<seq> <events>``: the same frame sent again to a new writer after the previous one
   stopped; its events already stored (committed but not acknowledged) are skipped;
 - ``F<seq>``: write what was received now, without waiting for the next tick.
@@ -30,11 +31,12 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 import orjson
 
 from fhir_gateway.audit.batch_store import Batch, try_store
+from fhir_gateway.audit.events import AuditItem, is_record
 from fhir_gateway.kit.gc_tuning import settle_after_startup
 from fhir_gateway.storage.database import Database
 
@@ -51,7 +53,7 @@ class Frame:
 
     kind: str  # "E", "R" or "F"
     seq: int
-    events: list[dict[str, Any]] = field(default_factory=list)
+    events: list[AuditItem] = field(default_factory=list)
 
 
 def parse_frame(line: bytes) -> Frame:
@@ -64,9 +66,9 @@ def parse_frame(line: bytes) -> Frame:
     seq, _, body = rest.partition(b" ")
     events = orjson.loads(body)
     if not isinstance(events, list) or not all(
-        isinstance(event, dict) and isinstance(event.get("id"), str) for event in events
+        (isinstance(event, dict) and isinstance(event.get("id"), str)) or is_record(event) for event in events
     ):
-        raise ValueError("a frame's events must be a JSON array of objects, each with its id")
+        raise ValueError("a frame's events must be a JSON array of events, each with its id, or of records")
     return Frame(kind, int(seq), events)
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from fhir_gateway.audit.events import audit_patient
+from fhir_gateway.audit.events import AuditItem, audit_patient, event_of
 from fhir_gateway.audit.index_rows import audit_index_rows
 from fhir_gateway.kit import jsonutil
 from fhir_gateway.kit.ids import new_id
@@ -48,7 +48,7 @@ class PreparedAudit:
         return [row[1] for row in self.parts[0][1]] if self.parts else []
 
 
-def prepare_audit_events(events: Sequence[dict[str, Any]]) -> PreparedAudit:
+def prepare_audit_events(events: Sequence[AuditItem]) -> PreparedAudit:
     """The rows of ``events`` as new AuditEvent resources, version 1 (CPU only, no database)."""
     moment = utcnow()
     naive = moment.replace(tzinfo=None)
@@ -56,7 +56,8 @@ def prepare_audit_events(events: Sequence[dict[str, Any]]) -> PreparedAudit:
     writes: list[VersionWrite] = []
     indexes: list[IndexWrite] = []
     terms: list[tuple[str, str]] = []
-    for event in events:
+    for item in events:
+        event = event_of(item)  # an access's record: the event it describes
         res_id = str(event.get("id") or new_id())
         body = {**event, "id": res_id}
         body["meta"] = {**(event.get("meta") or {}), "versionId": "1", "lastUpdated": instant}
@@ -103,13 +104,13 @@ def insert_audit_events(
 
 
 def store_audit_events(
-    conn: Connection, events: Sequence[dict[str, Any]], *, one_statement: bool = True
+    conn: Connection, events: Sequence[AuditItem], *, one_statement: bool = True
 ) -> list[str]:
     """Store ``events`` as new AuditEvent resources in ``conn``'s transaction; their ids."""
     return insert_audit_events(conn, prepare_audit_events(events), one_statement=one_statement)
 
 
-def write_audit_events(database: Database, events: Sequence[dict[str, Any]]) -> None:
+def write_audit_events(database: Database, events: Sequence[AuditItem]) -> None:
     """Store ``events`` in one short write transaction of their own.
 
     Raises on failure: the caller (the background writer) keeps the events and retries.

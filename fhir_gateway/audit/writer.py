@@ -19,11 +19,13 @@ import functools
 import logging
 import threading
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
 from fhir_gateway.audit.batch_store import Batch, try_store, with_ids
+from fhir_gateway.audit.events import AuditItem, event_of
 from fhir_gateway.audit.store import PreparedAudit, insert_audit_events, joined, prepare_audit_events
 from fhir_gateway.kit.errors import FhirError, ServiceUnavailable
 from fhir_gateway.storage.database import Database
@@ -56,10 +58,11 @@ class AuditWriter:
         self._task: asyncio.Task[None] | None = None
         self._loop_wake: asyncio.Event | None = None
 
-    def submit(self, events: list[dict[str, Any]]) -> None:
-        """Hand over a request's events."""
-        if not events:
+    def submit(self, items: Sequence[AuditItem]) -> None:
+        """Hand over a request's events (its accesses' records made into events here)."""
+        if not items:
             return
+        events = [event_of(item) for item in items]
         if self.mode == "sync":
             if not try_store(self.database, _batch(events)):
                 self._queue(events)

@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
-from fhir_gateway.audit.events import audit_event_for
+from fhir_gateway.audit.events import AuditItem, AuditSink, audit_event_for
 from fhir_gateway.auth.context import AccessContext
 from fhir_gateway.auth.validation import ensure_client_active
 from fhir_gateway.exports.files import NdjsonFiles, remove_job_files, remove_other_attempts
@@ -45,7 +45,6 @@ from fhir_gateway.storage.export_repository import ExportJob
 from fhir_gateway.storage.tables import resource
 
 log = logging.getLogger(__name__)
-AuditSink = Callable[[list[dict[str, Any]]], None]
 MEMBER_CHUNK = 500  # Group members per query (bound parameters stay few)
 
 
@@ -106,7 +105,7 @@ class ExportWorker(WorkerLoop):
         files = NdjsonFiles(
             self.settings.export_path / job.job_id / attempt, self.settings.export_file_max_resources
         )
-        events: list[dict[str, Any]] = []
+        events: list[AuditItem] = []
         exported = 0
         try:
             for res_type, contents in self._pages(job, access, events):
@@ -132,7 +131,7 @@ class ExportWorker(WorkerLoop):
             self.audit_sink(events)
 
     def _pages(
-        self, job: ExportJob, access: AccessContext, events: list[dict[str, Any]]
+        self, job: ExportJob, access: AccessContext, events: list[AuditItem]
     ) -> Iterator[tuple[str, list[str]]]:
         """(type, contents) pages of the job, read as its requester."""
         members = self._members(job, access, events) if job.level == "group" else None
@@ -165,7 +164,7 @@ class ExportWorker(WorkerLoop):
                         break
                     after = rows[-1][0]
 
-    def _members(self, job: ExportJob, access: AccessContext, events: list[dict[str, Any]]) -> list[str]:
+    def _members(self, job: ExportJob, access: AccessContext, events: list[AuditItem]) -> list[str]:
         assert job.group_id is not None
         with self.database.transaction() as conn:
             ctx = self._ctx(conn, access, events)
@@ -176,7 +175,7 @@ class ExportWorker(WorkerLoop):
             raise NotFound(f"Group/{job.group_id} is not known (any more)")
         return group_members(jsonutil.loads(group.content))
 
-    def _ctx(self, conn: Any, access: AccessContext, events: list[dict[str, Any]]) -> Ctx:
+    def _ctx(self, conn: Any, access: AccessContext, events: list[AuditItem]) -> Ctx:
         if access.verify_client:
             ensure_client_active(conn, access.client_id)  # a revoked client's export stops here
         return Ctx(conn, access, self.settings, events)
@@ -207,7 +206,7 @@ class ExportWorker(WorkerLoop):
             remove_job_files(self.settings.export_path, job.job_id)
 
     def _audit(
-        self, job: ExportJob, access: AccessContext, events: list[dict[str, Any]], *, ok: bool, exported: int
+        self, job: ExportJob, access: AccessContext, events: list[AuditItem], *, ok: bool, exported: int
     ) -> None:
         """One AuditEvent for the job: who exported what (level, types, since), and how many."""
         query = [("_operation", "export"), ("level", job.level), ("_type", ",".join(job.types))]

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Connection, Select, and_
 
-from fhir_gateway.audit.events import audit_event_for
+from fhir_gateway.audit.events import AuditItem, AuditSink, audit_event_for, audit_record
 from fhir_gateway.audit.grouped import WRITE_INTERACTIONS, GroupedWrites
 from fhir_gateway.auth.context import AccessContext
 from fhir_gateway.auth.tokens import invalid_token
@@ -49,7 +49,10 @@ class Ctx:
     conn: Connection
     access: AccessContext
     settings: Settings
-    audit_events: list[dict[str, Any]] = field(default_factory=list)
+    audit_events: list[AuditItem] = field(default_factory=list)
+    # the accesses are kept as records, which the audit writer turns into AuditEvents
+    # (``audit.events.audit_record``); False where the unit's code reads its events
+    compact_audit: bool = False
     # lookups that stay true for the whole transaction (e.g. the decision of a write check)
     memo: dict[Any, Any] = field(default_factory=dict)
     # a bulk operation's successful writes, audited per person (audit.grouped) instead of one by one
@@ -216,8 +219,9 @@ class Ctx:
             assert res_id is not None
             self.grouped_writes.add(interaction, res_type, res_id, patient_id, decided_by)
             return
+        make = audit_record if self.compact_audit else audit_event_for
         self.audit_events.append(
-            audit_event_for(self.access, interaction, res_type, res_id, patient_id, ok, decided_by, query)
+            make(self.access, interaction, res_type, res_id, patient_id, ok, decided_by, query)
         )
 
     def decided_by_now(
@@ -286,10 +290,10 @@ def unit_of_work(
     access: AccessContext,
     *,
     write: bool,
-    audit_sink: Callable[[list[dict[str, Any]]], None],
+    audit_sink: AuditSink,
 ) -> Iterator[Ctx]:
     """Open the request's transaction; commit on success, rollback on error, then audit."""
-    events: list[dict[str, Any]] = []
+    events: list[AuditItem] = []
     try:
         with database.transaction(write=write) as conn:
             stamp = None
@@ -337,7 +341,7 @@ async def run_unit(
     work: Callable[[Ctx], T],
     *,
     write: bool,
-    audit_sink: Callable[[list[dict[str, Any]]], None],
+    audit_sink: AuditSink,
     cursor_key: bytes | None = None,
     brief: bool = False,
     write_probe: tuple[str, str | None] | None = None,
@@ -346,7 +350,7 @@ async def run_unit(
     one REST interaction's page), then audit, as ``unit_of_work``. ``write_probe``: the type and
     person of the write ``work`` will check first (``Ctx.check_write``), whose consent decision the
     unit's first statement then reads too."""
-    events: list[dict[str, Any]] = []
+    events: list[AuditItem] = []
 
     def in_transaction(conn: Connection) -> T:
         memo: dict[Any, Any] = {}
@@ -359,6 +363,7 @@ async def run_unit(
             settings,
             events,
             memo=memo,
+            compact_audit=True,
             client_unverified=access.verify_client and not write,
             cursor_key=cursor_key,
             subscriptions_stamp=stamp,

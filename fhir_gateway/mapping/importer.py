@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import IO, Any
 from zoneinfo import ZoneInfo
 
+from fhir_gateway.audit.events import event_of
 from fhir_gateway.audit.grouped import GroupedWrites
 from fhir_gateway.audit.store import store_audit_events
 from fhir_gateway.fhir.context import Ctx
@@ -211,8 +212,9 @@ def _store_done_writes(ctx: Ctx) -> None:
     its never-committed writes with it; refusals stay for the request's audit sink. The
     import's writes are audited per person (``audit.grouped``).
     """
-    done = [e for e in ctx.audit_events if e.get("outcome") == "0"]
-    ctx.audit_events[:] = [e for e in ctx.audit_events if e.get("outcome") != "0"]
+    events = [event_of(e) for e in ctx.audit_events]
+    done = [e for e in events if e.get("outcome") == "0"]
+    ctx.audit_events[:] = [e for e in events if e.get("outcome") != "0"]
     if ctx.grouped_writes is not None:
         done += ctx.grouped_writes.drain(ctx.access)
     store_audit_events(ctx.conn, done)
@@ -220,7 +222,7 @@ def _store_done_writes(ctx: Ctx) -> None:
 
 def _forget_writes(ctx: Ctx, start: int, mark: int) -> None:
     """Rolled-back writes are not audited as done (refusals stay in the audit trail)."""
-    ctx.audit_events[start:] = [e for e in ctx.audit_events[start:] if e.get("outcome") != "0"]
+    ctx.audit_events[start:] = [e for e in map(event_of, ctx.audit_events[start:]) if e.get("outcome") != "0"]
     if ctx.grouped_writes is not None:
         ctx.grouped_writes.forget(mark)
 

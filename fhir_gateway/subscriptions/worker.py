@@ -27,10 +27,10 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
-from typing import Any
 
 import httpx
 
+from fhir_gateway.audit.events import AuditSink
 from fhir_gateway.fhir import writes
 from fhir_gateway.fhir.context import unit_of_work
 from fhir_gateway.kit import jsonutil
@@ -52,7 +52,6 @@ from fhir_gateway.subscriptions.hooks import WORKER_ACCESS
 
 log = logging.getLogger(__name__)
 ACK_BATCH = 10  # deliveries recorded per transaction
-AuditSink = Callable[[list[dict[str, Any]]], None]
 
 
 def _now() -> datetime:

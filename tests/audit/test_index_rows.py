@@ -4,13 +4,15 @@ gateway writes, and None (the generic path) for any other shape."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fhir_gateway.audit.events import audit_event_for
+from fhir_gateway.audit.events import audit_event_for, audit_id, audit_record, event_of, is_record
 from fhir_gateway.audit.grouped import GroupedWrites, transaction_writes
 from fhir_gateway.audit.index_rows import audit_index_rows
 from fhir_gateway.audit.store import prepare_audit_events
@@ -125,3 +127,45 @@ def test_other_shapes_go_the_generic_way() -> None:
     prepared = prepare_audit_events([named_agent])  # still indexed, the generic way
     names = {row[2:4] for table, rows in prepared.parts if table is INDEX_TABLES["string"] for row in rows}
     assert ("agent-name", "dr martin") in names
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    interaction=st.sampled_from(INTERACTIONS),
+    res_type=types,
+    res_id=st.one_of(st.none(), ids),
+    patient_id=st.one_of(st.none(), ids),
+    ok=st.booleans(),
+    decided_by=st.sampled_from([None, "Consent/c-1", "trusted client"]),
+    query=st.sampled_from([None, "patient=Patient/p1&status=requested,accepted", "name=Dupont"]),
+    practitioner=st.sampled_from([None, "Practitioner/pr-1"]),
+    break_glass=st.sampled_from([None, "urgence vitale"]),
+)
+def test_a_record_makes_the_event_the_request_would_have_made(
+    interaction: str,
+    res_type: str | None,
+    res_id: str | None,
+    patient_id: str | None,
+    ok: bool,
+    decided_by: str | None,
+    query: str | None,
+    practitioner: str | None,
+    break_glass: str | None,
+) -> None:
+    """A REST unit keeps its accesses as records (``audit_record``), made into AuditEvents by
+    the writer (``event_of``), even after the JSON trip to the writer process."""
+    access = AccessContext(
+        "client-1",
+        (),
+        organization="Organization/o1",
+        practitioner=practitioner,
+        break_glass=break_glass,
+        purpose="TREAT",
+    )
+    args = (interaction, res_type, res_id, patient_id, ok, decided_by, query)
+    record = orjson.loads(orjson.dumps(audit_record(access, *args)))
+    assert is_record(record)
+    event = event_of(record)
+    expected = audit_event_for(access, *args, recorded=datetime.fromtimestamp(record[1], UTC))
+    assert event == {**expected, "id": record[0]}
+    assert audit_id(record) == record[0]
