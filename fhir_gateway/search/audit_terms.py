@@ -140,44 +140,35 @@ def min_code(terms: Any, param: str, *, greatest: bool = False) -> ColumnElement
     return _MinCode(terms, param, greatest)
 
 
-@compiles(_TermsTest, "postgresql")
-def _terms_test_pg(element: _TermsTest, compiler: SQLCompiler, **kw: Any) -> str:
-    terms = compiler.process(element.terms, **kw)
-    value = compiler.process(element.value, **kw)
-    if element.kind == "has":
-        return f"jsonb_exists(CAST({terms} AS JSONB), {value})"
-    return (
-        f"EXISTS (SELECT 1 FROM jsonb_array_elements_text(CAST({terms} AS JSONB)) AS term(value)"
-        f" WHERE term.value ILIKE {value} ESCAPE '\\')"
-    )
+def _elements(terms: str, dialect: str) -> str:
+    """The FROM item of the strings of JSON array ``terms``, as rows of ``term.value``."""
+    if dialect == "postgresql":
+        return f"jsonb_array_elements_text(CAST({terms} AS JSONB)) AS term(value)"
+    return f"json_each({terms}) AS term"
 
 
 @compiles(_TermsTest)
-def _terms_test_sqlite(element: _TermsTest, compiler: SQLCompiler, **kw: Any) -> str:
+def _terms_test(element: _TermsTest, compiler: SQLCompiler, **kw: Any) -> str:
     terms = compiler.process(element.terms, **kw)
     value = compiler.process(element.value, **kw)
-    test = "term.value = {}" if element.kind == "has" else "lower(term.value) LIKE lower({}) ESCAPE '\\'"
-    return f"EXISTS (SELECT 1 FROM json_each({terms}) AS term WHERE {test.format(value)})"
-
-
-@compiles(_MinCode, "postgresql")
-def _min_code_pg(element: _MinCode, compiler: SQLCompiler, **kw: Any) -> str:
-    terms = compiler.process(element.terms, **kw)
-    prefix = compiler.process(element.prefix, **kw)
-    agg, length = "max" if element.greatest else "min", len(element.param) + 1
-    return (
-        f"(SELECT {agg}(substr(term.value, {length + 1}))"
-        f" FROM jsonb_array_elements_text(CAST({terms} AS JSONB)) AS term(value)"
-        f" WHERE left(term.value, {length}) = {prefix})"
-    )
+    dialect = compiler.dialect.name
+    if element.kind == "has":
+        if dialect == "postgresql":  # an index-free test of the array's strings, no set to build
+            return f"jsonb_exists(CAST({terms} AS JSONB), {value})"
+        test = f"term.value = {value}"
+    elif dialect == "postgresql":  # as the generic index matches ``display`` (search.compiler)
+        test = f"term.value ILIKE {value} ESCAPE '\\'"
+    else:
+        test = f"lower(term.value) LIKE lower({value}) ESCAPE '\\'"
+    return f"EXISTS (SELECT 1 FROM {_elements(terms, dialect)} WHERE {test})"
 
 
 @compiles(_MinCode)
-def _min_code_sqlite(element: _MinCode, compiler: SQLCompiler, **kw: Any) -> str:
+def _min_code(element: _MinCode, compiler: SQLCompiler, **kw: Any) -> str:
     terms = compiler.process(element.terms, **kw)
     prefix = compiler.process(element.prefix, **kw)
     agg, length = "max" if element.greatest else "min", len(element.param) + 1
     return (
-        f"(SELECT {agg}(substr(term.value, {length + 1})) FROM json_each({terms}) AS term"
+        f"(SELECT {agg}(substr(term.value, {length + 1})) FROM {_elements(terms, compiler.dialect.name)}"
         f" WHERE substr(term.value, 1, {length}) = {prefix})"
     )
