@@ -147,6 +147,39 @@ def permitted(
     return and_(or_(*allowed), not_(_denied(person, res_id, args)))
 
 
+def permitted_of_person(
+    person: ColumnElement[Any],
+    res_id: ColumnElement[Any],
+    cls: ClassExpr,
+    *,
+    actors: list[str],
+    purpose: str,
+    action: str,
+    policy: str,
+    now: Moment,
+) -> ColumnElement[bool]:
+    """``permitted`` for rows that all belong to ``person``, a bound value rather than a column.
+
+    The decision on the person's whole class does not depend on the row: PostgreSQL computes
+    its subqueries once per statement (InitPlans), SQLite once too, instead of once per row. The
+    row's own grants are looked up only when the person has some grant on a single resource
+    (``data_id`` not ``*``); otherwise they cannot change the decision.
+    """
+    if not actors:
+        return false()
+    args: _Args = (actors, purpose, action, cls, now)
+    allowed: list[ColumnElement[bool]] = [_permitted(person, None, args)]
+    if policy == CARE_TEAM_OPT_OUT:
+        allowed.append(_in_care_team(person, actors, now))
+    whole_class = and_(or_(*allowed), not_(_denied(person, None, args)))
+    g = consent_grant.alias()
+    some_single = exists().where(g.c.patient_id == person, g.c.data_id != "*")
+    row_wise = permitted(
+        person, res_id, cls, actors=actors, purpose=purpose, action=action, policy=policy, now=now
+    )
+    return or_(and_(not_(some_single), whole_class), and_(some_single, row_wise))
+
+
 def deciding_consents(
     person: ColumnElement[Any],
     cls: ClassExpr,

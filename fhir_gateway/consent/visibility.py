@@ -44,7 +44,12 @@ from sqlalchemy import (
 )
 
 from fhir_gateway.auth.context import AccessContext
-from fhir_gateway.consent.predicates import CARE_TEAM_OPT_OUT, deciding_consents, permitted
+from fhir_gateway.consent.predicates import (
+    CARE_TEAM_OPT_OUT,
+    deciding_consents,
+    permitted,
+    permitted_of_person,
+)
 from fhir_gateway.kit.errors import Forbidden
 from fhir_gateway.kit.lru import Lru
 from fhir_gateway.kit.timeutil import utcnow
@@ -134,23 +139,40 @@ class AccessViewer:
     def visible_key(self) -> Hashable:
         return (caller_key(self.access, self.policy), False)
 
+    def visible_of_person(self, alias: Any, res_type: str, person: ColumnElement[Any]) -> ColumnElement[bool]:
+        return visible_clause(self.access, alias, res_type, policy=self.policy, person=person)
+
 
 def visible_clause(
-    access: AccessContext, alias: Any, res_type: str | None, *, policy: str = CARE_TEAM_OPT_OUT
+    access: AccessContext,
+    alias: Any,
+    res_type: str | None,
+    *,
+    policy: str = CARE_TEAM_OPT_OUT,
+    person: ColumnElement[Any] | None = None,
 ) -> ColumnElement[bool]:
     """SQL condition on ``alias`` (``resource`` or ``resource_history``) for rows ``access`` may read.
 
     ``res_type`` None: the rows may be of several types (system search or history). Filters
     on the shared tables are built once per kind of caller and reused (they hold no time).
+    ``person``: every row filtered belongs to that person (a bound value: a search of one
+    person's compartment, whose condition keeps the rows to it); a partner's decision on the
+    person then does not depend on the row (``predicates.permitted_of_person``).
     """
     key = _cache_key(access, alias, res_type, policy)
     if key is None:
-        return _build_clause(access, alias, res_type, policy)
-    return _clauses.get_or_build(key, lambda: _build_clause(access, alias, res_type, policy))
+        return _build_clause(access, alias, res_type, policy, person)
+    if person is not None:
+        key = (*key, "person", getattr(person, "key", None))
+    return _clauses.get_or_build(key, lambda: _build_clause(access, alias, res_type, policy, person))
 
 
 def _build_clause(
-    access: AccessContext, alias: Any, res_type: str | None, policy: str
+    access: AccessContext,
+    alias: Any,
+    res_type: str | None,
+    policy: str,
+    person: ColumnElement[Any] | None = None,
 ) -> ColumnElement[bool]:
     if access.trusted:
         return true()
@@ -168,7 +190,7 @@ def _build_clause(
         return _owned_subscription(access, alias)
     if res_type == GROUP_TYPE:
         return _managed_group(access, alias)
-    consent_ok = _partner_clause(access, alias, res_type, policy)
+    consent_ok = _partner_clause(access, alias, res_type, policy, person)
     if res_type is None:
         return or_(
             and_(alias.c.res_type == AUDIT_TYPE, audit_ok),
@@ -200,10 +222,25 @@ def _owned_subscription(access: AccessContext, alias: Any) -> ColumnElement[bool
 
 
 def _partner_clause(
-    access: AccessContext, alias: Any, res_type: str | None, policy: str
+    access: AccessContext,
+    alias: Any,
+    res_type: str | None,
+    policy: str,
+    one: ColumnElement[Any] | None = None,
 ) -> ColumnElement[bool]:
     if access.break_glass:
         return true()
+    if one is not None and res_type not in (None, "Patient"):
+        return permitted_of_person(
+            one,
+            alias.c.res_id,
+            res_type,
+            actors=caller_actors(access),
+            purpose=access.purpose,
+            action="read",
+            policy=policy,
+            now=NOW,
+        )
     if res_type == "Patient":
         person: ColumnElement[Any] = alias.c.res_id
     elif res_type is not None:

@@ -82,6 +82,17 @@ class Ctx:
         clause = visibility.visible_clause(
             self.access, alias, res_type, policy=self.settings.consent_default_policy
         )
+        return self._checking_client(clause)
+
+    def visible_of_person(self, alias: Any, res_type: str, person: ColumnElement[Any]) -> ColumnElement[bool]:
+        """``visible`` for rows all of the person ``person`` (``search.compiler.Viewer``)."""
+        clause = visibility.visible_clause(
+            self.access, alias, res_type, policy=self.settings.consent_default_policy, person=person
+        )
+        return self._checking_client(clause)
+
+    def _checking_client(self, clause: ColumnElement[bool]) -> ColumnElement[bool]:
+        """``clause``, with the client check while the client is unverified."""
         if not self.client_unverified:
             return clause
         self._client_check_in_sql = True

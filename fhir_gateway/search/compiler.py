@@ -48,6 +48,11 @@ class Viewer(Protocol):
         """Equal for two callers exactly when ``visible`` builds the same filters for both."""
         ...
 
+    def visible_of_person(self, alias: Any, res_type: str, person: ColumnElement[Any]) -> ColumnElement[bool]:
+        """``visible`` for rows that all belong to the person ``person`` (a bound value): what
+        depends on the person alone may then be evaluated once per statement."""
+        ...
+
 
 def bound(slot: Slot, *, expanding: bool = False) -> BindParameter[Any]:
     """The statement parameter of ``slot`` (its type comes from the column it is compared with)."""
@@ -318,13 +323,25 @@ def driving_clause(row: Any, res_type: str, shape: Shape) -> ColumnElement[bool]
 _DRIVERS = {kind: table.alias(f"{table.name}_driver") for kind, table in INDEX_TABLES.items()}
 
 
-def where_clauses(shape: WhereShape, visible: Visible, *, drive: bool = False) -> list[ColumnElement[bool]]:
+def where_clauses(
+    shape: WhereShape,
+    visible: Visible,
+    *,
+    drive: bool = False,
+    visible_of_person: Callable[[Any, str, ColumnElement[Any]], ColumnElement[bool]] | None = None,
+) -> list[ColumnElement[bool]]:
     """The conditions on ``resource`` of a search of ``shape``, caller's filter included.
 
     ``drive`` (SQLite): with neither ids nor persons to start from, the first selective criterion
-    is also given as a condition the planner can start from (``driving_clause``)."""
+    is also given as a condition the planner can start from (``driving_clause``).
+    ``visible_of_person`` (``Viewer.visible_of_person``): the caller's filter for a search of one
+    person's rows (``shape.person``; the compartment condition below keeps them to that person)."""
     r, t = resource, shape.res_type
-    conditions: list[ColumnElement[bool]] = [r.c.res_type == t, r.c.deleted == false(), visible(r, t)]
+    if shape.person is not None and visible_of_person is not None:
+        caller_filter = visible_of_person(r, t, bound(shape.person))
+    else:
+        caller_filter = visible(r, t)
+    conditions: list[ColumnElement[bool]] = [r.c.res_type == t, r.c.deleted == false(), caller_filter]
     conditions += [r.c.res_id.in_(bound(ids, expanding=True)) for ids in shape.ids]
     conditions += [criterion_clause(r, t, c, visible) for c in shape.criteria]
     conditions += [r.c.patient_id.in_(bound(ids, expanding=True)) for ids in shape.compartments]

@@ -223,6 +223,8 @@ class WhereShape:
     criteria: tuple[Shape, ...]
     compartments: tuple[Slot, ...]  # each holds a list of person ids
     has: tuple[Shape, ...]
+    # the one person every row belongs to (a single compartment criterion of one id): its id
+    person: Slot | None = None
 
 
 def where_shape(request: SearchRequest, lit: Literals) -> WhereShape:
@@ -234,4 +236,6 @@ def where_shape(request: SearchRequest, lit: Literals) -> WhereShape:
         lit.slot(found) for c in request.criteria if (found := compartment_ids(t, c)) is not None
     )
     has = tuple(has_shape(h, lit) for h in request.has)
-    return WhereShape(t, ids, criteria, compartments, has)
+    lists = [lit.values[slot.index] for slot in compartments]
+    person = lit.slot(lists[0][0]) if len(lists) == 1 and len(lists[0]) == 1 else None
+    return WhereShape(t, ids, criteria, compartments, has, person)

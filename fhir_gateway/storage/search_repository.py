@@ -105,7 +105,7 @@ _LIMIT, _OFFSET, _IDS = "q_limit", "q_offset", "q_ids"  # parameters beside the 
 
 def _build(shape: WhereShape, sort: tuple[tuple[str, bool], ...], viewer: Viewer, drive: bool) -> _Statements:
     r = resource
-    conditions = where_clauses(shape, viewer.visible, drive=drive)
+    conditions = where_clauses(shape, viewer.visible, drive=drive, visible_of_person=viewer.visible_of_person)
     order = []
     for code, desc in sort:
         key = _sort_key(shape.res_type, code, desc)

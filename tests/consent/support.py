@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, String, bindparam, func, select
 
 from fhir_gateway.auth.context import AccessContext, ScopeGrant
 from fhir_gateway.consent import hooks
@@ -169,6 +169,20 @@ def visible(conn: Connection, access: AccessContext, res_type: str | None, polic
     if res_type is not None:
         query = query.where(resource.c.res_type == res_type)
     return {f"{r.res_type}/{r.res_id}" for r in conn.execute(query)}
+
+
+def visible_of_person(
+    conn: Connection, access: AccessContext, res_type: str, policy: str, person: str
+) -> set[str]:
+    """``visible`` for the rows of ``person`` as a search of one person's compartment filters
+    them (``visible_clause(..., person=...)``, the compartment condition beside it)."""
+    one = bindparam("one_person", type_=String())
+    query = select(resource.c.res_type, resource.c.res_id).where(
+        resource.c.res_type == res_type,
+        resource.c.patient_id == one,
+        visible_clause(access, resource, res_type, policy=policy, person=one),
+    )
+    return {f"{r.res_type}/{r.res_id}" for r in conn.execute(query, {"one_person": person})}
 
 
 def count_visible(conn: Connection, access: AccessContext, res_type: str, policy: str) -> int:

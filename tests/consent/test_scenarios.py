@@ -17,7 +17,7 @@ from fhir_gateway.consent.decision import decision_for, decision_from, explain
 from fhir_gateway.consent.visibility import decided_read_query
 from fhir_gateway.storage import repository
 from fhir_gateway.storage.database import Database
-from tests.consent.support import caller, careteam, consent, day, provision, store, visible
+from tests.consent.support import caller, careteam, consent, day, provision, store, visible, visible_of_person
 
 SAAD, DAC, OTHER = "Organization/saad", "Organization/dac", "Organization/other"
 P1_ROWS = {"Patient/p1", "Task/t1", "ServiceRequest/sr1", "CarePlan/cp1"}
@@ -361,6 +361,10 @@ def _check(db: Database, case: Case, expected: set[str]) -> None:
         for res_type in ("Patient", "Task", "ServiceRequest", "CarePlan", "Organization"):
             typed = visible(conn, case.access, res_type, case.policy) & BASE
             assert typed == {r for r in person_rows if r.startswith(res_type + "/")}, res_type
+            if res_type not in ("Patient", "Organization"):  # a search of one person's compartment
+                for person, rows in (("p1", P1_ROWS), ("p2", P2_ROWS)):
+                    one = visible_of_person(conn, case.access, res_type, case.policy, person)
+                    assert one == typed & rows, (res_type, person)
             if case.access.organization and not case.access.practitioner and not case.access.break_glass:
                 if res_type == "Organization":
                     continue
