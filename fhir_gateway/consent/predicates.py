@@ -19,6 +19,7 @@ caller (a set of all of them, hashed once per query, cost a read 0.4 ms per 500 
 from __future__ import annotations
 
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, exists, false, not_, or_, select
@@ -167,16 +168,12 @@ def permitted_of_person(
     """
     if not actors:
         return false()
-    args: _Args = (actors, purpose, action, cls, now)
-    allowed: list[ColumnElement[bool]] = [_permitted(person, None, args)]
-    if policy == CARE_TEAM_OPT_OUT:
-        allowed.append(_in_care_team(person, actors, now))
-    whole_class = and_(or_(*allowed), not_(_denied(person, None, args)))
+    decide = partial(
+        permitted, person, cls=cls, actors=actors, purpose=purpose, action=action, policy=policy, now=now
+    )
+    whole_class, row_wise = decide(None), decide(res_id)
     g = consent_grant.alias()
     some_single = exists().where(g.c.patient_id == person, g.c.data_id != "*")
-    row_wise = permitted(
-        person, res_id, cls, actors=actors, purpose=purpose, action=action, policy=policy, now=now
-    )
     return or_(and_(not_(some_single), whole_class), and_(some_single, row_wise))
 
 

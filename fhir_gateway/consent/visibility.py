@@ -226,13 +226,13 @@ def _partner_clause(
     alias: Any,
     res_type: str | None,
     policy: str,
-    one: ColumnElement[Any] | None = None,
+    of_person: ColumnElement[Any] | None = None,
 ) -> ColumnElement[bool]:
     if access.break_glass:
         return true()
-    if one is not None and res_type not in (None, "Patient"):
+    if of_person is not None and res_type not in (None, "Patient"):  # the rows are all that person's
         return permitted_of_person(
-            one,
+            of_person,
             alias.c.res_id,
             res_type,
             actors=caller_actors(access),
