@@ -33,26 +33,31 @@ class AccessLog:
     def __init__(self) -> None:
         self._pending: list[tuple[float, dict[str, Any]]] = []
         self._lock = threading.Lock()
+        self._timed_on: asyncio.AbstractEventLoop | None = None  # the loop of the flush to come
 
     def add(self, fields: dict[str, Any]) -> None:
         """One request's line (its ``extra`` fields); emitted with the next batch."""
         if not log.isEnabledFor(logging.INFO):
             return
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:  # no loop to wait on: at once
+            loop = None
         with self._lock:
             self._pending.append((time.time(), fields))
-            waiting = len(self._pending)
-        if waiting >= BATCH:
+            full = len(self._pending) >= BATCH
+            timed = self._timed_on is loop
+            self._timed_on = loop
+        if full or loop is None:
             self.flush()
-        elif waiting == 1:
-            try:
-                asyncio.get_running_loop().call_later(FLUSH_SECONDS, self.flush)
-            except RuntimeError:  # no loop: at once
-                self.flush()
+        elif not timed:  # the first line waiting, or the loop that was to flush has gone
+            loop.call_later(FLUSH_SECONDS, self.flush)
 
     def flush(self) -> None:
         """Emit every waiting line, in order, each dated when its request ended."""
         with self._lock:
             pending, self._pending = self._pending, []
+            self._timed_on = None
         for created, fields in pending:
             record = log.makeRecord(log.name, logging.INFO, "", 0, "request", (), None, extra=fields)
             record.created = created
