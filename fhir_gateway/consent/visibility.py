@@ -370,24 +370,17 @@ def _decides_writes(access: AccessContext, res_type: str, patient_id: str | None
     )
 
 
-_write_probes: Lru[tuple[ColumnElement[Any], ...]] = Lru(4096)
-
-
 def write_probe(
     access: AccessContext, res_type: str, patient_id: str | None, *, policy: str
-) -> tuple[tuple[ColumnElement[Any], ...], dict[str, Any]] | None:
-    """The columns (and their parameters) of ``write_decision`` for a write about to happen, to
+) -> tuple[Select[Any], dict[str, Any]] | None:
+    """The statement (and its parameters) of ``write_decision`` for a write about to happen, whose
+    columns to
     read with the write unit's first statement (``storage.write_opening``) and give to
     ``check_write`` as ``known``: a round trip fewer per partner create or update. None when
     ``check_write`` asks nothing of the person's consent for this write."""
     if not _decides_writes(access, res_type, patient_id):
         return None
-    actors = caller_actors(access)
-    key = (tuple(actors), access.purpose, res_type, policy)
-    columns = _write_probes.get_or_build(
-        key, lambda: tuple(deciding_consents_query(access, res_type, "write", policy).selected_columns)
-    )
-    return columns, {"consent_patient": patient_id}
+    return deciding_consents_query(access, res_type, "write", policy), {"consent_patient": patient_id}
 
 
 def write_permitted(decided: tuple[Any, Any, Any]) -> bool:

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Select, bindparam, select
+from sqlalchemy import Connection, Select, bindparam, select
 
 from fhir_gateway.kit.lru import Lru
 from fhir_gateway.storage.auth_tables import oauth_client
@@ -34,16 +34,20 @@ class WriteOpening:
 _OPENING = select(oauth_client.c.revoked, stamp_value().label("stamp")).where(
     oauth_client.c.client_id == bindparam("opening_client")
 )
-_with_columns: Lru[tuple[tuple[ColumnElement[Any], ...], Select[Any]]] = Lru(1024)
+_with_columns: Lru[tuple[Select[Any], Select[Any]]] = Lru(1024)
 
 
-def _opening(also: tuple[ColumnElement[Any], ...]) -> Select[Any]:
-    """``_OPENING`` with the columns ``also`` (a shared tuple: built once per tuple)."""
-    if not also:
+def _opening(also: Select[Any] | None) -> Select[Any]:
+    """``_OPENING`` with the select list of ``also`` (a shared statement: built once per one)."""
+    if also is None:
         return _OPENING
-    owner, query = _with_columns.get_or_build(id(also), lambda: (also, _OPENING.add_columns(*also)))
-    if owner is not also:  # an id reused after the first tuple was freed
-        owner, query = also, _OPENING.add_columns(*also)
+
+    def build() -> tuple[Select[Any], Select[Any]]:
+        return also, _OPENING.add_columns(*also.selected_columns)
+
+    owner, query = _with_columns.get_or_build(id(also), build)
+    if owner is not also:  # an id reused after the first statement was freed
+        owner, query = build()
         _with_columns.put(id(also), (owner, query))
     return query
 
@@ -51,12 +55,13 @@ def _opening(also: tuple[ColumnElement[Any], ...]) -> Select[Any]:
 def open_write(
     conn: Connection,
     client_id: str,
-    also: tuple[ColumnElement[Any], ...] = (),
+    also: Select[Any] | None = None,
     params: Mapping[str, Any] | None = None,
 ) -> WriteOpening:
     """The client's check and the subscriptions' stamp, in one indexed lookup, with the values of
-    the columns ``also`` (their parameters in ``params``): what else the unit will need first,
-    such as the consent decision on the person it writes for (``consent.visibility``)."""
+    the select list of ``also`` (a one-row statement of scalar columns; its parameters in
+    ``params``): what else the unit will need first, such as the consent decision on the person
+    it writes for (``consent.visibility.write_probe``)."""
     row = conn.execute(_opening(also), {"opening_client": client_id, **(params or {})}).first()
     if row is None:
         return WriteOpening(False, None)
