@@ -104,7 +104,9 @@ def _paging_documentation(cursor_ttl: int) -> str:
         "bound to the client that ran it and to the query: another client gets 403, an altered "
         f"cursor or one moved to another query 400, a cursor older than {cursor_ttl} s 410. "
         "`_offset` is not accepted: an unknown parameter of searches and operations (ignored with "
-        "a warning, 400 under `Prefer: handling=strict`), a 400 on histories."
+        "a warning, 400 under `Prefer: handling=strict`), a 400 on histories. A search's full page "
+        "carries `total` and a `last` link only with `_total=accurate` or `_total=estimate`; a page "
+        "that is not full always carries its total."
     )
 
 

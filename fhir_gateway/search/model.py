@@ -76,7 +76,7 @@ class SearchRequest:
     count: int = 20
     offset: int = 0  # set by code only: from a verified ``_cursor``, or by internal pagers
     cursor: str | None = None  # the ``_cursor`` of a paging link, verified by ``fhir.cursors``
-    total: str = "accurate"
+    total: str | None = None  # ``_total``; not given: counted only when the page tells it for free
     summary: str | None = None
     elements: tuple[str, ...] = ()
     ignored: list[str] = field(default_factory=list)

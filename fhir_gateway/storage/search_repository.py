@@ -1,5 +1,11 @@
 """Running a compiled search: the page, its total and its includes (FHIR R4 search.html).
 
+``Bundle.total`` (search.html#total): a first page that is not full tells the total for free
+and always carries it; otherwise the matches are counted (a second statement, which reads
+every match) only when the client asks with ``_total=accurate`` or ``_total=estimate`` (the
+estimate is the exact count), or with ``_summary=count``. A full page without ``_total`` has
+no total and no ``last`` link; its ``next`` link pages on.
+
 The caller's visibility filter is part of every query, so totals and pages only ever
 count resources the caller may see, and ``_include``/``_revinclude`` never reveal others.
 Statements are built once per search shape and caller filter (``search.shape``) and run
@@ -100,6 +106,7 @@ def _sort_key(res_type: str, code: str, desc: bool) -> Any:
     return func.coalesce(indexed, kept)
 
 
+COUNTED = frozenset({"accurate", "estimate"})  # the ``_total`` values for which a full page is counted
 _LIMIT, _OFFSET, _IDS = "q_limit", "q_offset", "q_ids"  # parameters beside the search's slots
 
 
@@ -146,7 +153,7 @@ def execute_search(
     matches = [(row.res_type, row.res_id, row.content) for row in direct.rows(conn, statements.page, params)]
     if request.offset == 0 and len(matches) < request.count:
         total = len(matches)
-    elif request.total != "none":
+    elif request.total in COUNTED:
         total = int(direct.scalar(conn, statements.count, params))
     included = _includes(conn, request, matches, viewer, max_include) if request.includes else []
     return SearchResult(matches, included, total)

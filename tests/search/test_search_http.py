@@ -179,7 +179,7 @@ def test_sort_and_paging(world: TestClient) -> None:
     assert [e["resource"]["id"] for e in asc["entry"]] == ["p3", "p1", "p2"]
     multi = world.get("/fhir/Patient", params={"_sort": "gender,-birthdate"}).json()
     assert [e["resource"]["id"] for e in multi["entry"]] == ["p1", "p3", "p2"]
-    page1 = world.get("/fhir/Task", params={"_count": "2", "_sort": "_id"}).json()
+    page1 = world.get("/fhir/Task", params={"_count": "2", "_sort": "_id", "_total": "accurate"}).json()
     assert page1["total"] == 5
     assert [e["resource"]["id"] for e in page1["entry"]] == ["t1", "t2"]
     seen = [e["resource"]["id"] for e in page1["entry"]]
@@ -197,6 +197,33 @@ def test_sort_and_paging(world: TestClient) -> None:
     assert [
         e["resource"]["id"] for e in world.get(last.replace("http://testserver", "")).json()["entry"]
     ] == ["t5"]
+
+
+def _relations(bundle: dict[str, Any]) -> set[str]:
+    return {link["relation"] for link in bundle["link"]}
+
+
+@pytest.mark.parametrize("asked", [None, "none", "estimate", "accurate"])
+def test_total_of_a_full_page_only_when_asked(world: TestClient, asked: str | None) -> None:
+    """search.html#total: a first page that is not full carries its total whatever is asked; a
+    full page carries it (and a ``last`` link) only for ``_total=accurate`` or ``estimate``,
+    and its ``next`` link pages on either way."""
+    extra = {"_total": asked} if asked else {}
+    whole = world.get("/fhir/Task", params={"_count": "10", **extra}).json()
+    assert whole["total"] == 5
+    full = world.get("/fhir/Task", params={"_count": "2", "_sort": "_id", **extra}).json()
+    counted = asked in ("estimate", "accurate")
+    assert ("total" in full) is counted
+    assert full.get("total") == (5 if counted else None)
+    assert ("last" in _relations(full)) is counted
+    assert "next" in _relations(full)
+    seen, link = [], next(x["url"] for x in full["link"] if x["relation"] == "next")
+    while link:
+        page = world.get(link.replace("http://testserver", "")).json()
+        assert page.get("total") == (5 if counted else None)
+        seen += [e["resource"]["id"] for e in page["entry"]]
+        link = next((x["url"] for x in page["link"] if x["relation"] == "next"), "")
+    assert seen == ["t3", "t4", "t5"]
 
 
 def test_summary_count_elements_and_total_none(world: TestClient) -> None:

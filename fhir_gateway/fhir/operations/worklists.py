@@ -146,7 +146,7 @@ def _search(
     passed = [
         (k, v)
         for k, v in params.items()
-        if k in ("_count", "_cursor", "_offset", "owner", "requester", "patient")
+        if k in ("_count", "_cursor", "_offset", "_total", "owner", "requester", "patient")
     ]
     return searching.search(ctx, "Task", [*items, *passed], prefer, base)
 
