@@ -91,6 +91,41 @@ def test_expanding_in_lists_are_rendered_per_execution(database: Database) -> No
             assert executed == 0
 
 
+def test_parameter_values_are_those_sqlalchemy_constructs(database: Database) -> None:
+    """The values given to the driver: literals kept from the statement, the caller's by
+    parameter name, a key shared by two binds, a value computed at each execution unless
+    given, a missing required value refused alike."""
+    from sqlalchemy.dialects.postgresql import asyncpg
+    from sqlalchemy.exc import InvalidRequestError
+
+    shared: Any = bindparam("who")
+    statement = select(resource.c.res_id).where(
+        resource.c.res_type == "Task",
+        resource.c.res_id.in_([shared, bindparam("other", value="t1")]),
+        resource.c.patient_id == shared,
+        resource.c.version > literal(0),
+        resource.c.content != bindparam("fixed", value="x"),
+    )
+    plan = direct._plan(asyncpg.dialect(), statement)  # type: ignore[no-untyped-call]
+    compiled = plan.compiled
+    assert compiled is not None
+    assert plan.sources is not None
+    for params in ({"who": "p1"}, {"who": "p1", "other": "t2"}, {"who": "p1", "fixed": "y", "unknown": 1}):
+        assert direct._values(plan, params) == compiled.construct_params(params, escape_names=False)
+    with pytest.raises(InvalidRequestError, match="who"):
+        direct._values(plan, {"other": "t2"})
+    ticks = iter(["t0", "t1"])
+    counted = select(resource.c.res_id).where(
+        resource.c.res_id == bindparam("now", callable_=lambda: next(ticks))
+    )
+    moving = direct._plan(asyncpg.dialect(), counted)  # type: ignore[no-untyped-call]
+    assert direct._values(moving, {"now": "given"}) == {"now": "given"}
+    assert [direct._values(moving, None) for _ in range(2)] == [{"now": "t0"}, {"now": "t1"}]  # per execution
+    preset = direct._plan(asyncpg.dialect(), BY_ID.params(rid="t1"))  # type: ignore[no-untyped-call]
+    assert preset.sources is None  # values set on the statement: SQLAlchemy's own construction
+    assert direct._values(preset, None) == {"rid": "t1", "res_type_1": "Task"}
+
+
 def test_statements_needing_sqlalchemy_at_execution_go_through_it(database: Database) -> None:
     """A JSON parameter is serialised by SQLAlchemy's bind processor."""
     statement = select(cast(bindparam("doc", type_=JSON), Text))

@@ -40,10 +40,11 @@ from fhir_gateway.kit.lru import Lru
 
 
 class _Plan:
-    """How one statement runs: its compiled form (None: through SQLAlchemy), row type, and
-    its renderings for the lengths of its expanding ``IN`` lists met so far."""
+    """How one statement runs: its compiled form (None: through SQLAlchemy), row type, its
+    parameters' fixed values, and its renderings for the lengths of its expanding ``IN``
+    lists met so far."""
 
-    __slots__ = ("compiled", "expanding", "expansions", "row_type", "statement")
+    __slots__ = ("compiled", "expanding", "expansions", "row_type", "sources", "statement")
 
     def __init__(self, statement: ClauseElement, compiled: SQLCompiler | None) -> None:
         self.statement = statement  # held so that its id is not reused while the plan is cached
@@ -52,6 +53,7 @@ class _Plan:
         # the expanding parameters' names, None when one is a tuple (rendered every time)
         self.expanding = _expanding_names(compiled) if compiled is not None else None
         self.expansions: Lru[_Expansion] = Lru(EXPANSIONS_KEPT)
+        self.sources = _sources(compiled) if compiled is not None else None
 
     def rows_of(self, records: list[asyncpg.Record]) -> list[Any]:
         if not records:
@@ -141,6 +143,65 @@ def _expanding_names(compiled: SQLCompiler) -> tuple[str, ...] | None:
     return tuple(names)
 
 
+class _Sources:
+    """Where a statement's parameter values come from at each execution (as
+    ``SQLCompiler.construct_params`` takes them): the values of its literals, the binds whose
+    value is computed per execution (the consent statements' "now"), and the parameter names
+    a caller's key sets, as a parameter's name then as a bind's key (the key wins)."""
+
+    __slots__ = ("computed", "fixed", "given", "names")
+
+    def __init__(self, compiled: SQLCompiler) -> None:
+        self.fixed: dict[str, Any] = {}
+        unfixed: set[str] = set()
+        computed: dict[str, Any] = {}
+        by_name: dict[str, list[str]] = {}
+        by_key: dict[str, list[str]] = {}
+        for bind, name in compiled.bind_names.items():
+            if bind.callable is not None:
+                computed[name] = bind.callable
+                unfixed.add(name)
+            elif bind.required:
+                unfixed.add(name)
+            else:
+                self.fixed[name] = bind.value
+            by_name.setdefault(name, []).append(name)
+            by_key.setdefault(bind.key, []).append(name)
+        for name in unfixed:  # a name some bind requires or computes is never a literal's
+            self.fixed.pop(name, None)
+        self.computed = tuple(computed.items())
+        self.given = tuple({key: tuple(names) for key, names in m.items()} for m in (by_name, by_key))
+        self.names = len(by_name)
+
+    def values(self, params: Params) -> dict[str, Any] | None:
+        """Each parameter's value, without walking every parameter of the statement (a
+        consent-filtered read has dozens, nearly all literals); None when a required one is
+        missing (``construct_params`` says which)."""
+        values = self.fixed.copy()
+        if params:
+            for given in self.given:
+                for key, value in params.items():
+                    for name in given.get(key, ()):
+                        values[name] = value
+        for name, compute in self.computed:
+            if name not in values:
+                values[name] = compute()
+        return values if len(values) == self.names else None
+
+
+def _sources(compiled: SQLCompiler) -> _Sources | None:
+    """``compiled``'s sources, None when ``.params()`` set values on the statement."""
+    return None if getattr(compiled, "_collected_params", None) else _Sources(compiled)
+
+
+def _values(plan: _Plan, params: Params) -> dict[str, Any]:
+    """Each parameter's value for one execution, as ``construct_params`` gives it."""
+    compiled = plan.compiled
+    assert compiled is not None
+    found = plan.sources.values(params) if plan.sources is not None else None
+    return found if found is not None else dict(compiled.construct_params(params, escape_names=False))
+
+
 def _text_and_args(plan: _Plan, params: Params) -> tuple[str, list[Any]]:
     """The SQL text and positional arguments of one execution, as SQLAlchemy's execution
     context makes them (``DefaultExecutionContext._init_compiled``): an expanding ``IN`` list
@@ -148,7 +209,7 @@ def _text_and_args(plan: _Plan, params: Params) -> tuple[str, list[Any]]:
     lengths is worked out once (SQLAlchemy renders it anew at every execution)."""
     compiled = plan.compiled
     assert compiled is not None
-    values = compiled.construct_params(params, escape_names=False)
+    values = _values(plan, params)
     if not compiled.post_compile_params:
         return compiled.string, [values[name] for name in compiled.positiontup or ()]
     expanding = plan.expanding
