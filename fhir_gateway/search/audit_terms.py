@@ -36,6 +36,8 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.visitors import InternalTraversal
 from sqlalchemy.types import Boolean, String
 
+from fhir_gateway.kit.lru import Lru
+
 FS, RS, GS = "\x1f", "\x1e", "\x1d"
 
 
@@ -48,16 +50,22 @@ _SEPARATOR = re.compile(f"[{FS}{RS}{GS}]")
 
 def terms_of(tokens: list[dict[str, Any]]) -> str:
     """The JSON array of terms of an event's token index rows (``search.indexing`` rows:
-    ``param``, ``system``, ``code``, ``display``); ``Unfit`` if a value cannot be a term."""
+    ``param``, ``system``, ``code``, ``display``); ``Unfit`` if a value cannot be a term.
+
+    Events of the same kind of request have the same token values: their terms are made once."""
+    values = tuple(
+        (row["param"], row.get("system") or "", row.get("code"), row.get("display")) for row in tokens
+    )
+    return _terms.get_or_build(values, lambda: _terms_of(values))
+
+
+_terms: Lru[str] = Lru(1024)
+
+
+def _terms_of(tokens: tuple[tuple[str, str, str | None, str | None], ...]) -> str:
     terms: dict[str, None] = {}  # ordered, without repeats
     values: list[str] = []
-    for row in tokens:
-        param, system, code, display = (
-            row["param"],
-            row.get("system") or "",
-            row.get("code"),
-            row.get("display"),
-        )
+    for param, system, code, display in tokens:
         prefix = f"{param}{RS}{system}{RS}"
         terms[param] = terms[prefix] = None
         values += (param, system)
