@@ -40,9 +40,9 @@ from fhir_gateway.kit.lru import Lru
 
 
 class _Plan:
-    """How one statement runs: its compiled form (None: through SQLAlchemy), row type, its
-    parameters' fixed values, and its renderings for the lengths of its expanding ``IN``
-    lists met so far."""
+    """How one statement runs: its compiled form (None: through SQLAlchemy), row type, where
+    its parameters' values come from, and its renderings for the lengths of its expanding
+    ``IN`` lists met so far."""
 
     __slots__ = ("compiled", "expanding", "expansions", "row_type", "sources", "statement")
 
@@ -165,7 +165,7 @@ class _Sources:
                 unfixed.add(name)
             else:
                 self.fixed[name] = bind.value
-            by_name.setdefault(name, []).append(name)
+            by_name[name] = [name]
             by_key.setdefault(bind.key, []).append(name)
         for name in unfixed:  # a name some bind requires or computes is never a literal's
             self.fixed.pop(name, None)
