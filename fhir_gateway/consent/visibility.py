@@ -373,11 +373,10 @@ def _decides_writes(access: AccessContext, res_type: str, patient_id: str | None
 def write_probe(
     access: AccessContext, res_type: str, patient_id: str | None, *, policy: str
 ) -> tuple[Select[Any], dict[str, Any]] | None:
-    """The statement (and its parameters) of ``write_decision`` for a write about to happen, whose
-    columns to
-    read with the write unit's first statement (``storage.write_opening``) and give to
-    ``check_write`` as ``known``: a round trip fewer per partner create or update. None when
-    ``check_write`` asks nothing of the person's consent for this write."""
+    """The statement (and its parameters) of ``write_decision`` for a write about to happen: the
+    write unit's first statement reads its columns too (``storage.write_opening``), and
+    ``check_write`` takes them as ``known``: a round trip fewer per partner create or update.
+    None when ``check_write`` asks nothing of the person's consent for this write."""
     if not _decides_writes(access, res_type, patient_id):
         return None
     return deciding_consents_query(access, res_type, "write", policy), {"consent_patient": patient_id}

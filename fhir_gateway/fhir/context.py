@@ -330,14 +330,10 @@ def _open_write_unit(
     ``memo`` for ``Ctx.check_write``); the stamp."""
     policy = settings.consent_default_policy
     asked = visibility.write_probe(access, *probe, policy=policy) if probe is not None else None
-    opening = (
-        open_write(conn, access.client_id, *asked)
-        if asked is not None
-        else open_write(conn, access.client_id)
-    )
+    opening = open_write(conn, access.client_id, *(asked or ()))
     if not opening.client_active:
         raise invalid_token("client revoked or unknown")
-    if asked is not None and probe is not None:
+    if probe is not None and asked is not None:
         memo[(_WRITE_DECISION, *probe)] = opening.also
     return opening.subscriptions_stamp
 

@@ -26,6 +26,20 @@ INTERACTIONS = [
 ]  # fmt: skip
 ids = st.text("abcdef0123456789-.", min_size=1, max_size=20)
 types = st.sampled_from(["Task", "Patient", "CarePlan", "Consent", "Organization", None])
+# what one access of a request varies in (``audit_event_for``'s arguments and the caller's)
+ACCESSES: dict[str, st.SearchStrategy[Any]] = {
+    "interaction": st.sampled_from(INTERACTIONS),
+    "res_type": types,
+    "res_id": st.one_of(st.none(), ids),
+    "patient_id": st.one_of(st.none(), ids),
+    "ok": st.booleans(),
+    "decided_by": st.sampled_from([None, "Consent/c-1", "trusted client", "policy: deny by default"]),
+    "query": st.sampled_from(
+        [None, "", "patient=Patient/p1&status=requested,accepted", "name=Dupont&_count=20"]
+    ),
+    "practitioner": st.sampled_from([None, "Practitioner/pr-1"]),
+    "break_glass": st.sampled_from([None, "urgence vitale, personne inconsciente"]),
+}
 
 
 def _stamped(event: dict[str, Any]) -> dict[str, Any]:
@@ -51,19 +65,9 @@ def _same_as_generic(event: dict[str, Any]) -> None:
 
 @settings(max_examples=300, deadline=None)
 @given(
-    interaction=st.sampled_from(INTERACTIONS),
-    res_type=types,
-    res_id=st.one_of(st.none(), ids),
-    patient_id=st.one_of(st.none(), ids),
-    ok=st.booleans(),
-    decided_by=st.sampled_from([None, "Consent/c-1", "trusted client", "policy: deny by default"]),
-    query=st.sampled_from(
-        [None, "", "patient=Patient/p1&status=requested,accepted", "name=Dupont&_count=20"]
-    ),
+    **ACCESSES,
     outcome=st.sampled_from([None, "8"]),
     organization=st.sampled_from([None, "Organization/saad-1"]),
-    practitioner=st.sampled_from([None, "Practitioner/pr-1"]),
-    break_glass=st.sampled_from([None, "urgence vitale, personne inconsciente"]),
     purpose=st.sampled_from(["COC", "TREAT", "HOPERAT"]),
 )
 def test_every_request_event_gets_the_generic_rows(
@@ -130,17 +134,7 @@ def test_other_shapes_go_the_generic_way() -> None:
 
 
 @settings(max_examples=100, deadline=None)
-@given(
-    interaction=st.sampled_from(INTERACTIONS),
-    res_type=types,
-    res_id=st.one_of(st.none(), ids),
-    patient_id=st.one_of(st.none(), ids),
-    ok=st.booleans(),
-    decided_by=st.sampled_from([None, "Consent/c-1", "trusted client"]),
-    query=st.sampled_from([None, "patient=Patient/p1&status=requested,accepted", "name=Dupont"]),
-    practitioner=st.sampled_from([None, "Practitioner/pr-1"]),
-    break_glass=st.sampled_from([None, "urgence vitale"]),
-)
+@given(**ACCESSES)
 def test_a_record_makes_the_event_the_request_would_have_made(
     interaction: str,
     res_type: str | None,

@@ -24,6 +24,17 @@ def _put(fhir: TestClient, body: dict[str, Any]) -> dict[str, Any]:
     return dict(response.json())
 
 
+def _task(pid: str, **more: Any) -> dict[str, Any]:
+    """A requested Task for person ``pid``, with ``more`` elements."""
+    return {
+        "resourceType": "Task",
+        "status": "requested",
+        "intent": "order",
+        "for": {"reference": f"Patient/{pid}"},
+        **more,
+    }
+
+
 def _person(fhir: TestClient, pid: str, tasks: int = 0) -> None:
     _put(
         fhir,
@@ -37,14 +48,7 @@ def _person(fhir: TestClient, pid: str, tasks: int = 0) -> None:
     for k in range(tasks):
         _put(
             fhir,
-            {
-                "resourceType": "Task",
-                "id": f"{pid}-t{k}",
-                "status": "requested",
-                "intent": "order",
-                "for": {"reference": f"Patient/{pid}"},
-                "owner": {"reference": SAAD},
-            },
+            _task(pid, id=f"{pid}-t{k}", owner={"reference": SAAD}),
         )
 
 
@@ -109,14 +113,7 @@ def test_include_revinclude_chain_and_has_do_not_leak(fhir: TestClient, saad: Te
     _permit(fhir, "open", SAAD, "c-open", classes=["Task"])
     _put(
         fhir,
-        {
-            "resourceType": "Task",
-            "id": "bridge",
-            "status": "requested",
-            "intent": "order",
-            "for": {"reference": "Patient/open"},
-            "focus": {"reference": "Patient/closed"},
-        },
+        _task("open", id="bridge", focus={"reference": "Patient/closed"}),
     )
     included = saad.get("/fhir/Task", params={"_id": "bridge", "_include": "Task:focus"}).json()
     assert [e["resource"]["id"] for e in included["entry"]] == ["bridge"]
@@ -157,12 +154,7 @@ def test_revocation_takes_effect_on_the_next_request(fhir: TestClient, dac: Test
 
 def test_partner_write_for_a_person_it_may_not_access_is_403(fhir: TestClient, dac: TestClient) -> None:
     _person(fhir, "w1")
-    task = {
-        "resourceType": "Task",
-        "status": "requested",
-        "intent": "order",
-        "for": {"reference": "Patient/w1"},
-    }
+    task = _task("w1")
     assert dac.post("/fhir/Task", json=task, headers={"Content-Type": FHIR}).status_code == 403
     _permit(fhir, "w1", DAC, "c-w1")
     assert dac.post("/fhir/Task", json=task, headers={"Content-Type": FHIR}).status_code == 201
@@ -275,12 +267,7 @@ def test_a_partner_write_is_decided_by_the_units_first_statement(
         raise AssertionError("the decision was asked again")
 
     _person(fhir, "wp1")
-    task = {
-        "resourceType": "Task",
-        "status": "requested",
-        "intent": "order",
-        "for": {"reference": "Patient/wp1"},
-    }
+    task = _task("wp1")
     monkeypatch.setattr(visibility, "write_decision", no_second_statement)
     assert dac.post("/fhir/Task", json=task, headers={"Content-Type": FHIR}).status_code == 403
     monkeypatch.undo()
