@@ -18,14 +18,18 @@ from fhir_gateway.consent.compile import compile_consent
 from fhir_gateway.storage import consent_repository
 
 
-def after_write(conn: Connection, res_type: str, res_id: str, resource: dict[str, Any] | None) -> None:
+def after_write(
+    conn: Connection, res_type: str, res_id: str, resource: dict[str, Any] | None, *, fresh: bool = False
+) -> None:
     """Called by the service after every create/update/delete, inside the write transaction.
 
     ``resource`` None means ``res_type/res_id`` was deleted: its grants or memberships go.
+    ``fresh``: the resource's first version (its id was never stored, so it has no grants or
+    memberships to drop).
     """
     if res_type == "Consent":
         grants = compile_consent(res_id, resource) if resource is not None else []
-        consent_repository.replace_grants(conn, res_id, grants)
+        consent_repository.replace_grants(conn, res_id, grants, fresh=fresh)
     elif res_type == "CareTeam":
         members = compile_careteam(res_id, resource) if resource is not None else []
-        consent_repository.replace_members(conn, res_id, members)
+        consent_repository.replace_members(conn, res_id, members, fresh=fresh)

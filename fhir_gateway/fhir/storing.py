@@ -123,7 +123,8 @@ _STATE_TYPES = frozenset({"Consent", "CareTeam", subscription_hooks.SUBSCRIPTION
 def _after_store(ctx: Ctx, pending: Sequence[Pending]) -> None:
     """The hooks and audit of writes of which only the first may change consent or subscriptions."""
     for p in pending:
-        hooks.after_write(ctx.conn, p.version.res_type, p.version.res_id, p.body)
+        fresh = p.version.current is None  # an id never stored: no grants or members yet
+        hooks.after_write(ctx.conn, p.version.res_type, p.version.res_id, p.body, fresh=fresh)
     stored = []
     for p in pending:
         res_type, res_id, patient_id = p.version.res_type, p.version.res_id, p.version.patient_id

@@ -15,17 +15,24 @@ from sqlalchemy import Connection, delete, insert, or_, select
 from fhir_gateway.storage.consent_tables import careteam_member, consent_grant
 
 
-def replace_grants(conn: Connection, consent_id: str, rows: Sequence[dict[str, Any]]) -> None:
-    """Drop the grants of ``Consent/consent_id`` and store ``rows`` instead."""
-    conn.execute(delete(consent_grant).where(consent_grant.c.consent_id == consent_id))
+def replace_grants(
+    conn: Connection, consent_id: str, rows: Sequence[dict[str, Any]], *, fresh: bool = False
+) -> None:
+    """Drop the grants of ``Consent/consent_id`` (none when ``fresh``) and store ``rows`` instead."""
+    if not fresh:
+        conn.execute(delete(consent_grant).where(consent_grant.c.consent_id == consent_id))
     if rows:
         conn.execute(insert(consent_grant), list(rows))
 
 
-def replace_members(conn: Connection, careteam_id: str, rows: Sequence[dict[str, Any]]) -> None:
-    """Drop the member rows of ``CareTeam/careteam_id`` and store ``rows`` instead."""
-    ref = f"CareTeam/{careteam_id}"
-    conn.execute(delete(careteam_member).where(careteam_member.c.careteam_ref == ref))
+def replace_members(
+    conn: Connection, careteam_id: str, rows: Sequence[dict[str, Any]], *, fresh: bool = False
+) -> None:
+    """Drop the member rows of ``CareTeam/careteam_id`` (none when ``fresh``) and store ``rows``
+    instead."""
+    if not fresh:
+        ref = f"CareTeam/{careteam_id}"
+        conn.execute(delete(careteam_member).where(careteam_member.c.careteam_ref == ref))
     if rows:
         conn.execute(insert(careteam_member), list(rows))
 
