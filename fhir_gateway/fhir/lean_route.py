@@ -16,6 +16,12 @@ them itself:
   ``await f(request)``, once per request per ``f`` (as FastAPI caches it).
 
 Any other endpoint keeps FastAPI's handler unchanged.
+
+A lean route also offers ``direct_app``, the ASGI call of its handler without FastAPI's
+per-request wrapping (two ``AsyncExitStack`` for dependencies with ``yield``, which these
+endpoints have none of, and a second exception-handling layer: the application's
+``ExceptionMiddleware`` turns the same exceptions into the same responses). The gateway's
+route dispatch (``kit.route_index``) calls it when the route was matched there.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from fastapi.params import Depends, Header
 from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 # How one argument is taken from the request: its path parameter, header, or dependency.
@@ -37,6 +44,8 @@ Source = tuple[str, str, Any]  # (name, "request" | "path" | "header" | "depends
 
 class LeanRoute(APIRoute):
     """``APIRoute`` with a direct call for endpoints whose parameters ``_sources`` resolves."""
+
+    direct_app: ASGIApp | None = None
 
     def get_route_handler(self) -> Handler:
         sources = _sources(self.endpoint, set(self.param_convertors))
@@ -61,6 +70,11 @@ class LeanRoute(APIRoute):
             response: Response = await endpoint(**arguments)
             return response
 
+        async def direct_app(scope: Scope, receive: Receive, send: Send) -> None:
+            response = await handler(Request(scope, receive, send))
+            await response(scope, receive, send)
+
+        self.direct_app = direct_app
         return handler
 
 

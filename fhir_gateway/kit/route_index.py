@@ -142,7 +142,8 @@ class SegmentIndex:
         if isinstance(route, APIRoute):
             scope["route"] = route  # as FastAPI's matching sets it
         scope.setdefault("router", self.router)  # url_for and friends see every route
-        await route.handle(scope, receive, send)
+        direct: ASGIApp | None = getattr(route, "direct_app", None)  # fhir.lean_route
+        await (direct or route.handle)(scope, receive, send)
 
 
 def index_routes(app: FastAPI) -> None:

@@ -15,6 +15,7 @@ from starlette.testclient import TestClient
 from fhir_gateway.app import create_app
 from fhir_gateway.fhir import bundle_endpoints, endpoints
 from fhir_gateway.fhir.lean_route import LeanRoute, _sources
+from fhir_gateway.kit.route_index import index_routes
 
 calls: list[str] = []
 
@@ -29,7 +30,8 @@ async def who(request: Request) -> str:
 Who = Annotated[str, Depends(who)]
 
 
-def _app() -> FastAPI:
+def _app(*, flat: bool = False) -> FastAPI:
+    """``flat``: the routes added to the application's own list, as ``create_app`` adds them."""
     router = APIRouter(route_class=LeanRoute)
 
     @router.post("/items/{kind}/{item_id}")
@@ -52,7 +54,10 @@ def _app() -> FastAPI:
         return JSONResponse({"limit": limit})
 
     app = FastAPI()
-    app.include_router(router)
+    if flat:
+        app.router.routes.extend(router.routes)
+    else:
+        app.include_router(router)
 
     @app.exception_handler(PermissionError)
     async def _refused(_request: Request, exc: PermissionError) -> Response:
@@ -88,6 +93,26 @@ def test_parameters_are_resolved_without_the_solver(monkeypatch: pytest.MonkeyPa
         assert (refused.status_code, refused.json()) == (401, {"error": "no credentials"})
         with pytest.raises(AssertionError, match="solver ran"):  # other endpoints keep FastAPI's
             client.get("/counted")
+
+
+def test_the_route_index_calls_a_lean_route_without_fastapis_wrapping() -> None:
+    """Dispatched by ``kit.route_index``, a lean route runs its ``direct_app``: same answers, and
+    an error still reaches the application's exception handlers."""
+    app = _app(flat=True)
+    index_routes(app)
+
+    async def wrapped(*_args: object) -> None:
+        raise AssertionError("FastAPI's per-request wrapping ran")
+
+    lean = [route for route in app.router.routes if isinstance(route, LeanRoute) and route.direct_app]
+    assert [route.path for route in lean] == ["/items/{kind}/{item_id}"]
+    lean[0].app = wrapped
+    with TestClient(app) as client:
+        answer = client.post("/items/Task/t1", headers={"Authorization": "Bearer x"})
+        assert (answer.json()["caller"], answer.json()["id"]) == ("Bearer x", "t1")
+        refused = client.post("/items/Task/t1")
+        assert (refused.status_code, refused.json()) == (401, {"error": "no credentials"})
+        assert client.get("/counted?limit=3").json() == {"limit": 3}  # not lean: FastAPI's route
 
 
 def test_every_fhir_rest_route_is_lean_and_keeps_its_openapi_parameters() -> None:
