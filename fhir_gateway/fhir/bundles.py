@@ -117,7 +117,7 @@ def _written(row: StoredRow, status: int, base: str, minimal: bool) -> dict[str,
     }
     out: dict[str, Any] = {"fullUrl": f"{base}/{row.res_type}/{row.res_id}", "response": response}
     if not minimal and row.content is not None:
-        out["resource"] = jsonutil.loads(row.content)
+        out["resource"] = jsonutil.raw(row.content)  # the stored text, spliced into the answer
     return out
 
 
@@ -134,7 +134,7 @@ def run_entry(ctx: Ctx, entry: EntryRequest, base: str, minimal: bool) -> dict[s
         if entry.res_id is None:
             items = parse_qsl(entry.query, keep_blank_values=True)
             body = searching.search(ctx, entry.res_type, items, None, base)
-            return {"resource": jsonutil.loads(body), "response": {"status": "200 OK"}}
+            return {"resource": jsonutil.raw(body), "response": {"status": "200 OK"}}
         parts = entry.res_id.split("/")
         row = (
             reads.vread(ctx, entry.res_type, parts[0], parts[2])

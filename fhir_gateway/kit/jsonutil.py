@@ -16,6 +16,12 @@ def dumps(obj: Any) -> bytes:
     return orjson.dumps(obj)
 
 
+def raw(text: str | bytes) -> orjson.Fragment:
+    """JSON already serialised (a stored resource), written as is by ``dumps`` where it stands
+    instead of being parsed only to be serialised again."""
+    return orjson.Fragment(text)
+
+
 def dumps_str(obj: Any) -> str:
     return orjson.dumps(obj).decode()
 
