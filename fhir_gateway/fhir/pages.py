@@ -66,10 +66,14 @@ def paging_links(p: Paging, total: int | None, matched: int) -> list[dict[str, s
     cursor (FHIR R4 search.html#paging; ``last`` when the total is known)."""
 
     query = urlencode([*p.kept, ("_count", str(p.count))])  # the same in every link
+    made: dict[int, str] = {}  # self and first are one link on the first page
 
     def url(offset: int) -> str:
-        # a cursor is base64url text and a dot: nothing to escape in a query string
-        return f"{p.url}?{query}&{PARAM}={p.cursors.cursor(offset)}"
+        found = made.get(offset)
+        if found is None:
+            # a cursor is base64url text and a dot: nothing to escape in a query string
+            found = made[offset] = f"{p.url}?{query}&{PARAM}={p.cursors.cursor(offset)}"
+        return found
 
     links = [{"relation": "self", "url": url(p.offset)}]
     if p.count <= 0:
