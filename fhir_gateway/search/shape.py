@@ -182,8 +182,9 @@ def has_shape(h: Has, lit: Literals) -> Shape:
     return (h.source_type, h.reference_param, criterion, nested)
 
 
-# (type, parameter) whose reference is the resource's patient compartment (indexing.py): a
-# search on it by Patient/<id> is also ``patient_id IN (<ids>)``, which the planner can use first.
+# (type, parameter) whose reference is the resource's patient compartment (indexing.py: the
+# element of a single Patient reference that ``patient_id`` is taken from): a search on it by
+# Patient/<id> matches exactly the rows of ``patient_id IN (<ids>)``, which stands for it.
 _COMPARTMENT_PARAMS = frozenset(
     {
         ("Task", "patient"),
@@ -203,7 +204,8 @@ _COMPARTMENT_PARAMS = frozenset(
 
 
 def compartment_ids(res_type: str, c: Criterion) -> list[str] | None:
-    """The persons ``c`` restricts the search to (a redundant, indexable condition), if any."""
+    """The persons ``c`` restricts the search to, when that is all it does (its reference index
+    rows then need not be read: ``patient_id`` says the same), else None."""
     if (res_type, c.param.code) not in _COMPARTMENT_PARAMS or c.modifier or c.chain or c.missing is not None:
         return None
     ids = []
@@ -221,7 +223,7 @@ class WhereShape:
     res_type: str
     ids: tuple[Slot, ...]  # each holds a list of ids (``_id=a,b``)
     criteria: tuple[Shape, ...]
-    compartments: tuple[Slot, ...]  # each holds a list of person ids
+    compartments: tuple[Slot, ...]  # each holds a list of person ids (a criterion's, standing for it)
     has: tuple[Shape, ...]
     # the one person every row belongs to (a single compartment criterion of one id): its id
     person: Slot | None = None
@@ -231,11 +233,15 @@ def where_shape(request: SearchRequest, lit: Literals) -> WhereShape:
     """The shape of ``request``'s conditions, its values put in ``lit``."""
     t = request.resource_type
     ids = tuple(lit.slot(list(group)) for group in request.ids)
-    criteria = tuple(criterion_shape(c, lit) for c in request.criteria)
-    compartments = tuple(
-        lit.slot(found) for c in request.criteria if (found := compartment_ids(t, c)) is not None
-    )
+    criteria: list[Shape] = []
+    compartments: list[Slot] = []
+    for c in request.criteria:
+        found = compartment_ids(t, c)
+        if found is None:
+            criteria.append(criterion_shape(c, lit))
+        else:  # the same rows as the reference's index rows, found by the resource's own index
+            compartments.append(lit.slot(found))
     has = tuple(has_shape(h, lit) for h in request.has)
     lists = [lit.values[slot.index] for slot in compartments]
     person = lit.slot(lists[0][0]) if len(lists) == 1 and len(lists[0]) == 1 else None
-    return WhereShape(t, ids, criteria, compartments, has, person)
+    return WhereShape(t, ids, tuple(criteria), tuple(compartments), has, person)

@@ -155,6 +155,32 @@ def test_reference_forms_and_chains(world: TestClient) -> None:
     ]
 
 
+def test_a_persons_search_matches_every_form_of_reference_to_them(fhir: TestClient) -> None:
+    """``Task?patient=Patient/x`` is answered from the resource's person (``patient_id``), not
+    from the reference's index rows: the same Tasks for every form of reference to the person
+    (relative, absolute, versioned), none for a Group, a contained subject or no subject."""
+    subjects = {
+        "relative": {"reference": "Patient/px"},
+        "absolute": {"reference": "https://elsewhere.example/fhir/Patient/px"},
+        "versioned": {"reference": "Patient/px/_history/1"},
+        "other": {"reference": "Patient/py"},
+        "group": {"reference": "Group/px"},
+        "contained": {"reference": "#px"},
+    }
+    for name, subject in subjects.items():
+        _put(fhir, {"resourceType": "Task", "id": f"f-{name}", "status": "requested", "intent": "order",
+                    "for": subject})  # fmt: skip
+    _put(fhir, {"resourceType": "Task", "id": "f-none", "status": "requested", "intent": "order"})
+    mine = ["f-absolute", "f-relative", "f-versioned"]
+    assert _ids(fhir, "Task", patient="Patient/px") == mine
+    assert _ids(fhir, "Task", subject="Patient/px") == mine
+    assert _ids(fhir, "Task", patient="Patient/px", status="requested") == mine
+    assert _ids(fhir, "Task", patient="Patient/px,Patient/py") == sorted([*mine, "f-other"])
+    assert _ids(fhir, "Task", subject="Group/px") == ["f-group"]
+    # an absolute reference searches by type and id too, or by that very URL (not this path)
+    assert _ids(fhir, "Task", patient="https://elsewhere.example/fhir/Patient/px") == mine
+
+
 def test_include_revinclude_and_iterate(world: TestClient) -> None:
     bundle = world.get(
         "/fhir/CarePlan", params={"subject": "Patient/p1", "_include": "CarePlan:care-team"}

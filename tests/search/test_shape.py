@@ -63,3 +63,16 @@ def test_every_decision_of_the_sql_is_in_the_shape(
     res_type: str, first: list[tuple[str, str]], second: list[tuple[str, str]]
 ) -> None:
     assert _shape(res_type, first)[0] != _shape(res_type, second)[0]
+
+
+def test_a_reference_to_the_person_stands_as_the_person_condition_alone() -> None:
+    """``Task?patient=Patient/a`` is ``patient_id IN ('a')`` and no reference criterion (the same
+    rows: tests/search/test_search_http.py); other references keep their criterion."""
+    shape, values = _shape("Task", [("patient", "Patient/a"), ("status", "requested")])
+    assert (len(shape.criteria), len(shape.compartments)) == (1, 1)
+    assert shape.criteria[0][1] == ("token", "status")
+    assert values[shape.compartments[0].index] == ["a"]
+    owner, _ = _shape("Task", [("owner", "Organization/a")])
+    assert (len(owner.criteria), owner.compartments) == (1, ())
+    absolute, _ = _shape("Task", [("patient", "https://x.org/fhir/Patient/a")])
+    assert (len(absolute.criteria), absolute.compartments) == (1, ())
