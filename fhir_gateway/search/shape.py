@@ -227,21 +227,26 @@ class WhereShape:
     has: tuple[Shape, ...]
     # the one person every row belongs to (a single compartment criterion of one id): its id
     person: Slot | None = None
+    # the person's reference criteria are left to ``compartments`` and the other criteria are
+    # tested on each of the person's rows (``search.compiler``): when there are other criteria
+    per_row: bool = False
 
 
 def where_shape(request: SearchRequest, lit: Literals) -> WhereShape:
     """The shape of ``request``'s conditions, its values put in ``lit``."""
     t = request.resource_type
     ids = tuple(lit.slot(list(group)) for group in request.ids)
+    persons = [compartment_ids(t, c) for c in request.criteria]
+    # with other criteria, the person's rows are read first and tested one by one
+    per_row = any(found is not None for found in persons) and any(found is None for found in persons)
     criteria: list[Shape] = []
     compartments: list[Slot] = []
-    for c in request.criteria:
-        found = compartment_ids(t, c)
-        if found is None:
+    for c, found in zip(request.criteria, persons, strict=True):
+        if found is None or not per_row:
             criteria.append(criterion_shape(c, lit))
-        else:  # the same rows as the reference's index rows, found by the resource's own index
+        if found is not None:  # the same rows as the reference's index rows, by the resource's index
             compartments.append(lit.slot(found))
     has = tuple(has_shape(h, lit) for h in request.has)
     lists = [lit.values[slot.index] for slot in compartments]
     person = lit.slot(lists[0][0]) if len(lists) == 1 and len(lists[0]) == 1 else None
-    return WhereShape(t, ids, tuple(criteria), tuple(compartments), has, person)
+    return WhereShape(t, ids, tuple(criteria), tuple(compartments), has, person, per_row)

@@ -46,7 +46,7 @@ resource = Table(
     Column("deleted", Boolean, nullable=False, default=False),
     Column("content", Text, nullable=False),
     Column("patient_id", String(ID_LEN), nullable=True),
-    Index("ix_resource_type_patient", "res_type", "patient_id"),
+    Index("ix_resource_type_patient", "res_type", "patient_id", "res_id"),  # migration 0011
     Index("ix_resource_type_updated", "res_type", "last_updated"),
 )
 
