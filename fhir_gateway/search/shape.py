@@ -184,7 +184,7 @@ def has_shape(h: Has, lit: Literals) -> Shape:
 
 # (type, parameter) whose reference is the resource's patient compartment (indexing.py: the
 # element of a single Patient reference that ``patient_id`` is taken from): a search on it by
-# Patient/<id> matches exactly the rows of ``patient_id IN (<ids>)``, which stands for it.
+# Patient/<id> matches exactly the rows of ``patient_id IN (<ids>)``.
 _COMPARTMENT_PARAMS = frozenset(
     {
         ("Task", "patient"),
@@ -204,8 +204,9 @@ _COMPARTMENT_PARAMS = frozenset(
 
 
 def compartment_ids(res_type: str, c: Criterion) -> list[str] | None:
-    """The persons ``c`` restricts the search to, when that is all it does (its reference index
-    rows then need not be read: ``patient_id`` says the same), else None."""
+    """The persons ``c`` restricts the search to, when that is all it does (the rows of
+    ``patient_id IN (<ids>)`` exactly: ``where_shape`` adds that condition, or lets it stand for
+    ``c``), else None."""
     if (res_type, c.param.code) not in _COMPARTMENT_PARAMS or c.modifier or c.chain or c.missing is not None:
         return None
     ids = []
