@@ -155,6 +155,21 @@ def test_reference_forms_and_chains(world: TestClient) -> None:
     ]
 
 
+def test_a_persons_rows_meet_every_kind_of_other_criterion(world: TestClient) -> None:
+    """The other criteria of a search of one person's rows are tested on each of them
+    (``search.compiler``, per-row tests): chains, ``:missing``, ``:not``, dates, several values."""
+    assert _ids(world, "Task", patient="Patient/p1") == ["t1", "t2", "t5"]
+    assert _ids(world, "Task", patient="Patient/p1", status="requested") == ["t1", "t5"]
+    assert _ids(world, "Task", patient="Patient/p1", **{"status:not": "requested"}) == ["t2"]
+    assert _ids(world, "Task", patient="Patient/p1", **{"priority:missing": "true"}) == ["t5"]
+    assert _ids(world, "Task", patient="Patient/p1", **{"based-on:CarePlan.status": "active"}) == ["t1", "t2"]
+    assert _ids(world, "Task", patient="Patient/p1", **{"authored-on": "ge2026-01-20"}) == ["t2"]
+    assert _ids(world, "Task", patient="Patient/p1,Patient/p2", status="requested") == ["t1", "t3", "t5"]
+    assert _ids(world, "Task", patient="Patient/p1", status="requested", _id="t5") == ["t5"]
+    assert _ids(world, "Task", subject="Patient/p3", owner="Organization/saad") == ["t4"]
+    assert _ids(world, "Task", patient="Patient/p1", status="requested", _count="1") == ["t1"]
+
+
 def test_a_persons_search_matches_every_form_of_reference_to_them(fhir: TestClient) -> None:
     """``Task?patient=Patient/x`` is answered from the resource's person (``patient_id``), not
     from the reference's index rows: the same Tasks for every form of reference to the person
