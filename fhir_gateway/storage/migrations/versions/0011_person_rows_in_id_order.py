@@ -5,9 +5,9 @@ A search of one person's rows with other criteria (``Task?patient=Patient/x&stat
 reads the person's rows first and tests the other criteria on each (``search.shape``,
 ``WhereShape.per_row``). With the id as the index's last column those rows come in the order
 of the page (``ORDER BY res_id``), so the page ends after its last match instead of after the
-person's last row, and the prepared statement's generic plan has no cheaper order to prefer:
-with the two-column index it read every Task of the type in id order (PostgreSQL 0.7 ms per
-search; 0.16 ms with this one, a person with about 30 Tasks).
+person's last row. With the two-column index the benchmark's search (trusted client, about 30
+Tasks per person) cost PostgreSQL 0.72-0.73 ms per search, its audit event included; with this
+one 0.14-0.17 ms (``bench/inprocess.py``).
 
 Revision ID: 0011
 Revises: 0010
