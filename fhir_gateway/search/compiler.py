@@ -184,8 +184,8 @@ def _row_criterion(row: Any, code: str, shape: Shape) -> ColumnElement[bool]:
     return not_(values) if negated else values
 
 
-def _row_by_row(query: Any) -> Any:
-    """``query``, which an EXISTS keeps as a test run on each row (``OFFSET 0``: PostgreSQL
+def _exists(query: Any, per_row: bool) -> ColumnElement[bool]:
+    """EXISTS ``query``; ``per_row``: kept a test run on each row (``OFFSET 0``: PostgreSQL
     does not turn it into a join).
 
     In a search of one person's rows (``WhereShape.per_row``) those rows are few and found by
@@ -193,20 +193,15 @@ def _row_by_row(query: Any) -> Any:
     start from it instead, and the generic plan of a prepared statement cannot tell a status
     held by most Tasks from an identifier held by one: hashing every ``status`` index row of the
     type took 24 ms where testing the person's 29 Tasks one by one takes 0.08 ms."""
-    return query.offset(literal_column("0"))
-
-
-def _as_is(query: Any) -> Any:
-    return query
+    return exists(query.offset(literal_column("0")) if per_row else query)
 
 
 def criterion_clause(
     row: Any, res_type: str, shape: Shape, visible: Visible, depth: int = 0, *, per_row: bool = False
 ) -> ColumnElement[bool]:
     """SQL condition on resource alias ``row`` for one criterion (``depth``: nesting level;
-    ``per_row``: tested on each row, ``_row_by_row``)."""
+    ``per_row``: tested on each row, ``_exists``)."""
     form, (kind, code) = shape[0], shape[1]
-    keep: Callable[[Any], Any] = _row_by_row if per_row else _as_is
     if code in ROW_PARAMS:
         return _row_criterion(row, code, shape)
     i = shared_alias(INDEX_TABLES[kind], depth)
@@ -215,29 +210,28 @@ def criterion_clause(
         _, _, target_type, inner_shape = shape
         t = shared_alias(resource, depth)
         inner = criterion_clause(t, target_type, inner_shape, visible, depth + 1)
-        return exists(
-            keep(
-                select(1)
-                .select_from(i)
-                .join(t, and_(t.c.res_type == i.c.target_type, t.c.res_id == i.c.target_id))
-                .where(
-                    owner,
-                    i.c.target_type == target_type,
-                    t.c.deleted == false(),
-                    visible(t, target_type),
-                    inner,
-                )
-            )
+        return _exists(
+            select(1)
+            .select_from(i)
+            .join(t, and_(t.c.res_type == i.c.target_type, t.c.res_id == i.c.target_id))
+            .where(
+                owner,
+                i.c.target_type == target_type,
+                t.c.deleted == false(),
+                visible(t, target_type),
+                inner,
+            ),
+            per_row,
         )
     terms = res_type == AUDIT_EVENT and kind == "token"  # also in ``audit_terms``
     if form == "missing":
-        found: ColumnElement[bool] = exists(keep(select(1).select_from(i).where(owner)))
+        found = _exists(select(1).select_from(i).where(owner), per_row)
         if terms:
             found = or_(found, _in_audit_terms(row, depth, [has_term(_terms(depth), literal(code))]))
         return not_(found) if shape[2] else found
     _, _, negated, value_shapes = shape
     values = or_(*(_value_condition(i, kind, v) for v in value_shapes))
-    found = exists(keep(select(1).select_from(i).where(owner, values)))
+    found = _exists(select(1).select_from(i).where(owner, values), per_row)
     if terms:
         found = or_(found, _in_audit_terms(row, depth, [_term_test(depth, code, v) for v in value_shapes]))
     return not_(found) if negated else found

@@ -224,7 +224,7 @@ class WhereShape:
     res_type: str
     ids: tuple[Slot, ...]  # each holds a list of ids (``_id=a,b``)
     criteria: tuple[Shape, ...]
-    compartments: tuple[Slot, ...]  # each holds a list of person ids (a criterion's, standing for it)
+    compartments: tuple[Slot, ...]  # each holds a list of person ids (a person's reference criterion)
     has: tuple[Shape, ...]
     # the one person every row belongs to (a single compartment criterion of one id): its id
     person: Slot | None = None
