@@ -17,12 +17,12 @@ from fhir_gateway.auth.keys import SigningKeys
 from fhir_gateway.auth.paging_key import PagingKey
 from fhir_gateway.auth.validation import TokenValidator
 from fhir_gateway.errors_http import install_error_handlers
+from fhir_gateway.front import GatewayApp
 from fhir_gateway.kit.gc_tuning import restore_at_shutdown, settle_after_startup
 from fhir_gateway.kit.ratelimit import RateLimiter
 from fhir_gateway.kit.route_index import index_routes
 from fhir_gateway.observability.access_log import ACCESS_LOG
 from fhir_gateway.observability.logs import configure_logging
-from fhir_gateway.observability.middleware import RequestLogMiddleware
 from fhir_gateway.settings import Settings, get_settings
 from fhir_gateway.storage.database import Database
 from fhir_gateway.storage.statistics import keep_sqlite_statistics
@@ -85,7 +85,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         await database.dispose_async()
         database.dispose()
 
-    app = FastAPI(
+    app = GatewayApp(
         title="fhir-gateway",
         version=__version__,
         description="FHIR R4 backend for care-pathway coordination",
@@ -109,7 +109,6 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     )
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
     install_error_handlers(app)
-    app.add_middleware(RequestLogMiddleware)
 
     from fhir_gateway.auth.endpoints import router as auth_router
     from fhir_gateway.fhir.bundle_endpoints import router as bundle_router
@@ -131,5 +130,5 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         # The routers' own routes, in this order, flat in the application's route list: an
         # ``include_router`` wrapper per router costs a second matching pass per request.
         app.router.routes.extend(router.routes)
-    index_routes(app)
+    app.route_index = index_routes(app)  # its lean routes served directly (``front``)
     return app

@@ -135,19 +135,37 @@ class SegmentIndex:
             await self.full(scope, receive, send)
             return
         route, params = chosen
-        path_params = dict(scope.get("path_params") or {})
-        path_params.update(params)
-        scope["endpoint"] = getattr(route, "endpoint", None)
-        scope["path_params"] = path_params
-        if isinstance(route, APIRoute):
-            scope["route"] = route  # as FastAPI's matching sets it
-        scope.setdefault("router", self.router)  # url_for and friends see every route
+        _enter(scope, route, params, self.router)
         direct: ASGIApp | None = getattr(route, "direct_app", None)  # fhir.lean_route
         await (direct or route.handle)(scope, receive, send)
 
+    def direct_call(self, scope: Scope) -> ASGIApp | None:
+        """For an HTTP request whose route has a ``direct_app`` (``fhir.lean_route``): that call,
+        ``scope`` set as for it (route, path parameters); else None, ``scope`` unchanged."""
+        chosen = self.choose(scope)
+        if chosen is None:
+            return None
+        route, params = chosen
+        direct: ASGIApp | None = getattr(route, "direct_app", None)
+        if direct is not None:
+            _enter(scope, route, params, self.router)
+        return direct
 
-def index_routes(app: FastAPI) -> None:
-    """Dispatch ``app``'s requests through a ``SegmentIndex`` of its router's routes."""
+
+def _enter(scope: Scope, route: BaseRoute, params: dict[str, str], router: APIRouter) -> None:
+    """``scope`` as Starlette's matching of ``route`` leaves it."""
+    path_params = dict(scope.get("path_params") or {})
+    path_params.update(params)
+    scope["endpoint"] = getattr(route, "endpoint", None)
+    scope["path_params"] = path_params
+    if isinstance(route, APIRoute):
+        scope["route"] = route  # as FastAPI's matching sets it
+    scope.setdefault("router", router)  # url_for and friends see every route
+
+
+def index_routes(app: FastAPI) -> SegmentIndex:
+    """Dispatch ``app``'s requests through a ``SegmentIndex`` of its router's routes (returned)."""
     index = SegmentIndex(app.router)
     router: Any = app.router
     router.middleware_stack = index
+    return index

@@ -65,36 +65,42 @@ class RequestLogMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _request_id(scope)
-        state: dict[str, Any] = scope.setdefault("state", {})
-        state["request_id"] = request_id
-        started = time.perf_counter()
-        status = 500
+        await logged(self.app, scope, receive, send)
 
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
-            await send(message)
 
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            route = scope.get("route")
-            res_type = _resource_type(scope.get("path_params") or {})
-            elapsed = time.perf_counter() - started
-            route_path = getattr(route, "path", "unmatched")
-            observe(scope["method"], route_path, res_type, status, elapsed)
-            ACCESS_LOG.add(
-                {
-                    "request_id": request_id,
-                    "method": scope["method"],
-                    "route": route_path,
-                    "resource_type": res_type,
-                    "client_id": state.get("client_id"),
-                    "status": status,
-                    "duration_ms": round(elapsed * 1000, 2),
-                }
-            )
+async def logged(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+    """``app`` serving the HTTP request ``scope``, with its request id and access log line (the
+    middleware's work; ``front.GatewayApp`` calls it for the requests it dispatches itself)."""
+    request_id = _request_id(scope)
+    state: dict[str, Any] = scope.setdefault("state", {})
+    state["request_id"] = request_id
+    started = time.perf_counter()
+    status = 500
+
+    async def send_with_id(message: Message) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+            message.setdefault("headers", [])
+            message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+        await send(message)
+
+    try:
+        await app(scope, receive, send_with_id)
+    finally:
+        route = scope.get("route")
+        res_type = _resource_type(scope.get("path_params") or {})
+        elapsed = time.perf_counter() - started
+        route_path = getattr(route, "path", "unmatched")
+        observe(scope["method"], route_path, res_type, status, elapsed)
+        ACCESS_LOG.add(
+            {
+                "request_id": request_id,
+                "method": scope["method"],
+                "route": route_path,
+                "resource_type": res_type,
+                "client_id": state.get("client_id"),
+                "status": status,
+                "duration_ms": round(elapsed * 1000, 2),
+            }
+        )
