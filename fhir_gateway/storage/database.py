@@ -25,6 +25,7 @@ from sqlalchemy.pool import NullPool
 from starlette.concurrency import run_in_threadpool
 
 from fhir_gateway.kit.errors import ServiceUnavailable
+from fhir_gateway.kit.greenlet_runs import run_in_greenlet
 from fhir_gateway.storage.faults import storage_refusal
 from fhir_gateway.storage.statistics import reload_if_stale
 
@@ -395,7 +396,10 @@ class Database:
             raise _unreachable(exc) from exc
         reusable = False
         try:
-            result = await async_conn.run_sync(_in_transaction if write else _in_autocommit, work)
+            # as ``async_conn.run_sync`` does, in a greenlet kept for reuse (``kit.greenlet_runs``)
+            sync_conn = async_conn.sync_connection
+            assert sync_conn is not None
+            result: T = await run_in_greenlet(_in_transaction if write else _in_autocommit, sync_conn, work)
             reusable = True
             return result
         except DBAPIError:
