@@ -90,12 +90,14 @@ def audit_event_for(
     *,
     outcome: str | None = None,
     recorded: datetime | None = None,
+    event_id: str | None = None,
 ) -> dict[str, Any]:
     """An AuditEvent (auditevent.html) for one interaction of ``access``.
 
     ``interaction``: a restful-interaction code (read, vread, search-type, create, update,
     patch, delete, history-*, operation...); ``outcome`` overrides 0 (ok) / 4 (refused),
-    e.g. "8" for a server error; ``decided_by``: ``Consent/<id>`` or a policy text.
+    e.g. "8" for a server error; ``decided_by``: ``Consent/<id>`` or a policy text;
+    ``event_id``: the event's id (a new one by default).
     """
     purposes = [_coding(PURPOSE_SYSTEM, access.purpose)]
     if access.break_glass:
@@ -131,7 +133,7 @@ def audit_event_for(
         subtypes = [_coding(INTERACTION_SYSTEM, interaction)]
     event: dict[str, Any] = {
         "resourceType": "AuditEvent",
-        "id": new_id(),
+        "id": event_id or new_id(),
         "type": _coding(
             "http://terminology.hl7.org/CodeSystem/audit-event-type", "rest", "RESTful Operation"
         ),
@@ -223,11 +225,18 @@ def event_of(item: AuditItem) -> dict[str, Any]:
         break_glass=break_glass,
     )
     when = datetime.fromtimestamp(recorded, UTC)
-    event = audit_event_for(
-        access, interaction, res_type, res_id, patient_id, ok, decided_by, query, recorded=when
+    return audit_event_for(
+        access,
+        interaction,
+        res_type,
+        res_id,
+        patient_id,
+        ok,
+        decided_by,
+        query,
+        recorded=when,
+        event_id=event_id,
     )
-    event["id"] = event_id
-    return event
 
 
 def audit_patient(event: dict[str, Any]) -> str | None:
