@@ -11,19 +11,21 @@ deployment default. ``X-Break-Glass`` is honoured only for clients registered fo
 from __future__ import annotations
 
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from fastapi import Request
+from starlette.types import Scope
 
 from fhir_gateway.auth.context import AccessContext
 from fhir_gateway.auth.scopes import parse_scopes
-from fhir_gateway.auth.tokens import invalid_token
+from fhir_gateway.auth.tokens import check_time_claims, invalid_token
 from fhir_gateway.auth.validation import TokenValidator
 from fhir_gateway.kit.errors import Unauthorized
 from fhir_gateway.kit.lru import Lru
 
 
-def _bearer(request: Request) -> str:
-    header = request.headers.get("authorization")
+def _bearer(header: str | None) -> str:
+    """The token of an ``Authorization`` header (401 when absent or not a bearer token)."""
     if not header:
         raise Unauthorized(
             "An access token is required (Authorization: Bearer <token>)",
@@ -35,23 +37,42 @@ def _bearer(request: Request) -> str:
     return token.strip()
 
 
-# AccessContexts already built, per token, X-Purpose-Of-Use, X-Break-Glass and default purpose: a client sends
-# the same token with each request until it expires. The token is validated at every use.
-_built: Lru[AccessContext] = Lru(10_000)
+def _access_headers(scope: Scope) -> tuple[str | None, str | None, str | None]:
+    """The first ``Authorization``, ``X-Purpose-Of-Use`` and ``X-Break-Glass`` of a request, in
+    one pass over its headers (as ``Request.headers.get`` reads each: latin-1 text)."""
+    found: dict[bytes, str] = {}
+    for name, value in scope["headers"]:
+        if name in _ACCESS_HEADERS and name not in found:
+            found[name] = value.decode("latin-1")
+    return found.get(b"authorization"), found.get(b"x-purpose-of-use"), found.get(b"x-break-glass")
+
+
+_ACCESS_HEADERS = frozenset({b"authorization", b"x-purpose-of-use", b"x-break-glass"})
+# AccessContexts already built, per validator (an application's), for the Authorization,
+# X-Purpose-Of-Use and X-Break-Glass headers and the default purpose: a client sends the same
+# token with each request until it expires. The token's time claims are checked at every use,
+# as the validator checks a token whose signature it verified already.
+_CONTEXTS_KEPT = 10_000
+_built: WeakKeyDictionary[TokenValidator, Lru[tuple[AccessContext, dict[str, Any]]]] = WeakKeyDictionary()
 
 
 async def require_access(request: Request) -> AccessContext:
     """Validate the request's token and build its AccessContext (401 when invalid)."""
     validator: TokenValidator = request.app.state.token_validator
-    token = _bearer(request)
-    claims = validator.validate(token)
-    headers = request.headers
+    authorization, purpose, break_glass = _access_headers(request.scope)
     default = request.app.state.settings.default_purpose_of_use
-    key = (token, headers.get("x-purpose-of-use"), headers.get("x-break-glass"), default)
-    access = _built.get(key)
-    if access is None:
-        access = _access_context(claims, key[1], key[2], default)
-        _built.put(key, access)
+    key = (authorization, purpose, break_glass, default)
+    contexts = _built.get(validator)
+    if contexts is None:
+        contexts = _built[validator] = Lru(_CONTEXTS_KEPT)
+    found = contexts.get(key)
+    if found is not None:
+        access, claims = found
+        check_time_claims(claims)
+        return access
+    claims = validator.validate(_bearer(authorization))
+    access = _access_context(claims, purpose, break_glass, default)
+    contexts.put(key, (access, claims))
     return access
 
 

@@ -122,6 +122,7 @@ class _KeptConnections:
         self._idle: list[tuple[float, AsyncConnection]] = []
         self._open = 0  # idle and in use
         self._freed = asyncio.Condition()
+        self._waiting = 0  # units waiting for a connection to be given back
 
     async def take(self) -> AsyncConnection:
         while True:
@@ -138,13 +139,16 @@ class _KeptConnections:
                 except BaseException:
                     self._open -= 1
                     raise
-            async with self._freed:
-                try:
+            self._waiting += 1
+            try:
+                async with self._freed:
                     await asyncio.wait_for(self._freed.wait(), self.WAIT_SECONDS)
-                except TimeoutError:
-                    raise ServiceUnavailable(
-                        "Every database connection is busy; try again shortly", headers={"Retry-After": "5"}
-                    ) from None
+            except TimeoutError:
+                raise ServiceUnavailable(
+                    "Every database connection is busy; try again shortly", headers={"Retry-After": "5"}
+                ) from None
+            finally:
+                self._waiting -= 1
 
     async def give_back(self, conn: AsyncConnection, reusable: bool) -> None:
         cut = conn.invalidated  # read before closing: a closed connection no longer says
@@ -156,8 +160,9 @@ class _KeptConnections:
                 if cut:
                     await self.close_idle()
         finally:  # even when cancelled while closing: a waiting unit may now open one
-            async with self._freed:
-                self._freed.notify()
+            if self._waiting:  # (the condition's lock and notification cost every unit otherwise)
+                async with self._freed:
+                    self._freed.notify()
 
     async def _drop(self, conn: AsyncConnection, *, loop_ended: bool = False) -> None:
         """Close a connection for good (letting the pool forget it if its server side is gone).

@@ -19,6 +19,7 @@ from joserfc import jwt
 from joserfc.jwk import ECKey
 from starlette.testclient import TestClient
 
+from fhir_gateway.auth import tokens
 from fhir_gateway.auth.keys import ALGORITHM
 from fhir_gateway.storage import client_repository
 from fhir_gateway.storage.database import Database
@@ -98,6 +99,28 @@ def test_malformed_token(http: TestClient, secret_data: str) -> None:
 def test_expired_token(app: FastAPI, http: TestClient, client_id: str, secret_data: str) -> None:
     past = int(time.time()) - 3600
     _refused(http, _signed(app, _claims(app, client_id, iat=past, nbf=past, exp=past + 300)), secret_data)
+
+
+def test_a_token_used_before_is_refused_once_expired(
+    app: FastAPI, http: TestClient, client_id: str, secret_data: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The AccessContext built for a token is kept for its next requests; its expiry still holds."""
+    token = _signed(app, _claims(app, client_id))
+    headers = {"Authorization": f"Bearer {token}"}
+    assert http.get(f"/fhir/Patient/{secret_data}", headers=headers).status_code == 200
+    assert http.get(f"/fhir/Patient/{secret_data}", headers=headers).status_code == 200
+    later = time.time() + 3600
+    monkeypatch.setattr(tokens.time, "time", lambda: later)
+    _refused(http, token, secret_data)
+
+
+def test_the_first_authorization_header_is_the_one_read(
+    app: FastAPI, http: TestClient, client_id: str, secret_data: str
+) -> None:
+    good = f"Bearer {_signed(app, _claims(app, client_id))}"
+    both = [("Authorization", "Bearer forged.token.x"), ("Authorization", good)]
+    assert http.get(f"/fhir/Patient/{secret_data}", headers=both).status_code == 401
+    assert http.get(f"/fhir/Patient/{secret_data}", headers=both[::-1]).status_code == 200
 
 
 def test_not_yet_valid_token(app: FastAPI, http: TestClient, client_id: str, secret_data: str) -> None:
