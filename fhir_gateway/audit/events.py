@@ -54,10 +54,15 @@ _PERSONAL_PARAMS = frozenset(
 )  # fmt: skip
 
 
-def masked_query(query: str) -> str:
+# A query as an access's record carries it: its text, or its (name, value) pairs (a search's,
+# encoded here rather than in the serving process)
+Query = str | Sequence[Sequence[str]]
+
+
+def masked_query(query: Query) -> str:
     """``query`` with the values of person-identifying search parameters replaced by ``***``."""
     pairs = []
-    for key, value in parse_qsl(query, keep_blank_values=True):
+    for key, value in parse_qsl(query, keep_blank_values=True) if isinstance(query, str) else query:
         tokens = {t for part in key.split(".") for t in part.split(":")}
         pairs.append((key, "***" if tokens & _PERSONAL_PARAMS else value))
     return urlencode(pairs, safe=":/,|*")
@@ -86,7 +91,7 @@ def audit_event_for(
     patient_id: str | None,
     outcome_ok: bool,
     decided_by: str | None,
-    query: str | None,
+    query: Query | None,
     *,
     outcome: str | None = None,
     recorded: datetime | None = None,
@@ -176,7 +181,7 @@ def audit_record(
     patient_id: str | None,
     outcome_ok: bool,
     decided_by: str | None,
-    query: str | None,
+    query: Query | None,
 ) -> list[Any]:
     """``audit_event_for``'s arguments, with the event's id and time (``event_of`` builds it)."""
     return [

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Connection, Select, and_
 
-from fhir_gateway.audit.events import AuditItem, AuditSink, audit_event_for, audit_record
+from fhir_gateway.audit.events import AuditItem, AuditSink, Query, audit_event_for, audit_record
 from fhir_gateway.audit.grouped import WRITE_INTERACTIONS, GroupedWrites
 from fhir_gateway.auth.context import AccessContext
 from fhir_gateway.auth.tokens import invalid_token
@@ -216,7 +216,7 @@ class Ctx:
         patient_id: str | None,
         *,
         ok: bool = True,
-        query: str | None = None,
+        query: Query | None = None,
         decided_by: str | None = None,
     ) -> None:
         """Record this access for the audit trail, with the Consent or policy that decided it

@@ -16,7 +16,6 @@ from fhir_gateway.fhir.responses import strict_handling
 from fhir_gateway.fhir.subsetting import subset
 from fhir_gateway.kit import jsonutil
 from fhir_gateway.kit.errors import Issue, operation_outcome
-from fhir_gateway.kit.query_string import urlencode
 from fhir_gateway.search.model import SearchRequest
 from fhir_gateway.search.parser import parse_search
 from fhir_gateway.storage.search_repository import SearchResult, execute_search
@@ -42,7 +41,7 @@ def search(ctx: Ctx, res_type: str, items: list[tuple[str, str]], prefer: str | 
     result = execute_search(ctx.conn, request, ctx, ctx.settings.max_include)
     ctx.rows_returned(len(result.matches))
     result.included = [row for row in result.included if ctx.access.allows(row[0], "r")]
-    ctx.audit("search-type", res_type, None, None, query=urlencode(request.kept))
+    ctx.audit("search-type", res_type, None, None, query=tuple(request.kept))  # encoded by the audit writer
     return searchset(request, result, paging, base)
 
 

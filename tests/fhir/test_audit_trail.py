@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 from typing import Any
 
@@ -42,6 +43,19 @@ def test_read_search_and_write_are_audited(fhir: TestClient) -> None:
     read = next(e for e in events if e["subtype"][0]["code"] == "read")  # type: ignore[index]
     assert read["outcome"] == "0"
     assert any(ent.get("what", {}).get("reference") == f"Patient/{patient['id']}" for ent in read["entity"])  # type: ignore[union-attr, attr-defined]
+
+
+def test_a_search_is_audited_with_its_query_personal_values_masked(fhir: TestClient) -> None:
+    """The query's text in the event: its parameters in the request's order, values of
+    person-identifying ones replaced (``audit.events.masked_query``), others as sent."""
+    fhir.get(
+        "/fhir/Patient?family=Lef%C3%A8vre&gender=female&_count=5&birthdate=ge1940-01-01&name:contains=Gh"
+    )
+    (event,) = [e for e in _events(fhir) if e["subtype"][0]["code"] == "search-type"]  # type: ignore[index]
+    (query,) = [entity["query"] for entity in event["entity"] if "query" in entity]  # type: ignore[attr-defined]
+    assert base64.b64decode(query).decode() == (
+        "Patient?family=***&gender=female&_count=5&birthdate=***&name:contains=***"
+    )
 
 
 def test_refused_read_is_audited_as_a_denial(fhir: TestClient, make_client: ClientFactory) -> None:
