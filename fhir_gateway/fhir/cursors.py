@@ -2,8 +2,9 @@
 
 FHIR R4 search.html#paging: the server decides what a paging link holds. Links replay the
 query in the clear with ``_cursor`` (``kit.cursor``: HMAC-signed client id, query digest,
-offset and issue time). A cursor is only good for the client it was issued to (another
-client: 403), for the query it came with (400) and for ``paging_cursor_ttl_seconds`` (410).
+offset and issue time), except those to the first page: the query alone is that page. A
+cursor is only good for the client it was issued to (another client: 403), for the query it
+came with (400) and for ``paging_cursor_ttl_seconds`` (410).
 
 Clients do not send ``_offset``: a search treats it as an unknown parameter (ignored with a
 warning, or 400 under ``Prefer: handling=strict``), so do ``$everything`` and the worklists;
@@ -39,10 +40,10 @@ def open_page(
             raise BadRequest(f"{PARAM} may be given once", expression=[PARAM])
         cursor = given[0] if given else None
     key = ctx.paging_key
-    digest = query_digest(key, scope, items)
     now = _now()
-    offset = 0
+    offset, digest = 0, None
     if cursor:
+        digest = query_digest(key, scope, items)
         offset = open_cursor(
             key,
             cursor,
@@ -51,7 +52,7 @@ def open_page(
             now=now,
             ttl=ctx.settings.paging_cursor_ttl_seconds,
         )
-    return offset, CursorIssuer(key, ctx.access.client_id, digest, now)
+    return offset, CursorIssuer(key, ctx.access.client_id, scope, items, now, digest)
 
 
 def _now() -> int:

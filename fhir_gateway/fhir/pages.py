@@ -63,14 +63,17 @@ def paging(ctx: Ctx, url: str, params: dict[str, str], *, strict: bool = False) 
 
 def paging_links(p: Paging, total: int | None, matched: int) -> list[dict[str, str]]:
     """self, first, previous, next and last links that replay the same request, each with its
-    cursor (FHIR R4 search.html#paging; ``last`` when the total is known)."""
+    cursor (FHIR R4 search.html#paging; ``last`` when the total is known). A link to the first
+    page is the query alone: its position needs no cursor, nor the query a digest."""
 
     query = urlencode([*p.kept, ("_count", str(p.count))])  # the same in every link
     made: dict[int, str] = {}  # self and first are one link on the first page
 
     def url(offset: int) -> str:
         found = made.get(offset)
-        if found is None:
+        if found is None and offset == 0:
+            found = made[offset] = f"{p.url}?{query}"
+        elif found is None:
             # a cursor is base64url text and a dot: nothing to escape in a query string
             found = made[offset] = f"{p.url}?{query}&{PARAM}={p.cursors.cursor(offset)}"
         return found

@@ -106,8 +106,16 @@ def test_a_client_walks_every_page_of_its_own_links(fhir: TestClient, start: str
     assert {x["relation"] for x in first["link"]} >= {"self", "first", "next", "last"}
     last = fhir.get(_link(first, "last")).json()
     assert "next" not in {x["relation"] for x in last["link"]}
-    back = fhir.get(_link(fhir.get(_link(first, "next")).json(), "previous")).json()
+    second = fhir.get(_link(first, "next")).json()
+    back = fhir.get(_link(second, "previous")).json()
     assert back["entry"] == first["entry"]
+    # the first page's links are the query alone (its position needs no cursor); others have one
+    for page in (first, second, last):
+        assert "_cursor" not in _link(page, "first")
+        assert fhir.get(_link(page, "first")).json()["entry"] == first["entry"]
+    assert "_cursor" not in _link(first, "self")
+    assert all("_cursor" in _link(page, "self") for page in (second, last))
+    assert "_cursor" in _link(first, "next")
 
 
 def test_history_links_walk_every_version(fhir: TestClient) -> None:
