@@ -75,6 +75,20 @@ def test_rows_are_those_sqlalchemy_returns(database: Database) -> None:
 
 
 @pytest.mark.usefixtures("stored")
+def test_tuples_are_the_rows_sqlalchemy_returns_as_plain_tuples(database: Database) -> None:
+    def both(conn: Connection) -> tuple[list[Any], list[Any]]:
+        ids = {"ids": ["t0", "t1", "t2", "zz"]}
+        return direct.tuples(conn, BY_IDS, ids), [tuple(row) for row in conn.execute(BY_IDS, ids).all()]
+
+    (ours, theirs), executed = _through_sqlalchemy(database, both)
+    if database.dialect == "postgresql":  # ours went straight to the driver
+        assert executed == 1
+    assert sorted(ours) == sorted(theirs)
+    assert len(ours) == 3
+    assert all(type(row) is tuple for row in ours)
+
+
+@pytest.mark.usefixtures("stored")
 def test_expanding_in_lists_are_rendered_per_execution(database: Database) -> None:
     cases = [
         (["t0", "t2", "zz"], ["t0", "t2"]),

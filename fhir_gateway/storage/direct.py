@@ -55,7 +55,7 @@ class _Plan:
         self.expansions: Lru[_Expansion] = Lru(EXPANSIONS_KEPT)
         self.sources = _sources(compiled) if compiled is not None else None
 
-    def rows_of(self, records: list[asyncpg.Record]) -> list[Any]:
+    def rows_of(self, records: Sequence[asyncpg.Record]) -> list[Any]:
         if not records:
             return []
         if self.row_type is None:
@@ -72,19 +72,32 @@ Params = Mapping[str, Any] | None
 
 def rows(conn: Connection, statement: ClauseElement, params: Params = None) -> Sequence[Any]:
     """Every row of ``statement`` run with ``params`` (as ``conn.execute(...).all()``)."""
+    plan, found = _run(conn, statement, params)
+    return found if plan is None else plan.rows_of(found)
+
+
+def tuples(conn: Connection, statement: ClauseElement, params: Params = None) -> list[tuple[Any, ...]]:
+    """Every row of ``statement`` as a plain tuple (``rows`` without named tuples to make, for
+    a caller that reads its columns by place)."""
+    return [tuple(row) for row in _run(conn, statement, params)[1]]
+
+
+def _run(conn: Connection, statement: ClauseElement, params: Params) -> tuple[_Plan | None, Sequence[Any]]:
+    """``statement``'s rows: asyncpg's records and the statement's plan, or SQLAlchemy's rows
+    (and None) where it runs through ``Connection.execute``."""
     adapted = conn.connection.dbapi_connection
     driver = conn.connection.driver_connection
     if not isinstance(driver, asyncpg.Connection) or not getattr(adapted, "autocommit", False):
-        return conn.execute(statement, params).all()  # type: ignore[call-overload,no-any-return]
+        return None, conn.execute(statement, params).all()  # type: ignore[call-overload]
     plan = _plan(conn.dialect, statement)
     if plan.compiled is None:
-        return conn.execute(statement, params).all()  # type: ignore[call-overload,no-any-return]
+        return None, conn.execute(statement, params).all()  # type: ignore[call-overload]
     sql, args = _text_and_args(plan, params)
     try:
         records = await_only(driver.fetch(sql, *args))
     except Exception as exc:
         raise _as_sqlalchemy_error(conn, sql, exc) from exc
-    return plan.rows_of(records)
+    return plan, records
 
 
 def first(conn: Connection, statement: ClauseElement, params: Params = None) -> Any | None:

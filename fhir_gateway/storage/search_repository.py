@@ -150,7 +150,7 @@ def execute_search(
     if request.summary == "count" or request.count == 0:
         return SearchResult([], [], int(direct.scalar(conn, statements.count, params)))
     params[_LIMIT], params[_OFFSET] = request.count, request.offset
-    matches = [(row.res_type, row.res_id, row.content) for row in direct.rows(conn, statements.page, params)]
+    matches: list[tuple[str, str, str]] = direct.tuples(conn, statements.page, params)
     if request.offset == 0 and len(matches) < request.count:
         total = len(matches)
     elif request.total in COUNTED:
