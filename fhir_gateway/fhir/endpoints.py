@@ -24,6 +24,7 @@ from fhir_gateway.fhir.resource_types import require_stored_type
 from fhir_gateway.fhir.responses import fhir_response, resource_response, write_response
 from fhir_gateway.kit import jsonutil
 from fhir_gateway.kit.errors import MethodNotAllowed
+from fhir_gateway.kit.query_string import parse_pairs
 from fhir_gateway.search.indexing import patient_compartment_id
 
 # GET interactions take (request, path params) and call ``limited_access`` themselves, so
@@ -131,14 +132,14 @@ async def read(request: Request, res_type: str, res_id: str) -> Response:
 async def search_get(request: Request, res_type: str) -> Response:
     access = await limited_access(request)
     require_stored_type(res_type)
-    items = list(request.query_params.multi_items())
+    items = parse_pairs(request.scope["query_string"])
     return await _search(request, access, res_type, items)
 
 
 @router.post("/{res_type}/_search")
 async def search_post(res_type: str, request: Request, access: Access, body: FormBody) -> Response:
     require_stored_type(res_type)
-    items = list(request.query_params.multi_items()) + parse_qsl(body.decode(), keep_blank_values=True)
+    items = parse_pairs(request.scope["query_string"]) + parse_qsl(body.decode(), keep_blank_values=True)
     return await _search(request, access, res_type, items)
 
 

@@ -53,36 +53,34 @@ def _paging(ctx: Ctx, request: SearchRequest, base: str) -> Paging:
     return Paging(url, kept, request.count, offset, cursors)
 
 
-def _entry(base: str, res_type: str, res_id: str, content: bytes, mode: str) -> bytes:
-    full_url = jsonutil.dumps(f"{base}/{res_type}/{res_id}")
-    return (
-        b'{"fullUrl":'
-        + full_url
-        + b',"resource":'
-        + content
-        + b',"search":{"mode":"'
-        + mode.encode()
-        + b'"}}'
-    )
+_MODE_ENDS = {mode: b',"search":{"mode":"' + mode.encode() + b'"}}' for mode in ("match", "include")}
 
 
 def searchset(request: SearchRequest, result: SearchResult, paging: Paging, base: str) -> bytes:
-    """Bundle JSON with stored resources spliced in (no re-parse unless subsetting)."""
+    """Bundle JSON with stored resources spliced in (no re-parse unless subsetting), joined
+    once: each entry is ``{"fullUrl":..,"resource":..,"search":{"mode":..}}`` (bundle.html#searchset)."""
     head: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset"}
     if result.total is not None:
         head["total"] = result.total
     head["link"] = paging_links(paging, result.total, len(result.matches))
-    entries = []
+    parts = [jsonutil.dumps(head)[:-1], b',"entry":[']
+    subsetting = bool(request.summary or request.elements)
     for mode, rows in (("match", result.matches), ("include", result.included)):
+        end = _MODE_ENDS[mode]
         for res_type, res_id, content in rows:
-            body = content.encode()
-            if request.summary or request.elements:
+            if subsetting:
                 body = jsonutil.dumps(subset(jsonutil.loads(content), request.summary, request.elements))
-            entries.append(_entry(base, res_type, res_id, body, mode))
+            else:
+                body = content.encode()
+            full_url = jsonutil.dumps(f"{base}/{res_type}/{res_id}")
+            parts += (b'{"fullUrl":', full_url, b',"resource":', body, end, b",")
     if request.ignored:
         outcome = operation_outcome([_ignored(name) for name in request.ignored])
-        entries.append(b'{"resource":' + jsonutil.dumps(outcome) + b',"search":{"mode":"outcome"}}')
-    return jsonutil.dumps(head)[:-1] + b',"entry":[' + b",".join(entries) + b"]}"
+        parts += (b'{"resource":', jsonutil.dumps(outcome), b',"search":{"mode":"outcome"}}', b",")
+    if parts[-1] == b",":
+        parts.pop()
+    parts.append(b"]}")
+    return b"".join(parts)
 
 
 def _ignored(name: str) -> Issue:

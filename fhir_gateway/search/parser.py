@@ -12,6 +12,7 @@ a client pages with the links it is given, internal pagers set ``SearchRequest.o
 from __future__ import annotations
 
 from fhir_gateway.kit.errors import BadRequest
+from fhir_gateway.kit.lru import Lru
 from fhir_gateway.search.model import Chain, Criterion, Has, Include, SearchRequest
 from fhir_gateway.search.registry import SearchParam, param, params_for
 from fhir_gateway.search.values import parse_value, split_unescaped
@@ -66,6 +67,24 @@ def parse_criterion(res_type: str, name: str, raw: str, depth: int = 0) -> Crite
     if not values:
         raise _bad(name, "no value given")
     return Criterion(found, mod, values)
+
+
+# Criteria parsed before, by (type, name, text): parsing is pure (the registry is fixed) and a
+# Criterion immutable, and clients send the same criteria again (a status list, a person's
+# reference). Bounded: criteria of longer text are parsed each time.
+_parsed: Lru[Criterion] = Lru(4096)
+PARSED_TEXT_KEPT = 256
+
+
+def known_criterion(res_type: str, name: str, raw: str) -> Criterion | None:
+    """``parse_criterion(res_type, name, raw)``, parsed once for repeated criteria."""
+    key = (res_type, name, raw)
+    found = _parsed.get(key)
+    if found is None:
+        found = parse_criterion(res_type, name, raw)
+        if found is not None and len(raw) + len(name) <= PARSED_TEXT_KEPT:
+            _parsed.put(key, found)
+    return found
 
 
 def _chain(
@@ -157,7 +176,7 @@ def parse_search(
         elif name.startswith("_has:"):
             request.has.append(parse_has(res_type, name, raw))
         else:
-            criterion = parse_criterion(res_type, name, raw)
+            criterion = known_criterion(res_type, name, raw)
             if criterion is None:
                 if strict:
                     raise _bad(name, f"unknown search parameter for {res_type}")
