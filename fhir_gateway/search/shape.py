@@ -26,15 +26,36 @@ from fhir_gateway.search.model import Criterion, Has, SearchRequest, Value
 Shape = tuple[Any, ...]  # nested tuples of str, bool, None, Slot: hashable
 
 
-@dataclass(frozen=True, slots=True)
 class Slot:
-    """The place of one bound value: parameter ``q<index>`` of the statement."""
+    """The place of one bound value: parameter ``q<index>`` of the statement.
 
+    One object per index (``Slot(3) is Slot(3)``): shapes are compared and hashed at every
+    search (the statement cache's key), and identity makes that the interpreter's work instead
+    of a generated ``__eq__``/``__hash__`` per slot."""
+
+    __slots__ = ("index", "name")
+    _made: dict[int, Slot] = {}  # noqa: RUF012 - the one Slot of each index
     index: int
+    name: str
 
-    @property
-    def name(self) -> str:
-        return f"q{self.index}"
+    def __new__(cls, index: int) -> Slot:
+        found = cls._made.get(index)
+        if found is None:
+            found = super().__new__(cls)
+            found.index, found.name = index, f"q{index}"
+            found = cls._made.setdefault(index, found)
+        return found
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if hasattr(self, name):
+            raise AttributeError(f"Slot.{name} cannot change")
+        super().__setattr__(name, value)
+
+    def __reduce__(self) -> tuple[type[Slot], tuple[int]]:
+        return (Slot, (self.index,))  # copies and pickles are the same one Slot
+
+    def __repr__(self) -> str:
+        return f"Slot({self.index})"
 
 
 NULL = "null"  # a condition on SQL NULL (``IS NULL``), not a bound value

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
+
 import pytest
 
 from fhir_gateway.search.parser import parse_search
-from fhir_gateway.search.shape import Literals, WhereShape, where_shape
+from fhir_gateway.search.shape import Literals, Slot, WhereShape, where_shape
 
 
 def _shape(res_type: str, query: list[tuple[str, str]]) -> tuple[WhereShape, list[object]]:
@@ -101,3 +104,17 @@ def test_on_postgresql_a_persons_rows_are_read_first_and_tested_one_by_one() -> 
     assert "OFFSET 0" in person
     assert "OFFSET 0" not in sql([("patient", "Patient/a"), ("status", "requested")], drive=True)  # SQLite
     assert "OFFSET 0" not in sql([("owner", "Organization/a"), ("status", "requested")])
+
+
+def test_a_slot_is_one_object_per_index_and_does_not_change() -> None:
+    assert Slot(3) is Slot(3)
+    assert Slot(3) != Slot(4)
+    assert Slot(3).name == "q3"
+    assert copy.deepcopy(Slot(3)) is Slot(3)
+    assert pickle.loads(pickle.dumps(Slot(3))) is Slot(3)
+    with pytest.raises(AttributeError):
+        Slot(3).index = 4
+    first, _ = _shape("Task", [("patient", "Patient/a"), ("status", "requested")])
+    second, _ = _shape("Task", [("patient", "Patient/b"), ("status", "done")])
+    assert first == second
+    assert hash(first) == hash(second)
