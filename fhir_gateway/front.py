@@ -16,6 +16,12 @@ these routes hold no file to close.
 
 The request log is the outermost layer on both ways, so that a 500 answer, too, carries the
 ``X-Request-ID`` its log lines are found by.
+
+A ``HEAD`` request is answered as the ``GET`` of the same URL without its body (RFC 9110
+§9.3.2: the same status and headers, ``ETag``, ``Last-Modified`` and ``Content-Length``
+included): the same scopes, consent, audit (a read) and errors as that ``GET``. FastAPI's
+routes take no ``HEAD``; every general-purpose server must (RFC 9110 §9.1). The request log
+names it ``GET``.
 """
 
 from __future__ import annotations
@@ -91,6 +97,9 @@ class GatewayApp(FastAPI):
         return RequestLogMiddleware(super().build_middleware_stack())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "HEAD":
+            await self._get_without_body(scope, receive, send)
+            return
         if scope["type"] == "http" and self.route_index is not None and self.middleware_stack is not None:
             if self.root_path:
                 scope["root_path"] = self.root_path  # as FastAPI's entry does
@@ -103,3 +112,13 @@ class GatewayApp(FastAPI):
                 await logged(guard, scope, receive, send)
                 return
         await super().__call__(scope, receive, send)
+
+    async def _get_without_body(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A ``HEAD`` request: the ``GET`` of its URL, whose body is not sent."""
+
+        async def headers_only(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                message = {**message, "body": b""}
+            await send(message)
+
+        await self({**scope, "method": "GET"}, receive, headers_only)

@@ -89,6 +89,10 @@ def test_smart_backend_services_flow_with_fhirpy(live_server: LiveServer, tmp_pa
     plan.save()
     fetched = client.reference("CarePlan", plan.id).to_resource()
     assert fetched["title"] == "Plan personnalisé de coordination"
+    plan_url, bearer = f"{live_server.fhir}/CarePlan/{plan.id}", {"Authorization": f"Bearer {token}"}
+    got, head = httpx.get(plan_url, headers=bearer), httpx.head(plan_url, headers=bearer)
+    assert (head.status_code, head.content, head.headers["ETag"]) == (200, b"", got.headers["ETag"])
+    assert int(head.headers["Content-Length"]) == len(got.content)  # uvicorn sends no body after it
 
     fetched["status"] = "completed"
     fetched.save()
