@@ -11,7 +11,6 @@ deployment default. ``X-Break-Glass`` is honoured only for clients registered fo
 from __future__ import annotations
 
 from typing import Any
-from weakref import WeakKeyDictionary
 
 from fastapi import Request
 from starlette.types import Scope
@@ -21,7 +20,6 @@ from fhir_gateway.auth.scopes import parse_scopes
 from fhir_gateway.auth.tokens import check_time_claims, invalid_token
 from fhir_gateway.auth.validation import TokenValidator
 from fhir_gateway.kit.errors import Unauthorized
-from fhir_gateway.kit.lru import Lru
 
 
 def _bearer(header: str | None) -> str:
@@ -48,12 +46,6 @@ def _access_headers(scope: Scope) -> tuple[str | None, str | None, str | None]:
 
 
 _ACCESS_HEADERS = frozenset({b"authorization", b"x-purpose-of-use", b"x-break-glass"})
-# AccessContexts already built, per validator (an application's), for the Authorization,
-# X-Purpose-Of-Use and X-Break-Glass headers and the default purpose: a client sends the same
-# token with each request until it expires. The token's time claims are checked at every use,
-# as the validator checks a token whose signature it verified already.
-_CONTEXTS_KEPT = 10_000
-_built: WeakKeyDictionary[TokenValidator, Lru[tuple[AccessContext, dict[str, Any]]]] = WeakKeyDictionary()
 
 
 async def require_access(request: Request) -> AccessContext:
@@ -62,9 +54,8 @@ async def require_access(request: Request) -> AccessContext:
     authorization, purpose, break_glass = _access_headers(request.scope)
     default = request.app.state.settings.default_purpose_of_use
     key = (authorization, purpose, break_glass, default)
-    contexts = _built.get(validator)
-    if contexts is None:
-        contexts = _built[validator] = Lru(_CONTEXTS_KEPT)
+    # a client sends the same headers with each request until its token expires
+    contexts = validator.access_contexts
     found = contexts.get(key)
     if found is not None:
         access, claims = found

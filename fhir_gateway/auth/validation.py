@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from fhir_gateway.auth.context import AccessContext
 from fhir_gateway.auth.external import ExternalIssuers
 from fhir_gateway.auth.keys import SigningKeys
 from fhir_gateway.auth.tokens import (
@@ -33,6 +34,7 @@ from fhir_gateway.storage import client_repository
 from fhir_gateway.storage.database import Database
 
 VERIFIED_TOKENS_KEPT = 10_000
+ACCESS_CONTEXTS_KEPT = 10_000  # per (Authorization, purpose, break-glass headers, default purpose)
 PURGE_EVERY = 256  # verified tokens added between two sweeps of the expired ones
 
 
@@ -66,6 +68,9 @@ class TokenValidator:
         self.issuers = issuers or ExternalIssuers(settings.trusted_issuers)
         self._verified: Lru[dict[str, Any]] = Lru(VERIFIED_TOKENS_KEPT)
         self._added = 0
+        # what ``auth.dependency.require_access`` built from a request's access headers and the
+        # claims it was built from (their time claims checked at every use, as ``validate`` does)
+        self.access_contexts: Lru[tuple[AccessContext, dict[str, Any]]] = Lru(ACCESS_CONTEXTS_KEPT)
 
     def validate(self, token: str) -> dict[str, Any]:
         """The token's claims, or a 401 FhirError saying why not.

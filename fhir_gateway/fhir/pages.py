@@ -71,11 +71,10 @@ def paging_links(p: Paging, total: int | None, matched: int) -> list[dict[str, s
 
     def url(offset: int) -> str:
         found = made.get(offset)
-        if found is None and offset == 0:
-            found = made[offset] = f"{p.url}?{query}"
-        elif found is None:
+        if found is None:
             # a cursor is base64url text and a dot: nothing to escape in a query string
-            found = made[offset] = f"{p.url}?{query}&{PARAM}={p.cursors.cursor(offset)}"
+            position = f"&{PARAM}={p.cursors.cursor(offset)}" if offset else ""
+            found = made[offset] = f"{p.url}?{query}{position}"
         return found
 
     links = [{"relation": "self", "url": url(p.offset)}]
