@@ -109,6 +109,67 @@ def test_a_unit_that_waits_too_long_for_a_connection_gets_a_503(
     assert late.headers == {"Retry-After": "5"}
 
 
+def test_a_connection_given_back_goes_to_the_unit_waiting_longest(pg_database: Database) -> None:
+    async def turns() -> list[str]:
+        kept = (await pg_database._engines()).read  # two connections at most
+        held = [await kept.take(), await kept.take()]
+        served: list[str] = []
+
+        async def unit(name: str) -> None:
+            conn = await kept.take()
+            served.append(name)
+            await asyncio.sleep(0.01)
+            await kept.give_back(conn, True)
+
+        waiting = [asyncio.ensure_future(unit(name)) for name in ("first", "second", "third")]
+        await asyncio.sleep(0.01)  # all three wait
+        late = asyncio.ensure_future(unit("late"))  # arrives after them
+        await asyncio.sleep(0)
+        for conn in held:
+            await kept.give_back(conn, True)
+        await asyncio.gather(*waiting, late)
+        assert (kept._open, len(kept._idle), len(kept._waiters)) == (2, 2, 0)
+        return served
+
+    assert asyncio.run(turns()) == ["first", "second", "third", "late"]
+
+
+def test_a_connection_handed_to_a_unit_cancelled_meanwhile_goes_to_the_next(pg_database: Database) -> None:
+    """A request cancelled (its client gone) just as a connection is handed to it loses nothing."""
+
+    async def handed_on() -> None:
+        kept = (await pg_database._engines()).read
+        first, second = await kept.take(), await kept.take()
+        cancelled = asyncio.ensure_future(kept.take())
+        next_one = asyncio.ensure_future(kept.take())
+        await asyncio.sleep(0.01)  # both wait
+        await kept.give_back(first, True)  # handed to ``cancelled``...
+        cancelled.cancel()  # ...cancelled before it could run
+        assert await asyncio.wait_for(next_one, 1) is first
+        assert cancelled.cancelled()
+        await kept.give_back(first, True)
+        await kept.give_back(second, True)
+        assert (kept._open, len(kept._idle)) == (2, 2)
+
+    asyncio.run(handed_on())
+
+
+def test_a_closed_connection_lets_a_waiting_unit_open_one(pg_database: Database) -> None:
+    async def reopened() -> int:
+        kept = (await pg_database._engines()).read
+        first, second = await kept.take(), await kept.take()
+        waiting = asyncio.ensure_future(kept.take())
+        await asyncio.sleep(0.01)
+        await kept.give_back(first, False)  # not reusable: closed
+        opened = await asyncio.wait_for(waiting, 5)
+        assert opened is not first
+        await kept.give_back(opened, True)
+        await kept.give_back(second, True)
+        return kept._open
+
+    assert asyncio.run(reopened()) == 2
+
+
 def _until(condition: Callable[[], bool], seconds: float = 5.0) -> bool:
     deadline = time.monotonic() + seconds
     while not condition():

@@ -13,6 +13,7 @@ import select
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import AsyncGenerator, Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -121,8 +122,9 @@ class _KeptConnections:
         self.size = size
         self._idle: list[tuple[float, AsyncConnection]] = []
         self._open = 0  # idle and in use
-        self._freed = asyncio.Condition()
-        self._waiting = 0  # units waiting for a connection to be given back
+        # units waiting, first come first served: each is handed a connection given back, or
+        # None when one was closed (room to open one)
+        self._waiters: deque[asyncio.Future[AsyncConnection | None]] = deque()
 
     async def take(self) -> AsyncConnection:
         while True:
@@ -139,30 +141,48 @@ class _KeptConnections:
                 except BaseException:
                     self._open -= 1
                     raise
-            self._waiting += 1
-            try:
-                async with self._freed:
-                    await asyncio.wait_for(self._freed.wait(), self.WAIT_SECONDS)
-            except TimeoutError:
-                raise ServiceUnavailable(
-                    "Every database connection is busy; try again shortly", headers={"Retry-After": "5"}
-                ) from None
-            finally:
-                self._waiting -= 1
+            handed = await self._wait_for_one()
+            if handed is not None:
+                return handed
+
+    async def _wait_for_one(self) -> AsyncConnection | None:
+        """The connection the next ``give_back`` hands over (None: one was closed, so one may be
+        opened); a 503 after ``WAIT_SECONDS``. A future and a timer per wait: a condition
+        variable with ``wait_for`` cost a task, a lock and a timer, and woke every waiter."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[AsyncConnection | None] = loop.create_future()
+        self._waiters.append(waiter)
+        expiry = loop.call_later(self.WAIT_SECONDS, _too_long, waiter)
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():  # handed over as the unit was cancelled
+                self._hand_over(waiter.result())
+            raise
+        finally:
+            expiry.cancel()
+
+    def _hand_over(self, conn: AsyncConnection | None) -> bool:
+        """Give ``conn`` (or the room to open one) to the unit waiting longest, if any."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():  # else it timed out or was cancelled meanwhile
+                waiter.set_result(conn)
+                return True
+        return False
 
     async def give_back(self, conn: AsyncConnection, reusable: bool) -> None:
         cut = conn.invalidated  # read before closing: a closed connection no longer says
-        try:
-            if reusable and not cut:
+        if reusable and not cut:
+            if not self._hand_over(conn):
                 self._idle.append((time.monotonic(), conn))
-            else:
-                await self._drop(conn)
-                if cut:
-                    await self.close_idle()
+            return
+        try:
+            await self._drop(conn)
+            if cut:
+                await self.close_idle()
         finally:  # even when cancelled while closing: a waiting unit may now open one
-            if self._waiting:  # (the condition's lock and notification cost every unit otherwise)
-                async with self._freed:
-                    self._freed.notify()
+            self._hand_over(None)
 
     async def _drop(self, conn: AsyncConnection, *, loop_ended: bool = False) -> None:
         """Close a connection for good (letting the pool forget it if its server side is gone).
@@ -183,6 +203,12 @@ class _KeptConnections:
         idle, self._idle = self._idle, []
         for _, conn in idle:
             await self._drop(conn, loop_ended=loop_ended)
+
+
+def _too_long(waiter: asyncio.Future[AsyncConnection | None]) -> None:
+    if not waiter.done():
+        busy = "Every database connection is busy; try again shortly"
+        waiter.set_exception(ServiceUnavailable(busy, headers={"Retry-After": "5"}))
 
 
 def _cut_asyncpg(conn: AsyncConnection) -> None:
