@@ -148,7 +148,8 @@ class _KeptConnections:
     async def _wait_for_one(self) -> AsyncConnection | None:
         """The connection the next ``give_back`` hands over (None: one was closed, so one may be
         opened); a 503 after ``WAIT_SECONDS``. A future and a timer per wait: a condition
-        variable with ``wait_for`` cost a task, a lock and a timer, and woke every waiter."""
+        variable under ``wait_for`` cost a task, a lock and a timer, and a unit arriving as a
+        connection came back could take it before the unit woken for it."""
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[AsyncConnection | None] = loop.create_future()
         self._waiters.append(waiter)
