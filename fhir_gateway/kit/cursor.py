@@ -20,6 +20,7 @@ import base64
 import binascii
 import hmac
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import orjson
 
@@ -54,38 +55,28 @@ def query_digest(key: bytes, scope: str, params: Iterable[tuple[str, str]]) -> s
     return _b64(hmac.digest(key, b"query\0" + data, "sha256")[:16])
 
 
+@dataclass(slots=True)
 class CursorIssuer:
     """Makes the cursors of one answer's links: same client, query and issue time.
 
-    The query's digest is computed at the first cursor made (``digest`` when the caller has
-    it already): a page whose links need no cursor (a first page without a next one) costs
+    The query's digest is computed at the first cursor made (``known_digest`` when the caller
+    has it already): a page whose links need no cursor (a first page without a next one) costs
     no hash.
     """
 
-    __slots__ = ("_digest", "client_id", "issued", "key", "params", "scope")
-
-    def __init__(
-        self,
-        key: bytes,
-        client_id: str,
-        scope: str,
-        params: list[tuple[str, str]],
-        issued: int,
-        digest: str | None = None,
-    ) -> None:
-        self.key = key
-        self.client_id = client_id
-        self.scope = scope
-        self.params = params
-        self.issued = issued
-        self._digest = digest
+    key: bytes
+    client_id: str
+    scope: str
+    params: list[tuple[str, str]]
+    issued: int
+    known_digest: str | None = None
 
     @property
     def digest(self) -> str:
         """``query_digest`` of the links' query."""
-        if self._digest is None:
-            self._digest = query_digest(self.key, self.scope, self.params)
-        return self._digest
+        if self.known_digest is None:
+            self.known_digest = query_digest(self.key, self.scope, self.params)
+        return self.known_digest
 
     def cursor(self, offset: int) -> str:
         payload = orjson.dumps(
