@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from fhir_gateway.auth.context import AccessContext
-from fhir_gateway.consent.predicates import CARE_TEAM_OPT_OUT
+from fhir_gateway.consent.predicates import CARE_TEAM_OPT_OUT, decided_values
 from fhir_gateway.consent.visibility import caller_actors, deciding_consents_query, now_naive
 from fhir_gateway.storage import consent_repository
 
@@ -156,7 +156,7 @@ def decision_for(
         return Decision(False, f"default policy: {policy}")
     query = deciding_consents_query(access, res_type, action, policy)
     row = conn.execute(query, {"consent_patient": patient_id}).one()
-    return decision_from(row.deny_by, row.permit_by, row.in_team, policy)
+    return decision_from(*decided_values(row.decided, row.in_team), policy)
 
 
 def decision_from(deny_by: str | None, permit_by: str | None, in_team: Any, policy: str) -> Decision:

@@ -21,7 +21,21 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, case, exists, false, func, not_, or_, select, true
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    String,
+    and_,
+    case,
+    exists,
+    false,
+    func,
+    literal_column,
+    not_,
+    or_,
+    select,
+    true,
+)
 
 from fhir_gateway.storage.consent_tables import careteam_member, consent_grant
 
@@ -193,28 +207,63 @@ def permitted_of_person(
 def _one_pass(
     person: ColumnElement[Any], res_id: ColumnElement[Any] | None, args: _Args, policy: str
 ) -> ColumnElement[Any]:
-    """A scalar subquery: the decision on ``person`` (and ``res_id`` if given) from one scan of
-    the grants matching the caller: no deny applies (unless carved out by a nested permit of
-    its Consent) and a permit applies or, ``care-team-opt-out``, the caller is in the team."""
+    """A scalar subquery: the decision on ``person`` (and ``res_id`` if given), permit when the
+    least deciding key (``_deciding_key``) is a permit's or, ``care-team-opt-out``, when no
+    grant decides and the caller is in one of the person's care teams."""
     g = consent_grant.alias()
-    actors, _, _, _, now = args
-    override = _overridden(g, *args)
-    denies = case((and_(g.c.effect == "deny", or_(not_(g.c.overridable), not_(override))), 1), else_=0)
-    permits = case((g.c.effect == "permit", 1), else_=0)
-    allowed: ColumnElement[bool] = func.coalesce(func.max(permits), 0) == 1
-    if policy == CARE_TEAM_OPT_OUT:
-        allowed = or_(allowed, _in_care_team(person, actors, now))
-    decision = and_(func.coalesce(func.max(denies), 0) == 0, allowed)
-    return (
-        select(decision)
-        .where(
-            g.c.patient_id == person,
-            _target(g, res_id),
-            any_of(g.c.effect, ["permit", "deny"]),
-            _matches(g, *args),
-        )
-        .scalar_subquery()
+    first: ColumnElement[Any] = func.substr(func.min(_deciding_key(g, args)), 1, 1)
+    if policy == CARE_TEAM_OPT_OUT:  # no grant decides: the care team does (``coalesce`` is lazy)
+        actors, _, _, _, now = args
+        in_team = case((_in_care_team(person, actors, now), PERMIT_KEY), else_=DENY_KEY)
+        first = func.coalesce(first, in_team)
+    # the aggregate written once: PostgreSQL does not share two of them whose argument has a subquery
+    decision = first == PERMIT_KEY
+    return select(decision).where(*_deciding_grants(g, person, res_id, args)).scalar_subquery()
+
+
+DENY_KEY, PERMIT_KEY = "0", "1"  # a deciding key's first character: deny ones sort first
+
+
+def _deciding_key(g: Any, args: _Args) -> ColumnElement[Any]:
+    """Of a grant row ``g`` among ``_deciding_grants``: ``DENY_KEY`` + its Consent's id for a deny
+    that applies (not carved out by a nested permit of its Consent), ``PERMIT_KEY`` + the id for
+    a permit, else null. The least key of a person's grants is the first deny Consent (by id:
+    keys of one effect share their first character) if any deny applies, else the first permit
+    Consent: the decision and what decided, from one pass over the grants instead of a subquery
+    for each effect."""
+    applies = and_(g.c.effect == "deny", or_(not_(g.c.overridable), not_(_overridden(g, *args))))
+    return case(
+        (applies, literal_column(f"'{DENY_KEY}'", String) + g.c.consent_id),
+        (g.c.effect == "permit", literal_column(f"'{PERMIT_KEY}'", String) + g.c.consent_id),
     )
+
+
+def _deciding_grants(
+    g: Any, person: ColumnElement[Any], res_id: ColumnElement[Any] | None, args: _Args
+) -> tuple[ColumnElement[bool], ...]:
+    """The grant rows ``g`` of ``person`` (on the whole class, or ``res_id``) matching the caller."""
+    return (
+        g.c.patient_id == person,
+        _target(g, res_id),
+        any_of(g.c.effect, ["permit", "deny"]),
+        _matches(g, *args),
+    )
+
+
+def decided_values(decided: str | None, in_team: Any) -> tuple[str | None, str | None, bool]:
+    """``deciding_consents``' columns as ``(deny_by, permit_by, in_team)``: the first deny
+    Consent's id, else the first permit Consent's id, and care-team membership."""
+    if decided is None:
+        return None, None, bool(in_team)
+    consent_id = decided[1:]
+    if decided[0] == DENY_KEY:
+        return consent_id, None, bool(in_team)
+    return None, consent_id, bool(in_team)
+
+
+def decided_permit(decided: ColumnElement[Any], in_team: ColumnElement[Any]) -> ColumnElement[bool]:
+    """SQL over ``deciding_consents``' columns: the decision is permit."""
+    return or_(func.substr(decided, 1, 1) == PERMIT_KEY, and_(decided.is_(None), in_team))
 
 
 def deciding_consents(
@@ -228,24 +277,17 @@ def deciding_consents(
     now: Moment,
     res_id: ColumnElement[Any] | None = None,
 ) -> Select[Any]:
-    """One row: the first deny Consent, the first permit Consent, and care-team membership.
+    """One row: ``decided``, the least deciding key of the person's grants (``_deciding_key``:
+    the first deny Consent if a deny applies, else the first permit Consent, else null), and
+    ``in_team``, care-team membership (``care-team-opt-out``).
 
     The same rules as ``permitted`` for a whole class (or, ``res_id`` given, for that
     resource too), answering *what* decided in one statement (the audit trail's "decided
-    by"); ``decision.decide`` explains it in full. The decision is ``deny_by`` null and
-    ``permit_by`` or ``in_team`` set (``decision.decision_from``).
+    by"); ``decision.decide`` explains it in full. ``decided_values`` reads the columns as
+    ``(deny_by, permit_by, in_team)``, ``decided_permit`` tests them in SQL.
     """
     args: _Args = (actors, purpose, action, cls, now)
-    g, cond = _deny_rows(*args)
-    order = (g.c.consent_id, g.c.path, g.c.grant_id)
-    deny = select(g.c.consent_id).where(g.c.patient_id == person, _target(g, res_id), cond)
-    p = consent_grant.alias()
-    permit = select(p.c.consent_id).where(
-        p.c.patient_id == person, _target(p, res_id), p.c.effect == "permit", _matches(p, *args)
-    )
+    g = consent_grant.alias()
+    first = select(func.min(_deciding_key(g, args))).where(*_deciding_grants(g, person, res_id, args))
     team = _in_care_team(person, actors, now) if policy == CARE_TEAM_OPT_OUT else false()
-    return select(
-        deny.order_by(*order).limit(1).scalar_subquery().label("deny_by"),
-        permit.order_by(p.c.consent_id, p.c.path, p.c.grant_id).limit(1).scalar_subquery().label("permit_by"),
-        team.label("in_team"),
-    )
+    return select(first.scalar_subquery().label("decided"), team.label("in_team"))

@@ -46,6 +46,8 @@ from sqlalchemy import (
 from fhir_gateway.auth.context import AccessContext
 from fhir_gateway.consent.predicates import (
     CARE_TEAM_OPT_OUT,
+    decided_permit,
+    decided_values,
     deciding_consents,
     permitted,
     permitted_of_person,
@@ -329,9 +331,7 @@ def decided_read_query(
         )
 
         def verdict(row: Any) -> ColumnElement[bool]:
-            permit: ColumnElement[bool] = and_(
-                row.deny_by.is_(None), or_(row.permit_by.is_not(None), row.in_team)
-            )
+            permit = decided_permit(row.decided, row.in_team)
             if res_type != "Patient" and res_type not in NAMES_ITS_PERSON:
                 permit = or_(row.patient_id.is_(None), permit)  # a row of no person: shared
             if checked is not None:
@@ -347,14 +347,14 @@ def decided_read_query(
 def write_decision(
     conn: Connection, access: AccessContext, res_type: str, patient_id: str, *, policy: str
 ) -> tuple[Any, Any, Any]:
-    """What decides the write of ``res_type`` data of ``patient_id``: the ``deny_by``,
-    ``permit_by`` and ``in_team`` of ``predicates.deciding_consents`` (action ``write``): the
+    """What decides the write of ``res_type`` data of ``patient_id``: ``(deny_by, permit_by,
+    in_team)`` from ``predicates.deciding_consents`` (action ``write``): the
     decision and, for the audit trail, its reason in one statement."""
     if not caller_actors(access):
         return None, None, False  # no actor: nothing can permit
     query = deciding_consents_query(access, res_type, "write", policy)
     row = conn.execute(query, {"consent_patient": patient_id}).one()
-    return row.deny_by, row.permit_by, row.in_team
+    return decided_values(row.decided, row.in_team)
 
 
 def _decides_writes(access: AccessContext, res_type: str, patient_id: str | None) -> bool:

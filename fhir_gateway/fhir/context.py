@@ -31,6 +31,7 @@ from fhir_gateway.auth.tokens import invalid_token
 from fhir_gateway.auth.validation import ensure_client_active
 from fhir_gateway.consent import ownership, visibility
 from fhir_gateway.consent.decision import decision_for, decision_from
+from fhir_gateway.consent.predicates import decided_values
 from fhir_gateway.kit import jsonutil
 from fhir_gateway.kit.errors import FhirError, Forbidden
 from fhir_gateway.kit.lru import Lru
@@ -174,8 +175,7 @@ class Ctx:
         (``decided_read``; none: None)."""
         if not values:
             return None
-        deny_by, permit_by, in_team = values
-        return decision_from(deny_by, permit_by, in_team, self.settings.consent_default_policy).decided_by
+        return decision_from(*decided_values(*values), self.settings.consent_default_policy).decided_by
 
     def check_shared_write(
         self,
@@ -334,7 +334,7 @@ def _open_write_unit(
     if not opening.client_active:
         raise invalid_token("client revoked or unknown")
     if probe is not None and asked is not None:
-        memo[(_WRITE_DECISION, *probe)] = opening.also
+        memo[(_WRITE_DECISION, *probe)] = decided_values(*opening.also)
     return opening.subscriptions_stamp
 
 

@@ -6,7 +6,8 @@ query with ``predicates.permitted`` (the person read from each row). Both state 
 FHIR R4 consent.html#6.2.3; here hypothesis draws Consents (permit or deny, nested exceptions,
 actors, CareTeams, purposes, classes, single resources, periods) and CareTeams, and the two
 must let through exactly the same Tasks for every caller and default policy, on the engine
-under test.
+under test. What the audit trail records as having decided (``decision.decision_for``, one
+statement) must be what the reference evaluation in Python (``decision.explain``) finds.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fhir_gateway.consent.decision import decision_for, explain
 from fhir_gateway.storage.database import Database
 from tests.consent.support import caller, careteam, consent, day, provision, store, visible, visible_of_person
 from tests.support.databases import empty_all_tables
@@ -75,7 +77,7 @@ def _store_world(database: Database, world: dict[str, Any]) -> None:
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(world=_worlds)
-def test_a_search_of_one_person_sees_what_the_general_filter_lets_through(
+def test_one_persons_filter_and_audited_decision_agree_with_the_general_rules(
     engine_db: Database, world: dict[str, Any]
 ) -> None:
     try:
@@ -88,5 +90,11 @@ def test_a_search_of_one_person_sees_what_the_general_filter_lets_through(
                         expected = visible(conn, access, "Task", policy)
                         found = visible_of_person(conn, access, "Task", policy, "p1")
                         assert found == expected, (org, purpose, policy)
+                        audited = decision_for(conn, access, "p1", "Task", policy=policy)
+                        reference = explain(conn, "p1", org, purpose, "Task", policy)
+                        assert (audited.permit, audited.decided_by) == (
+                            reference.permit,
+                            reference.decided_by,
+                        ), (org, purpose, policy)
     finally:
         empty_all_tables(engine_db)

@@ -14,6 +14,7 @@ from sqlalchemy import Connection
 
 from fhir_gateway.auth.context import AccessContext
 from fhir_gateway.consent.decision import decision_for, decision_from, explain
+from fhir_gateway.consent.predicates import decided_values
 from fhir_gateway.consent.visibility import decided_read_query
 from fhir_gateway.storage import repository
 from fhir_gateway.storage.database import Database
@@ -344,7 +345,7 @@ def _check_read_decision(
         assert (found is not None) == (ref in expected), ref
         if found is None or ref not in P1_ROWS:
             continue
-        deny_by, permit_by, in_team = found[1]
+        deny_by, permit_by, in_team = decided_values(*found[1])
         told = decision_from(deny_by, permit_by, in_team, case.policy).decided_by
         if case.name.startswith("one resource") and res_type == "Task":
             assert told == "Consent/c1" if "permitted" in case.name else told == decided_by, ref
