@@ -214,3 +214,53 @@ def test_lost_connection_errors_say_so(database: Database) -> None:
 
     error = asyncio.run(scenario())
     assert error.connection_invalidated
+
+
+@pytest.mark.usefixtures("stored")
+def test_in_a_write_transaction_statements_run_as_compiled_text(database: Database) -> None:
+    """On psycopg (write transactions), ``direct`` gives SQLAlchemy's rows from the statement's
+    compiled text run as driver SQL: no statement object reaches ``Connection.execute``."""
+    statements: list[Any] = []  # what Connection.execute was given
+    cursor_runs: list[str] = []  # what the driver ran
+
+    def both(conn: Connection) -> tuple[list[Any], list[Any]]:
+        listeners = (
+            ("before_execute", lambda _conn, statement, *_: statements.append(statement)),
+            ("before_cursor_execute", lambda _conn, _cursor, sql, *_: cursor_runs.append(sql)),
+        )
+        for name, listener in listeners:
+            event.listen(conn, name, listener)
+        try:
+            ours = [direct.first(conn, BY_ID, {"rid": f"t{n}"}) for n in range(4)]
+        finally:
+            for name, listener in listeners:
+                event.remove(conn, name, listener)
+        return ours, [conn.execute(BY_ID, {"rid": f"t{n}"}).first() for n in range(4)]
+
+    async def run() -> tuple[list[Any], list[Any]]:
+        return await database.run(both, write=True)
+
+    ours, theirs = asyncio.run(run())
+    assert [tuple(r) if r else None for r in ours] == [tuple(r) if r else None for r in theirs]
+    assert (ours[0].res_id, ours[0].patient_id, ours[2].deleted, ours[1].last_updated) == (
+        "t0",
+        "p1",
+        True,
+        MOMENT,
+    )
+    assert len(cursor_runs) == 4
+    if database.dialect == "postgresql":
+        assert statements == []
+    else:  # SQLite: through Connection.execute
+        assert statements == [BY_ID] * 4
+
+
+def test_a_failing_statement_in_a_write_transaction_raises_sqlalchemy_error(database: Database) -> None:
+    broken = select(func.no_such_function(literal(1)))
+
+    async def run(work: Any) -> Any:
+        return await database.run(work, write=True)
+
+    with pytest.raises(DBAPIError):
+        asyncio.run(run(lambda conn: direct.scalar(conn, broken)))
+    assert asyncio.run(run(lambda conn: direct.scalar(conn, select(func.count()).select_from(resource)))) == 0

@@ -1,4 +1,4 @@
-"""Read statements run straight on asyncpg's connection (PostgreSQL request reads).
+"""Statements run straight on the driver (PostgreSQL: asyncpg for request reads, psycopg for writes).
 
 A read unit's statements are built once per shape and reused (``repository``,
 ``search_repository``). SQLAlchemy's execution layer (compiled-cache lookup, execution
@@ -9,12 +9,15 @@ greenlet, as SQLAlchemy's asyncio layer does, and returns named tuples, which re
 SQLAlchemy rows (``row.res_id``, ``row[0]``).
 
 Only in autocommit units (reads, ``Database.run(write=False)``, whose connections are
-asyncpg's): a failed statement there leaves no transaction to poison. A statement whose
-parameters or types need SQLAlchemy's processing at execution time (literal-execute
-parameters, bind or result processors), a psycopg connection (write transactions, the CLI)
-or SQLite goes through ``Connection.execute`` unchanged. Database errors are raised as
-SQLAlchemy's, as ``Connection.execute`` raises them (a lost connection is invalidated), so
-callers see one kind of error whatever the path.
+asyncpg's): a failed statement there leaves no transaction to poison. On a psycopg connection
+(write transactions, the CLI) the compiled text and its parameters' values go through
+``Connection.exec_driver_sql``: SQLAlchemy's execution and error handling, without making the
+statement's cache key or processing its parameters one by one at each execution (a partner's
+create: the consent probe of its first statement). A statement whose parameters or types need
+SQLAlchemy's processing at execution time (literal-execute parameters, bind or result
+processors; expanding lists on psycopg), or SQLite's, goes through ``Connection.execute``
+unchanged. Database errors are raised as SQLAlchemy's, as ``Connection.execute`` raises them (a
+lost connection is invalidated), so callers see one kind of error whatever the path.
 
 What a statement needs at execution is read from SQLAlchemy's compiled form, including
 attributes SQLAlchemy keeps for its own execution context (bind and result processors, the
@@ -29,6 +32,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import asyncpg
+import psycopg
 from sqlalchemy import Connection
 from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.exc import DBAPIError
@@ -84,9 +88,11 @@ def tuples(conn: Connection, statement: ClauseElement, params: Params = None) ->
 
 def _run(conn: Connection, statement: ClauseElement, params: Params) -> tuple[_Plan | None, Sequence[Any]]:
     """``statement``'s rows: asyncpg's records and the statement's plan, or SQLAlchemy's rows
-    (and None) where it runs through ``Connection.execute``."""
+    (and None) where it runs through ``Connection.exec_driver_sql`` or ``Connection.execute``."""
     adapted = conn.connection.dbapi_connection
     driver = conn.connection.driver_connection
+    if isinstance(driver, psycopg.AsyncConnection | psycopg.Connection):
+        return None, _driver_sql_rows(conn, statement, params)
     if not isinstance(driver, asyncpg.Connection) or not getattr(adapted, "autocommit", False):
         return None, conn.execute(statement, params).all()  # type: ignore[call-overload]
     plan = _plan(conn.dialect, statement)
@@ -114,6 +120,19 @@ def scalar(conn: Connection, statement: ClauseElement, params: Params = None) ->
     return found[0][0]
 
 
+def _driver_sql_rows(conn: Connection, statement: ClauseElement, params: Params) -> Sequence[Any]:
+    """``statement``'s rows on a psycopg connection (write transactions): its SQL text, compiled
+    once, and its parameters' values run through ``Connection.exec_driver_sql``, which keeps
+    SQLAlchemy's error handling and events but neither makes the statement's cache key (a walk
+    of the whole statement: a partner's consent probe has dozens of nodes) nor processes its
+    parameters one by one. ``Connection.execute`` where the text is not enough."""
+    plan = _plan(conn.dialect, statement)
+    if plan.compiled is None or plan.compiled.post_compile_params:
+        found: Sequence[Any] = conn.execute(statement, params).all()  # type: ignore[call-overload]
+        return found
+    return conn.exec_driver_sql(plan.compiled.string, _values(plan, params)).all()
+
+
 def _plan(dialect: Dialect, statement: ClauseElement) -> _Plan:
     """``statement``'s plan for ``dialect``, compiled once."""
 
@@ -122,7 +141,7 @@ def _plan(dialect: Dialect, statement: ClauseElement) -> _Plan:
         assert isinstance(compiled, SQLCompiler)
         return _Plan(statement, compiled if _runs_as_text(compiled, dialect) else None)
 
-    key = (id(statement), dialect.name)
+    key = (id(statement), dialect.name, dialect.driver)
     plan = _plans.get_or_build(key, build)
     if plan.statement is not statement:  # an id reused after the first statement was freed
         plan = build()
@@ -249,9 +268,11 @@ def _expansion(compiled: SQLCompiler, values: Mapping[str, Any], expanding: Sequ
 
 
 def _runs_as_text(compiled: SQLCompiler, dialect: Dialect) -> bool:
-    """True when the SQL text and plain parameter values are all asyncpg needs (expanding
-    ``IN`` lists are rendered by ``_text_and_args``)."""
-    if compiled.literal_execute_params or compiled._bind_processors or compiled.positiontup is None:
+    """True when the SQL text and plain parameter values are all the driver needs (expanding
+    ``IN`` lists are rendered by ``_text_and_args`` for asyncpg's positional parameters)."""
+    if compiled.literal_execute_params or compiled._bind_processors or compiled.escaped_bind_names:
+        return False
+    if compiled.positiontup is None and dialect.driver != "psycopg":  # asyncpg's are positional
         return False
     for column in compiled._result_columns:
         if column.type._cached_result_processor(dialect, None) is not None:

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, Select, bindparam, select
 
 from fhir_gateway.kit.lru import Lru
+from fhir_gateway.storage import direct
 from fhir_gateway.storage.auth_tables import oauth_client
 from fhir_gateway.storage.subscription_repository import stamp_value
 
@@ -62,7 +63,7 @@ def open_write(
     the select list of ``also`` (a one-row statement of scalar columns; its parameters in
     ``params``): what else the unit will need first, such as the consent decision on the person
     it writes for (``consent.visibility.write_probe``)."""
-    row = conn.execute(_opening(also), {"opening_client": client_id, **(params or {})}).first()
+    row = direct.first(conn, _opening(also), {"opening_client": client_id, **(params or {})})
     if row is None:
         return WriteOpening(False, None)
     return WriteOpening(row.revoked is False, row.stamp, tuple(row[2:]))
