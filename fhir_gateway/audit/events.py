@@ -202,6 +202,19 @@ def audit_record(
     ]
 
 
+def record_kind(record: list[Any]) -> tuple[Any, ...]:
+    """What the token values of the AuditEvent of an ``audit_record`` depend on (its type,
+    subtype, action, outcome, entities' types and roles, tag; ``audit_event_for``): records of
+    one kind make events with the same tokens, whatever their ids, times, people and callers."""
+    _, _, interaction, res_type, res_id, patient_id, ok, decided_by, query = record[:9]
+    if not patient_id:
+        person = None
+    else:
+        person = "self" if (res_type, res_id) == ("Patient", patient_id) else "other"
+    has_resource, break_glass = bool(res_type and res_id), bool(record[13])
+    return (interaction, bool(ok), has_resource, person, query is not None, bool(decided_by), break_glass)
+
+
 def is_record(item: Any) -> bool:
     """Whether ``item`` has the shape of an ``audit_record`` (after a JSON round trip too)."""
     return isinstance(item, list) and len(item) == RECORD_FIELDS and isinstance(item[0], str)

@@ -41,28 +41,40 @@ class _Unknown(Exception):
     """The event has an element this module does not index: the generic extraction does."""
 
 
-def audit_index_rows(event: dict[str, Any]) -> Rows | None:
-    """The index rows ``extract_index_rows`` gives ``event``, or None for an unknown shape."""
+def audit_index_rows(event: dict[str, Any], *, tokens: bool = True) -> Rows | None:
+    """The index rows ``extract_index_rows`` gives ``event``, or None for an unknown shape;
+    without its token rows when ``tokens`` is false (their terms are known: ``audit.store``)."""
     if not event.keys() <= _EVENT_KEYS:
         return None
     try:
-        return _rows(event)
+        return _rows(event, _Tokens(wanted=tokens))
     except (_Unknown, KeyError, TypeError, ValueError, AttributeError):
         return None
 
 
-def _rows(event: dict[str, Any]) -> Rows:
-    tokens: list[dict[str, Any]] = []
+class _Tokens(list[dict[str, Any]]):
+    """The token rows of an event as they are found (none made when not ``wanted``)."""
+
+    def __init__(self, *, wanted: bool) -> None:
+        super().__init__()
+        self.wanted = wanted
+
+    def add(self, make: Any, *args: Any) -> None:
+        if self.wanted:
+            self.append(make(*args))
+
+
+def _rows(event: dict[str, Any], tokens: _Tokens) -> Rows:
     references: list[dict[str, Any]] = []
     dates: list[dict[str, Any]] = []
     patients: list[dict[str, Any]] = []
     for param in ("action", "outcome"):
         if param in event:
-            tokens.append(_token(param, None, _text(event[param]), None))
+            tokens.add(_token, param, None, _text(event[param]), None)
     if "type" in event:
-        tokens.append(_coding("type", event["type"]))
+        tokens.add(_coding, "type", event["type"])
     for coding in event.get("subtype", ()):
-        tokens.append(_coding("subtype", coding))
+        tokens.add(_coding, "subtype", coding)
     if "recorded" in event:
         dates.append(_date("date", event["recorded"]))
     for agent in event.get("agent", ()):
@@ -74,24 +86,24 @@ def _rows(event: dict[str, Any]) -> Rows:
         if "what" in entity:
             _reference("entity", entity["what"], references, patients)
         if "type" in entity:
-            tokens.append(_coding("entity-type", entity["type"]))
+            tokens.add(_coding, "entity-type", entity["type"])
         if "role" in entity:
-            tokens.append(_coding("entity-role", entity["role"]))
+            tokens.add(_coding, "entity-role", entity["role"])
     source = event.get("source")
     if source is not None:
         _known(source, _SOURCE_KEYS)
         if "site" in source:
-            tokens.append(_token("site", None, _text(source["site"]), None))
+            tokens.add(_token, "site", None, _text(source["site"]), None)
         if "observer" in source:
             _reference("source", source["observer"], references, [])
     meta = event.get("meta")
     if meta is not None:
         _known(meta, _META_KEYS)
         for coding in meta.get("tag", ()):
-            tokens.append(_coding("_tag", coding))
+            tokens.add(_coding, "_tag", coding)
     rows: Rows = {}
     if tokens:
-        rows["token"] = tokens
+        rows["token"] = list(tokens)
     if references or patients:
         rows["reference"] = references + patients
     if dates:

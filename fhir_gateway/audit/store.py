@@ -20,10 +20,11 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from fhir_gateway.audit.events import AuditItem, audit_patient, event_of
+from fhir_gateway.audit.events import AuditItem, audit_patient, event_of, record_kind
 from fhir_gateway.audit.index_rows import audit_index_rows
 from fhir_gateway.kit import jsonutil
 from fhir_gateway.kit.ids import new_id
+from fhir_gateway.kit.lru import Lru
 from fhir_gateway.kit.timeutil import fhir_instant, utcnow
 from fhir_gateway.search.audit_terms import Unfit, terms_of
 from fhir_gateway.search.indexing import extract_index_rows
@@ -66,18 +67,30 @@ def prepare_audit_events(events: Sequence[AuditItem]) -> PreparedAudit:
                 "AuditEvent", res_id, jsonutil.dumps_str(body), audit_patient(body), naive, "POST", None
             )
         )
-        rows = audit_index_rows(body)
+        kind = record_kind(item) if isinstance(item, list) else None
+        known = _kind_terms.get(kind) if kind is not None else None
+        rows = audit_index_rows(body, tokens=known is None)
         if rows is None:  # a shape it does not know: the generic extraction, all in the index
             rows = extract_index_rows(body)
+        elif known is not None:
+            terms.append((res_id, known))
         elif "token" in rows:
             with contextlib.suppress(Unfit):  # Unfit: the tokens stay in the index
-                terms.append((res_id, terms_of(rows["token"])))
-                rows = {kind: kind_rows for kind, kind_rows in rows.items() if kind != "token"}
+                found = terms_of(rows["token"])
+                terms.append((res_id, found))
+                rows = {name: found_rows for name, found_rows in rows.items() if name != "token"}
+                if kind is not None:
+                    _kind_terms.put(kind, found)
         indexes.append(IndexWrite("AuditEvent", res_id, rows, True))
     parts = [new_resources_part(writes), history_part(writes)]
     if terms:
         parts.append((audit_terms, terms))
     return PreparedAudit([*parts, *index_inserts(indexes)])
+
+
+# The terms of the events of each kind of access record (``events.record_kind``): every event of
+# a kind has the same token values, so its token rows need not be made to find its terms again.
+_kind_terms: Lru[str] = Lru(1024)
 
 
 def joined(prepared: Sequence[PreparedAudit]) -> PreparedAudit:

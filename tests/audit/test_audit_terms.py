@@ -58,7 +58,7 @@ def stored_twice(database: Database, monkeypatch: pytest.MonkeyPatch) -> list[di
     with database.transaction(write=True) as conn:
         store_audit_events(conn, [{**e, "id": f"n-{k}"} for k, e in enumerate(events)])
     with monkeypatch.context() as patched:
-        patched.setattr(store, "audit_index_rows", lambda _body: None)  # the generic way
+        patched.setattr(store, "audit_index_rows", lambda _body, **_: None)  # the generic way
         with database.transaction(write=True) as conn:
             store_audit_events(conn, [{**e, "id": f"g-{k}"} for k, e in enumerate(events)])
     with database.transaction() as conn:

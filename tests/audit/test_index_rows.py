@@ -12,13 +12,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fhir_gateway.audit.events import audit_event_for, audit_id, audit_record, event_of, is_record
+from fhir_gateway.audit.events import (
+    audit_event_for,
+    audit_id,
+    audit_record,
+    event_of,
+    is_record,
+    record_kind,
+)
 from fhir_gateway.audit.grouped import GroupedWrites, transaction_writes
 from fhir_gateway.audit.index_rows import audit_index_rows
 from fhir_gateway.audit.store import prepare_audit_events
 from fhir_gateway.auth.context import AccessContext
 from fhir_gateway.search.indexing import Rows, extract_index_rows
-from fhir_gateway.storage.tables import INDEX_TABLES
+from fhir_gateway.storage.tables import INDEX_TABLES, audit_terms
 
 INTERACTIONS = [
     "read", "vread", "search-type", "search-system", "create", "update", "patch", "delete",
@@ -163,3 +170,57 @@ def test_a_record_makes_the_event_the_request_would_have_made(
     expected = audit_event_for(access, *args, recorded=datetime.fromtimestamp(record[1], UTC))
     assert event == {**expected, "id": record[0]}
     assert audit_id(record) == record[0]
+
+
+def _token_terms(item: Any) -> list[Any]:
+    """The token terms ``prepare_audit_events`` stores for ``item`` (the ``audit_terms`` rows)."""
+    prepared = prepare_audit_events([item])
+    return [row[1] for table, rows in prepared.parts if table is audit_terms for row in rows]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    **ACCESSES,
+    other_id=ids,
+    other_person=ids,
+    other_decider=st.sampled_from(["Consent/c-2", "default policy: care-team-opt-out"]),
+    other_query=st.sampled_from(["", "code=x", "_count=5"]),
+    organization=st.sampled_from([None, "Organization/saad-1"]),
+)
+def test_records_of_one_kind_store_the_same_terms_as_their_events(
+    interaction: str,
+    res_type: str | None,
+    res_id: str | None,
+    patient_id: str | None,
+    ok: bool,
+    decided_by: str | None,
+    query: str | None,
+    practitioner: str | None,
+    break_glass: str | None,
+    other_id: str,
+    other_person: str,
+    other_decider: str,
+    other_query: str,
+    organization: str | None,
+) -> None:
+    """An access record's token terms are looked up by its kind (``events.record_kind``) once a
+    record of that kind was stored: they are those its own event gets, for a record differing in
+    everything its kind leaves out (ids, person, decider, query, caller)."""
+    access = AccessContext("client-1", (), organization="Organization/o1", break_glass=break_glass)
+    first = audit_record(access, interaction, res_type, res_id, patient_id, ok, decided_by, query)
+    same_person = (res_type, res_id) == ("Patient", patient_id)
+    other = audit_record(
+        AccessContext(
+            "client-2", (), organization=organization, practitioner=practitioner, break_glass=break_glass
+        ),
+        interaction,
+        res_type,
+        other_id if res_id else res_id,
+        (other_id if same_person else f"{other_person}-p") if patient_id else patient_id,
+        ok,
+        other_decider if decided_by else decided_by,
+        other_query if query is not None else None,
+    )
+    assert record_kind(other) == record_kind(first)
+    _token_terms(first)  # its kind's terms are kept
+    assert _token_terms(other) == _token_terms(event_of(other))  # an event is never looked up by kind
