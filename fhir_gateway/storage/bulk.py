@@ -38,6 +38,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
 
 def _pg_type(column: Column[Any]) -> str:
@@ -109,15 +110,44 @@ def _json_insert(table: Table, on_conflict: tuple[str, ...]) -> str:
     Text goes in as text, so that the insert's own assignment cast refuses a value too long
     for its column as the other paths do (an explicit cast to ``varchar(n)`` would cut it).
     """
-    names = ", ".join(f'"{c.name}"' for c in table.columns)
-    values = ", ".join(
-        f"r->>{i}" if isinstance(c.type, String) else f"(r->>{i})::{_pg_type(c)}"
-        for i, c in enumerate(table.columns)
-    )
-    sql = f'INSERT INTO "{table.name}" ({names}) SELECT {values} FROM jsonb_array_elements(%s::jsonb) AS r'
+    sql = _json_insert_of(table, tuple(table.columns))
     if on_conflict:
         sql += f" ON CONFLICT ({', '.join(on_conflict)}) DO NOTHING"
     return sql
+
+
+def _json_insert_of(table: Table, columns: tuple[Column[Any], ...]) -> str:
+    """``INSERT`` of ``columns`` of ``table`` from a JSON array of row arrays (``_json_insert``)."""
+    names = ", ".join(f'"{c.name}"' for c in columns)
+    values = ", ".join(
+        f"r->>{i}" if isinstance(c.type, String) else f"(r->>{i})::{_pg_type(c)}"
+        for i, c in enumerate(columns)
+    )
+    return f'INSERT INTO "{table.name}" ({names}) SELECT {values} FROM jsonb_array_elements(%s::jsonb) AS r'
+
+
+def insert_numbered(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert ``rows`` (dicts by column name) into ``table``, whose serial key the database
+    numbers; a column a row leaves out gets its scalar default, as ``Connection.execute`` gives
+    it. On PostgreSQL one statement of JSON rows (as ``insert_tuples``), where SQLAlchemy's
+    ``executemany`` renders a multi-row ``VALUES`` row by row; elsewhere ``Connection.execute``."""
+    if not rows:
+        return
+    if conn.dialect.name != "postgresql":
+        conn.execute(insert(table), list(rows))
+        return
+    sql, defaults = _numbered_insert(table)
+    values = [[row.get(name, default) for name, default in defaults] for row in rows]
+    conn.exec_driver_sql(sql, (_json_rows(values),))
+
+
+@cache
+def _numbered_insert(table: Table) -> tuple[str, tuple[tuple[str, Any], ...]]:
+    """``insert_numbered``'s SQL, and each filled column's name and default value."""
+    columns = tuple(c for c in table.columns if not (c.primary_key and c.autoincrement is True))
+    scalar = ScalarElementColumnDefault
+    defaults = tuple((c.name, c.default.arg if isinstance(c.default, scalar) else None) for c in columns)
+    return _json_insert_of(table, columns), defaults
 
 
 Part = tuple[Table, Sequence[Sequence[Any]]]  # a table and rows in its column order

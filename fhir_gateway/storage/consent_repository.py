@@ -10,8 +10,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, or_, select
+from sqlalchemy import Connection, delete, or_, select
 
+from fhir_gateway.storage.bulk import insert_numbered
 from fhir_gateway.storage.consent_tables import careteam_member, consent_grant
 
 
@@ -21,8 +22,7 @@ def replace_grants(
     """Drop the grants of ``Consent/consent_id`` (none when ``fresh``) and store ``rows`` instead."""
     if not fresh:
         conn.execute(delete(consent_grant).where(consent_grant.c.consent_id == consent_id))
-    if rows:
-        conn.execute(insert(consent_grant), list(rows))
+    insert_numbered(conn, consent_grant, rows)
 
 
 def replace_members(
@@ -33,8 +33,7 @@ def replace_members(
     if not fresh:
         ref = f"CareTeam/{careteam_id}"
         conn.execute(delete(careteam_member).where(careteam_member.c.careteam_ref == ref))
-    if rows:
-        conn.execute(insert(careteam_member), list(rows))
+    insert_numbered(conn, careteam_member, rows)
 
 
 def grants_of_patient(conn: Connection, patient_id: str) -> list[dict[str, Any]]:
