@@ -10,8 +10,20 @@ def utcnow() -> datetime:
 
 
 def fhir_instant(moment: datetime) -> str:
-    """``2026-11-24T20:00:00.123Z``: a FHIR instant in UTC with milliseconds."""
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """``2026-11-24T20:00:00.123Z``: a FHIR instant in UTC with milliseconds.
+
+    The last moment's text is kept: a transaction's entries, and a batch of audit events, share
+    one moment (an equal aware datetime is the same instant, so the same text)."""
+    global _last_instant
+    last = _last_instant
+    if last[0] == moment:
+        return last[1]
+    text = moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    _last_instant = (moment, text)
+    return text
+
+
+_last_instant: tuple[datetime | None, str] = (None, "")  # replaced whole: safe across threads
 
 
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
