@@ -10,10 +10,13 @@ a person is:
 3. else the default policy: ``care-team-opt-out`` permits current members of one of the
    person's active CareTeams, ``opt-in`` denies.
 
-Each step is an EXISTS correlated with the person (and resource) of the row: an index
-probe of ``consent_grant (patient_id, effect)`` or ``careteam_member (patient_id, member)``
-per row. The cost follows the rows read, not the number of people who consented to the
-caller (a set of all of them, hashed once per query, cost a read 0.4 ms per 500 people).
+In ``permitted`` each step is an EXISTS correlated with the person (and resource) of the
+row: an index probe of ``consent_grant (patient_id, effect)`` or ``careteam_member
+(patient_id, member)`` per row. ``permitted_of_person`` (a search of one person's compartment)
+and ``deciding_consents`` (what decided, for the audit trail) take steps 1 and 2 in one pass
+over the person's matching grants (``_deciding_key``). The cost follows the rows read, not
+the number of people who consented to the caller (a set of all of them, hashed once per
+query, cost a read 0.4 ms per 500 people).
 """
 
 from __future__ import annotations

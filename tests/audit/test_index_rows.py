@@ -180,7 +180,7 @@ def _token_terms(item: Any) -> list[Any]:
 
 @settings(max_examples=200, deadline=None)
 @given(
-    **ACCESSES,
+    access=st.fixed_dictionaries(ACCESSES),
     other_id=ids,
     other_person=ids,
     other_decider=st.sampled_from(["Consent/c-2", "default policy: care-team-opt-out"]),
@@ -188,15 +188,7 @@ def _token_terms(item: Any) -> list[Any]:
     organization=st.sampled_from([None, "Organization/saad-1"]),
 )
 def test_records_of_one_kind_store_the_same_terms_as_their_events(
-    interaction: str,
-    res_type: str | None,
-    res_id: str | None,
-    patient_id: str | None,
-    ok: bool,
-    decided_by: str | None,
-    query: str | None,
-    practitioner: str | None,
-    break_glass: str | None,
+    access: dict[str, Any],
     other_id: str,
     other_person: str,
     other_decider: str,
@@ -206,20 +198,35 @@ def test_records_of_one_kind_store_the_same_terms_as_their_events(
     """An access record's token terms are looked up by its kind (``events.record_kind``) once a
     record of that kind was stored: they are those its own event gets, for a record differing in
     everything its kind leaves out (ids, person, decider, query, caller)."""
-    access = AccessContext("client-1", (), organization="Organization/o1", break_glass=break_glass)
-    first = audit_record(access, interaction, res_type, res_id, patient_id, ok, decided_by, query)
-    same_person = (res_type, res_id) == ("Patient", patient_id)
+    a = access
+    args = (
+        a["interaction"],
+        a["res_type"],
+        a["res_id"],
+        a["patient_id"],
+        a["ok"],
+        a["decided_by"],
+        a["query"],
+    )
+    caller = AccessContext("client-1", (), organization="Organization/o1", break_glass=a["break_glass"])
+    first = audit_record(caller, *args)
+    same_person = (a["res_type"], a["res_id"]) == ("Patient", a["patient_id"])
+    other_caller = AccessContext(
+        "client-2",
+        (),
+        organization=organization,
+        practitioner=a["practitioner"],
+        break_glass=a["break_glass"],
+    )
     other = audit_record(
-        AccessContext(
-            "client-2", (), organization=organization, practitioner=practitioner, break_glass=break_glass
-        ),
-        interaction,
-        res_type,
-        other_id if res_id else res_id,
-        (other_id if same_person else f"{other_person}-p") if patient_id else patient_id,
-        ok,
-        other_decider if decided_by else decided_by,
-        other_query if query is not None else None,
+        other_caller,
+        a["interaction"],
+        a["res_type"],
+        other_id if a["res_id"] else a["res_id"],
+        (other_id if same_person else f"{other_person}-p") if a["patient_id"] else a["patient_id"],
+        a["ok"],
+        other_decider if a["decided_by"] else a["decided_by"],
+        other_query if a["query"] is not None else None,
     )
     assert record_kind(other) == record_kind(first)
     _token_terms(first)  # its kind's terms are kept
