@@ -127,7 +127,7 @@ def _driver_sql_rows(conn: Connection, statement: ClauseElement, params: Params)
     of the whole statement: a partner's consent probe has dozens of nodes) nor processes its
     parameters one by one. ``Connection.execute`` where the text is not enough."""
     plan = _plan(conn.dialect, statement)
-    if plan.compiled is None or plan.compiled.post_compile_params:
+    if plan.compiled is None:
         found: Sequence[Any] = conn.execute(statement, params).all()  # type: ignore[call-overload]
         return found
     return conn.exec_driver_sql(plan.compiled.string, _values(plan, params)).all()
@@ -268,11 +268,12 @@ def _expansion(compiled: SQLCompiler, values: Mapping[str, Any], expanding: Sequ
 
 
 def _runs_as_text(compiled: SQLCompiler, dialect: Dialect) -> bool:
-    """True when the SQL text and plain parameter values are all the driver needs (expanding
-    ``IN`` lists are rendered by ``_text_and_args`` for asyncpg's positional parameters)."""
+    """True when the SQL text and plain parameter values are all the driver needs: asyncpg's
+    positional parameters (expanding ``IN`` lists rendered by ``_text_and_args``), or psycopg's
+    named ones (no expanding list: SQLAlchemy renders those at each execution)."""
     if compiled.literal_execute_params or compiled._bind_processors or compiled.escaped_bind_names:
         return False
-    if compiled.positiontup is None and dialect.driver != "psycopg":  # asyncpg's are positional
+    if compiled.positiontup is None and (dialect.driver != "psycopg" or compiled.post_compile_params):
         return False
     for column in compiled._result_columns:
         if column.type._cached_result_processor(dialect, None) is not None:
