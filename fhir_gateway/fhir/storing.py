@@ -95,6 +95,17 @@ def apply(ctx: Ctx, pending: Sequence[Pending]) -> None:
     consent or subscription changes together."""
     if not pending:
         return
+    store_rows(ctx, pending)
+    after_store(ctx, pending)
+
+
+def store_rows(ctx: Ctx, pending: Sequence[Pending]) -> None:
+    """The SQL part of ``apply``: versions, history and search index rows of ``pending``
+    (PreconditionFailed when a resource changed meanwhile: nothing of them must be kept).
+    Touches nothing of ``ctx`` but its connection (``fhir.background_flush`` runs it on a
+    thread of its own)."""
+    if not pending:
+        return
     versions = [p.version for p in pending]
     indexes = [p.index for p in pending]
     history_and_index = [history_part(versions), *index_inserts(indexes)]
@@ -108,6 +119,11 @@ def apply(ctx: Ctx, pending: Sequence[Pending]) -> None:
             )
         delete_indexes(ctx.conn, indexes)
         insert_many(ctx.conn, history_and_index)  # one statement on PostgreSQL
+
+
+def after_store(ctx: Ctx, pending: Sequence[Pending]) -> None:
+    """What follows the SQL of ``pending`` (``store_rows``): the consent and subscription
+    hooks and the audit of each write, in order."""
     start = 0
     for end in range(1, len(pending) + 1):
         if end == len(pending) or pending[end].version.res_type in _STATE_TYPES:

@@ -16,16 +16,20 @@ from urllib.parse import parse_qsl
 
 from fhir_gateway.consent import ownership
 from fhir_gateway.fhir import writes
+from fhir_gateway.fhir.background_flush import BackgroundFlush
 from fhir_gateway.fhir.context import Ctx
 from fhir_gateway.fhir.storing import Pending, WriteResult, apply, prepare
 from fhir_gateway.kit.ids import new_id
 from fhir_gateway.search.indexing import Rows
 from fhir_gateway.storage.repository import StoredRow
+from fhir_gateway.subscriptions.hooks import SUBSCRIPTION
 
 # Writes of these types change what consent lets a partner do: later checks must see them.
 _CONSENT_TYPES = frozenset({"Consent", "CareTeam"})
 # Writes of these types change what a partner owns (consent.ownership reads them stored).
 _OWNERSHIP_TYPES = frozenset({"Organization", "PractitionerRole"})
+# Writes whose hooks later checks or searches read: never left to the background flush.
+_STORED_AT_ONCE = _CONSENT_TYPES | _OWNERSHIP_TYPES | {SUBSCRIPTION}
 
 
 class WriteBatch:
@@ -37,6 +41,8 @@ class WriteBatch:
         self.pending: list[Pending] = []
         self._keys: set[tuple[str, str]] = set()
         self._types: set[str] = set()
+        # with a background flush, ``flush_later`` stores from a worker thread (issue 5)
+        self.background: BackgroundFlush | None = None
 
     def create(
         self, res_type: str, body: dict[str, Any], assigned_id: str | None = None
@@ -94,14 +100,35 @@ class WriteBatch:
             self.flush()
 
     def flush(self) -> None:
-        """Store the pending writes (FhirError: none of them is, the caller rolls back)."""
+        """Store the pending writes (FhirError: none of them is, the caller rolls back), after
+        those under way in the background (``settle``)."""
+        self.settle()
+        apply(self.ctx, self._take())
+
+    def flush_later(self, label: object = None) -> None:
+        """Store the pending writes from the background flush, the caller going on meanwhile
+        (``settle`` finishes them; ``label`` names them if they fail); at once without one, or
+        when a write among them changes what later checks and searches read (consent,
+        ownership, subscriptions)."""
+        if self.background is None or self._types & _STORED_AT_ONCE:
+            self.flush()
+        else:
+            self.background.start(self._take(), label)
+
+    def settle(self) -> None:
+        """Finish the writes stored in the background (``BackgroundFlushFailed``: none of
+        them is, the caller rolls back): their hooks and audit run now."""
+        if self.background is not None:
+            self.background.settle()
+
+    def _take(self) -> list[Pending]:
         pending, self.pending = self.pending, []
         self._keys.clear()
         self._types.clear()
-        apply(self.ctx, pending)
+        return pending
 
     def discard(self) -> None:
-        """Forget the pending writes (the unit of work is rolled back anyway)."""
-        self.pending = []
-        self._keys.clear()
-        self._types.clear()
+        """Forget the pending writes and those under way (the unit of work is rolled back)."""
+        if self.background is not None:
+            self.background.abandon()
+        self._take()

@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 from fhir_gateway.audit.events import event_of
 from fhir_gateway.audit.grouped import GroupedWrites
 from fhir_gateway.audit.store import store_audit_events
+from fhir_gateway.fhir.background_flush import BackgroundFlushFailed
 from fhir_gateway.fhir.context import Ctx
 from fhir_gateway.kit.errors import FhirError
 from fhir_gateway.mapping.csvio import CsvProblem, CsvSink, CsvSource
@@ -113,10 +114,13 @@ def run_import(
     parser = RowParser(fmt, _constants(fmt, organization))
     writer = RowWriter(ctx, fmt)
     writer.lock_run()
+    if not options.partial:  # partial: each row stored in its own savepoint, at once
+        writer.store_in_background()
     ctx.grouped_writes = GroupedWrites("import-partner", f"Partner file import ({fmt.name})")
     try:
         return _run(ctx, fmt, source, parser, writer, summary, options)
     finally:
+        writer.close()
         ctx.grouped_writes = None  # what the unit of work audits next is audited one by one
 
 
@@ -138,14 +142,17 @@ def _run(
             if statistics is not None:
                 statistics.refresh_if_due(ctx.conn)
             chunk: list[ParsedRow] = []
+            before: list[ParsedRow] = []  # the chunk whose writes may be stored in the background
             for row in _rows(parser, source):
                 chunk.append(row)
                 if len(chunk) >= CHUNK:
-                    _run_chunk(ctx, writer, chunk, summary, options, rejects)
-                    chunk = []
+                    _run_chunk(ctx, writer, chunk, before, summary, options, rejects)
+                    chunk, before = [], chunk
                     if statistics is not None:
-                        statistics.refresh_if_due(ctx.conn)
-            _run_chunk(ctx, writer, chunk, summary, options, rejects)
+                        _refresh(ctx, writer, statistics, summary)
+            _run_chunk(ctx, writer, chunk, before, summary, options, rejects)
+            if _writing(summary, options):
+                _store(ctx, writer, chunk or before, summary)
     finally:
         rejects.close()
     if summary.error_count and not options.partial:
@@ -160,6 +167,14 @@ def _run(
     return summary
 
 
+def _refresh(ctx: Ctx, writer: RowWriter, statistics: SqliteStatistics, summary: Summary) -> None:
+    """SQLite's statistics of what the import wrote so far (``storage.statistics``)."""
+    try:
+        statistics.refresh_if_due(ctx.conn)
+    except BackgroundFlushFailed as exc:  # its statements wait for the writes under way
+        _not_stored(ctx, writer, exc.label, summary, exc.error)
+
+
 def _writing(summary: Summary, options: ImportOptions) -> bool:
     """False once an all-or-nothing import is refused: the other rows are checked, not written."""
     return options.partial or not summary.error_count
@@ -169,33 +184,61 @@ def _run_chunk(
     ctx: Ctx,
     writer: RowWriter,
     chunk: list[ParsedRow],
+    before: list[ParsedRow],
     summary: Summary,
     options: ImportOptions,
     rejects: _Rejects,
 ) -> None:
     """Check and write a chunk of rows: their business identifiers found in one query per kind,
-    their writes stored together at the end (each row in a savepoint of its own when partial)."""
-    if _writing(summary, options):
-        writer.prefetch([row for row in chunk if not row.problems])
-    for row in chunk:
-        summary.rows += 1
-        if options.progress is not None:
-            options.progress(summary.rows)
-        problems = row.problems or _write(ctx, writer, row, summary, options.partial)
-        if problems:
-            summary.rejected += 1
-            summary.add(problems)
-            rejects.add(row, problems)
-    if _writing(summary, options) and chunk:
-        try:
-            writer.flush()
-        except FhirError as exc:  # e.g. a resource changed by another request meanwhile
-            writer.forget()
-            _forget_writes(ctx, 0, 0)
-            lines = f"lines {chunk[0].line}-{chunk[-1].line}"
-            summary.add([Problem(chunk[0].line, "", "", f"{lines} could not be written: {exc.diagnostics}")])
-    if len(ctx.audit_events) >= AUDIT_FLUSH or (ctx.grouped_writes and ctx.grouped_writes.full()):
-        _store_done_writes(ctx)
+    their writes stored together (each row in a savepoint of its own when partial). With a
+    background flush, the writes of the chunk ``before`` are stored while this one's rows are
+    built, and this chunk's are stored after the next one's lookups (or at the end: ``_store``)."""
+    try:
+        if _writing(summary, options):
+            writer.prefetch([row for row in chunk if not row.problems], written=_lines(before))
+        for row in chunk:
+            summary.rows += 1
+            if options.progress is not None:
+                options.progress(summary.rows)
+            problems = row.problems or _write(ctx, writer, row, summary, options.partial)
+            if problems:
+                summary.rejected += 1
+                summary.add(problems)
+                rejects.add(row, problems)
+        if _writing(summary, options) and chunk and writer.batch.background is None:
+            _store(ctx, writer, chunk, summary)
+        if len(ctx.audit_events) >= AUDIT_FLUSH or (ctx.grouped_writes and ctx.grouped_writes.full()):
+            _store_done_writes(ctx)
+    except BackgroundFlushFailed as exc:
+        _not_stored(ctx, writer, exc.label, summary, exc.error)
+
+
+def _store(ctx: Ctx, writer: RowWriter, chunk: list[ParsedRow], summary: Summary) -> None:
+    """Store the pending writes (``chunk``'s), after those under way in the background; a
+    failure refuses the lines whose writes it stopped."""
+    try:
+        writer.flush()
+    except BackgroundFlushFailed as exc:
+        _not_stored(ctx, writer, exc.label, summary, exc.error)
+    except FhirError as exc:  # e.g. a resource changed by another request meanwhile
+        _not_stored(ctx, writer, _lines(chunk), summary, exc)
+
+
+def _lines(chunk: list[ParsedRow]) -> tuple[int, int]:
+    """The first and last lines of ``chunk`` ((0, 0) when empty)."""
+    return (chunk[0].line, chunk[-1].line) if chunk else (0, 0)
+
+
+def _not_stored(ctx: Ctx, writer: RowWriter, lines: object, summary: Summary, error: BaseException) -> None:
+    """The writes of the rows of ``lines`` (first, last) could not be stored: a problem of
+    those lines (FhirError), or the error itself (the database's: not the file's fault).
+    Nothing is kept."""
+    writer.forget()
+    _forget_writes(ctx, 0, 0)
+    if not isinstance(error, FhirError):
+        raise error
+    first, last = lines if isinstance(lines, tuple) else (0, 0)
+    summary.add([Problem(first, "", "", f"lines {first}-{last} could not be written: {error.diagnostics}")])
 
 
 def _rows(parser: RowParser, source: CsvSource) -> Any:

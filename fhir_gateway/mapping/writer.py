@@ -17,6 +17,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+from fhir_gateway.fhir import background_flush
 from fhir_gateway.fhir.conditional import Group, find_matches, find_reference_matches, reference_group
 from fhir_gateway.fhir.context import Ctx
 from fhir_gateway.fhir.write_batch import WriteBatch
@@ -111,11 +112,20 @@ class RowWriter:
             found = row.queries[id(step)] = match_queries(step, row.values)
         return found
 
-    def prefetch(self, rows: list[ParsedRow]) -> None:
+    def prefetch(self, rows: list[ParsedRow], written: object = None) -> None:
         """Find the resources the business identifiers of ``rows`` name, one query per
         resource type, parameter and system (queries needing an earlier step's result are
-        left to the row)."""
-        self.flush()
+        left to the row).
+
+        With a background flush (``fhir.background_flush``), the previous chunk's writes are
+        not stored yet: the answers found are completed with them (as a chunk's own writes
+        complete its answers), the lookups that could need them store them first
+        (``WriteBatch.flush_for``), and they are stored while this chunk's rows are built
+        (``written``: what they are, for ``BackgroundFlushFailed``)."""
+        if self.batch.background is None:
+            self.flush()
+        else:
+            self.batch.settle()
         self.known.clear()
         for step in self.steps:
             for_update = step.get("action") != "lookup"
@@ -125,7 +135,10 @@ class RowWriter:
                         if query.token is not None:
                             self.known.want(query.token, for_update=for_update)
         self.known.fetch(self.ctx)
+        for pending in self.batch.pending:
+            self.known.wrote(pending.result.row, pending.index.rows)
         self._prefetch_lookups(rows)
+        self.batch.flush_later(written)
 
     def _prefetch_lookups(self, rows: list[ParsedRow]) -> None:
         """Answer the chunk's lookups that search by a reference (``subject={ref.patient}&...``:
@@ -152,6 +165,7 @@ class RowWriter:
         for res_type, wanted in texts.items():
             groups: dict[Group, dict[str, Value]] = {}
             for text in wanted:
+                self.batch.flush_for(res_type, text)  # the search may need writes not stored yet
                 shaped = reference_group(res_type, text)
                 if shaped is not None:
                     groups.setdefault(shaped[0], {})[text] = shaped[1]
@@ -184,8 +198,21 @@ class RowWriter:
         return None
 
     def flush(self) -> None:
-        """Store the pending writes (FhirError: the caller rolls back)."""
+        """Store the pending writes (FhirError, BackgroundFlushFailed: the caller rolls back)."""
         self.batch.flush()
+
+    def store_in_background(self) -> None:
+        """Store each chunk's writes while the next chunk's rows are built, when the
+        connection's driver allows (``fhir.background_flush``); ``close`` ends it."""
+        if background_flush.available(self.ctx.conn):
+            self.batch.background = background_flush.BackgroundFlush(self.ctx)
+
+    def close(self) -> None:
+        """Stop the background flush, if any (what it had under way is forgotten unless
+        ``flush`` settled it)."""
+        background, self.batch.background = self.batch.background, None
+        if background is not None:
+            background.close()
 
     def forget(self) -> None:
         """After a rolled-back row: pending writes and known answers may be wrong."""
