@@ -14,13 +14,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import Connection
+
 from fhir_gateway.consent import hooks
 from fhir_gateway.fhir.context import Ctx
 from fhir_gateway.kit import jsonutil
 from fhir_gateway.kit.errors import PreconditionFailed
 from fhir_gateway.kit.timeutil import fhir_instant, utcnow
 from fhir_gateway.search.indexing import extract_index_rows, patient_compartment_id
-from fhir_gateway.storage.bulk import insert_many
+from fhir_gateway.storage.bulk import Part, insert_many
 from fhir_gateway.storage.index_repository import IndexWrite, delete_indexes, index_inserts
 from fhir_gateway.storage.repository import StoredRow
 from fhir_gateway.storage.version_writes import (
@@ -95,30 +97,43 @@ def apply(ctx: Ctx, pending: Sequence[Pending]) -> None:
     consent or subscription changes together."""
     if not pending:
         return
-    store_rows(ctx, pending)
+    store_rows(ctx.conn, rows_to_store(pending))
     after_store(ctx, pending)
 
 
-def store_rows(ctx: Ctx, pending: Sequence[Pending]) -> None:
-    """The SQL part of ``apply``: versions, history and search index rows of ``pending``
-    (PreconditionFailed when a resource changed meanwhile: nothing of them must be kept).
-    Touches nothing of ``ctx`` but its connection (``fhir.background_flush`` runs it on a
-    thread of its own)."""
-    if not pending:
-        return
+@dataclass(frozen=True)
+class RowsToStore:
+    """The rows of prepared writes, per table (``rows_to_store``), for ``store_rows``."""
+
+    versions: list[VersionWrite]
+    indexes: list[IndexWrite]
+    history_and_index: list[Part]
+
+
+def rows_to_store(pending: Sequence[Pending]) -> RowsToStore:
+    """The version, history and search index rows of ``pending`` (CPU only, no database)."""
     versions = [p.version for p in pending]
     indexes = [p.index for p in pending]
-    history_and_index = [history_part(versions), *index_inserts(indexes)]
+    return RowsToStore(versions, indexes, [history_part(versions), *index_inserts(indexes)])
+
+
+def store_rows(conn: Connection, rows: RowsToStore) -> None:
+    """The SQL part of ``apply``: versions, history and search index rows (PreconditionFailed
+    when a resource changed meanwhile: nothing of them must be kept). Only the connection is
+    used (``fhir.background_flush`` runs it on a thread of its own)."""
+    versions = rows.versions
+    if not versions:
+        return
     if all(v.current is None for v in versions):  # creates: resource, history, index in one statement
-        insert_new_versions(ctx.conn, versions, history_and_index)
+        insert_new_versions(conn, versions, rows.history_and_index)
     else:
-        stale = write_versions(ctx.conn, versions)
+        stale = write_versions(conn, versions)
         if stale:
             raise PreconditionFailed(
                 f"{stale[0].res_type}/{stale[0].res_id} was changed by another request; read it again"
             )
-        delete_indexes(ctx.conn, indexes)
-        insert_many(ctx.conn, history_and_index)  # one statement on PostgreSQL
+        delete_indexes(conn, rows.indexes)
+        insert_many(conn, rows.history_and_index)  # one statement on PostgreSQL
 
 
 def after_store(ctx: Ctx, pending: Sequence[Pending]) -> None:
