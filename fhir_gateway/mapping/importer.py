@@ -13,7 +13,8 @@ writes are audited per person (``audit.grouped``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, Any
@@ -169,10 +170,8 @@ def _run(
 
 def _refresh(ctx: Ctx, writer: RowWriter, statistics: SqliteStatistics, summary: Summary) -> None:
     """SQLite's statistics of what the import wrote so far (``storage.statistics``)."""
-    try:
+    with _stopped_writes(ctx, writer, summary):  # its statements wait for the writes under way
         statistics.refresh_if_due(ctx.conn)
-    except BackgroundFlushFailed as exc:  # its statements wait for the writes under way
-        _not_stored(ctx, writer, exc.label, summary, exc.error)
 
 
 def _writing(summary: Summary, options: ImportOptions) -> bool:
@@ -193,22 +192,33 @@ def _run_chunk(
     their writes stored together (each row in a savepoint of its own when partial). With a
     background flush, the writes of the chunk ``before`` are stored while this one's rows are
     built, and this chunk's are stored after the next one's lookups (or at the end: ``_store``)."""
-    try:
-        if _writing(summary, options):
+    if _writing(summary, options):
+        with _stopped_writes(ctx, writer, summary):
             writer.prefetch([row for row in chunk if not row.problems], written=_lines(before))
-        for row in chunk:
-            summary.rows += 1
-            if options.progress is not None:
-                options.progress(summary.rows)
+    for row in chunk:
+        summary.rows += 1
+        if options.progress is not None:
+            options.progress(summary.rows)
+        problems: list[Problem] = []
+        with _stopped_writes(ctx, writer, summary):  # the other rows are still checked
             problems = row.problems or _write(ctx, writer, row, summary, options.partial)
-            if problems:
-                summary.rejected += 1
-                summary.add(problems)
-                rejects.add(row, problems)
-        if _writing(summary, options) and chunk and writer.batch.background is None:
-            _store(ctx, writer, chunk, summary)
-        if len(ctx.audit_events) >= AUDIT_FLUSH or (ctx.grouped_writes and ctx.grouped_writes.full()):
+        if problems:
+            summary.rejected += 1
+            summary.add(problems)
+            rejects.add(row, problems)
+    if _writing(summary, options) and chunk and writer.batch.background is None:
+        _store(ctx, writer, chunk, summary)
+    if len(ctx.audit_events) >= AUDIT_FLUSH or (ctx.grouped_writes and ctx.grouped_writes.full()):
+        with _stopped_writes(ctx, writer, summary):
             _store_done_writes(ctx)
+
+
+@contextmanager
+def _stopped_writes(ctx: Ctx, writer: RowWriter, summary: Summary) -> Iterator[None]:
+    """A statement that waited for the writes stored in the background fails as they did: the
+    lines they were for are refused (``_not_stored``), the import goes on checking."""
+    try:
+        yield
     except BackgroundFlushFailed as exc:
         _not_stored(ctx, writer, exc.label, summary, exc.error)
 
@@ -217,9 +227,8 @@ def _store(ctx: Ctx, writer: RowWriter, chunk: list[ParsedRow], summary: Summary
     """Store the pending writes (``chunk``'s), after those under way in the background; a
     failure refuses the lines whose writes it stopped."""
     try:
-        writer.flush()
-    except BackgroundFlushFailed as exc:
-        _not_stored(ctx, writer, exc.label, summary, exc.error)
+        with _stopped_writes(ctx, writer, summary):
+            writer.flush()
     except FhirError as exc:  # e.g. a resource changed by another request meanwhile
         _not_stored(ctx, writer, _lines(chunk), summary, exc)
 
