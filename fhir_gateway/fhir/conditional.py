@@ -8,7 +8,7 @@ visibility filter, for the partner imports.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import parse_qsl
 
 from fhir_gateway.fhir.context import Ctx
@@ -40,9 +40,9 @@ def find_matches(ctx: Ctx, res_type: str, query: str) -> list[StoredRow]:
     return rows
 
 
-@dataclass(frozen=True, slots=True)
-class TokenQuery:
-    """A query that is exactly ``param=system|code`` on a token parameter (search.html#token)."""
+class TokenQuery(NamedTuple):
+    """A query that is exactly ``param=system|code`` on a token parameter (search.html#token);
+    a named tuple (made, hashed and compared in C: an import makes several per row)."""
 
     res_type: str
     param: str
