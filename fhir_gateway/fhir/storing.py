@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection
 
@@ -36,9 +36,9 @@ from fhir_gateway.subscriptions import hooks as subscription_hooks
 _INTERACTIONS = {"POST": "create", "PUT": "update", "PATCH": "patch"}
 
 
-@dataclass(frozen=True)
-class WriteResult:
-    """The stored version and whether it was created (201) or not (200)."""
+class WriteResult(NamedTuple):
+    """The stored version and whether it was created (201) or not (200). (A named tuple, as
+    ``StoredRow``.)"""
 
     row: StoredRow
     created: bool

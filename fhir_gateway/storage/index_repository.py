@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import cache
 from operator import itemgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, delete
 
@@ -15,10 +14,10 @@ from fhir_gateway.storage.bulk import Part, column_names, insert_many
 from fhir_gateway.storage.tables import INDEX_TABLES
 
 
-@dataclass(frozen=True, slots=True)
-class IndexWrite:
+class IndexWrite(NamedTuple):
     """The index rows of one resource version (``rows`` by kind, from ``extract_index_rows``);
-    ``fresh``: the resource is new, there is nothing to delete first."""
+    ``fresh``: the resource is new, there is nothing to delete first. (A named tuple, as
+    ``StoredRow``.)"""
 
     res_type: str
     res_id: str

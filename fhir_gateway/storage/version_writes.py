@@ -8,9 +8,8 @@ their history rows, with bulk statements (``storage.bulk``).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection
 
@@ -20,10 +19,10 @@ from fhir_gateway.storage.repository import StoredRow, get_current
 from fhir_gateway.storage.tables import SINGLE_VERSION_TYPES, resource, resource_history
 
 
-@dataclass(frozen=True, slots=True)
-class VersionWrite:
+class VersionWrite(NamedTuple):
     """One version to store: version 1 of a new resource (``current`` None, or a deleted
-    ``current`` brought back) or the version after ``current``."""
+    ``current`` brought back) or the version after ``current``. (A named tuple, as
+    ``StoredRow``.)"""
 
     res_type: str
     res_id: str
