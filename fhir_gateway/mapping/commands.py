@@ -77,7 +77,7 @@ def import_command(
     from fhir_gateway.audit.writer import AuditWriter
     from fhir_gateway.fhir.context import unit_of_work
     from fhir_gateway.storage.database import Database
-    from fhir_gateway.storage.statistics import refresh_statistics
+    from fhir_gateway.storage.statistics import refresh_statistics_of
 
     if rejects is not None and not partial:
         raise _usage("--rejects needs --partial")
@@ -108,8 +108,7 @@ def import_command(
             ):
                 summary = import_file(ctx, fmt, handle, organization, options)
             if summary.stored() >= settings.analyze_after_rows:  # committed: the planner learns of it
-                with database.transaction() as conn:
-                    refresh_statistics(conn)
+                refresh_statistics_of(database)
     except ImportRefused as refused:
         summary = refused.summary
     except FileRefused as refused:

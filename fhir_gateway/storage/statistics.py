@@ -38,9 +38,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Table
 from sqlalchemy.exc import DBAPIError
 
 from fhir_gateway.storage.tables import INDEX_TABLES, resource, resource_history
@@ -58,18 +60,26 @@ _GENERATION = "fhir_gateway_statistics_generation"
 _generation = 0  # SQLite analyses made by this process: a connection that saw fewer reloads
 
 
-def _tables() -> str:
-    return ", ".join(f'"{t.name}"' for t in (resource, resource_history, *INDEX_TABLES.values()))
+def _store_tables() -> list[Table]:
+    return [resource, resource_history, *INDEX_TABLES.values()]
 
 
-def refresh_statistics(conn: Connection) -> bool:
-    """ANALYZE the store's tables on ``conn`` (outside any write transaction); False when the
-    database refused or timed out (logged as ``statistics_not_refreshed``)."""
+# The store's tables in two groups of about the same ANALYZE cost: the token and reference index
+# tables take four fifths of it (their extended statistics have a target of 1,000; after 20,000
+# visits: 1.04 s and 0.78 s of 2.1 s).
+_SECOND_GROUP = frozenset({"idx_reference", "resource_history", "idx_date"})
+
+
+def refresh_statistics(conn: Connection, tables: Sequence[Table] | None = None) -> bool:
+    """ANALYZE the store's tables (or ``tables``, on PostgreSQL) on ``conn``, outside any write
+    transaction; False when the database refused or timed out (logged as
+    ``statistics_not_refreshed``)."""
     try:
         if conn.dialect.name == "postgresql":
+            names = ", ".join(f'"{t.name}"' for t in (tables or _store_tables()))
             conn.exec_driver_sql(f"SET lock_timeout = '{LOCK_TIMEOUT}'")
             try:
-                conn.exec_driver_sql(f"ANALYZE {_tables()}")
+                conn.exec_driver_sql(f"ANALYZE {names}")
             finally:
                 conn.exec_driver_sql("RESET lock_timeout")
         else:
@@ -80,6 +90,27 @@ def refresh_statistics(conn: Connection) -> bool:
         log.warning("statistics_not_refreshed: %s", type(exc.orig).__name__)
         return False
     return True
+
+
+def refresh_statistics_of(database: Database) -> bool:
+    """``refresh_statistics`` on connections of ``database`` of its own: on PostgreSQL two
+    groups of tables analysed at once, by two server processes (the caller waits for the longer
+    of the two, not their sum: a partner import's CLI after its commit)."""
+    if not database.url.startswith("postgresql"):
+        with database.transaction() as conn:
+            return refresh_statistics(conn)
+    tables = _store_tables()
+    groups = [
+        [t for t in tables if t.name not in _SECOND_GROUP],
+        [t for t in tables if t.name in _SECOND_GROUP],
+    ]
+
+    def analyse(group: list[Table]) -> bool:
+        with database.transaction() as conn:
+            return refresh_statistics(conn, group)
+
+    with ThreadPoolExecutor(max_workers=len(groups), thread_name_prefix="fgw-analyze") as pool:
+        return all(list(pool.map(analyse, groups)))
 
 
 def _analysed_here() -> None:

@@ -71,6 +71,39 @@ def test_the_import_command_refreshes_them_too(
     assert _analysed(database)
 
 
+STORE_TABLES_WRITTEN = (
+    "resource",
+    "resource_history",
+    "idx_token",
+    "idx_reference",
+    "idx_string",
+    "idx_date",
+)
+
+
+@pytest.mark.usefixtures("organizations")
+def test_the_import_command_analyses_every_table_it_wrote(
+    cli: CliRun, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL the tables go in two groups analysed at once (``refresh_statistics_of``):
+    each of them, whichever group it is in, has statistics counting its rows."""
+    forget_statistics(database)
+    monkeypatch.setenv("FHIR_GATEWAY_ANALYZE_AFTER_ROWS", "5")
+    assert cli("import", "saad-beneficiaires", str(BENEFICIARIES), "--organization", SAAD).exit_code == 0
+    with database.engine.connect() as conn:
+        for table in STORE_TABLES_WRITTEN:
+            rows = conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
+            assert rows > 0, table
+            if database.dialect == "postgresql":
+                query = "SELECT reltuples FROM pg_class WHERE relname = :t"
+                assert conn.execute(text(query), {"t": table}).scalar_one() == rows, table
+            else:
+                query = "SELECT stat FROM sqlite_stat1 WHERE tbl = :t LIMIT 1"
+                stat = conn.execute(text(query), {"t": table}).scalar()
+                assert stat is not None, table
+                assert int(str(stat).split()[0]) == rows, table
+
+
 @pytest.mark.usefixtures("organizations")
 def test_a_dry_run_writes_nothing_and_analyses_nothing(
     fhir: TestClient, settings: Settings, database: Database
