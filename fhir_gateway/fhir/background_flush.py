@@ -2,10 +2,10 @@
 
 A partner file import (``mapping.importer``) builds a chunk's resources in Python (templates,
 validation, consent, index rows) and then waits while the database stores them: on PostgreSQL
-the import process and the server work in turn, on SQLite the library's C code runs while
-Python waits. Here the stored rows of a chunk (``storing.store_rows``: versions, history,
-search index) go to the database from a worker thread while the caller's thread builds the
-next chunk; the driver releases the interpreter while the database works, so both proceed.
+the import process and the server worked in turn. Here the stored rows of a chunk
+(``storing.store_rows``: versions, history, search index) go to the database from a worker
+thread while the caller's thread builds the next chunk; the driver releases the interpreter
+while the server works, so both proceed.
 
 The unit of work keeps one connection and one transaction, used by one thread at a time: a
 statement the caller's thread runs while rows are under way first waits for them (a
@@ -15,8 +15,8 @@ follows the SQL (``storing.after_store``: consent and subscription hooks, the au
 write) touches the unit of work's state and runs on the caller's thread, at ``settle``.
 
 Used where it pays (``available``: psycopg's synchronous connection, the CLI's); an asyncio
-driver runs its statements on its event loop's thread, and sqlite3 does not gain: the caller
-flushes as before.
+driver (the server's ``$import-partner``) runs its statements on its event loop's thread, and
+sqlite3 does not gain: the caller flushes as before.
 """
 
 from __future__ import annotations
