@@ -165,11 +165,12 @@ class RowWriter:
         for res_type, wanted in texts.items():
             groups: dict[Group, dict[str, Value]] = {}
             for text in wanted:
-                self.batch.flush_for(res_type, text)  # the search may need writes not stored yet
                 shaped = reference_group(res_type, text)
                 if shaped is not None:
                     groups.setdefault(shaped[0], {})[text] = shaped[1]
             for group, values_of in groups.items():
+                # the search may need writes not stored yet: a group's texts share their parameters
+                self.batch.flush_for(res_type, next(iter(values_of)))
                 for text, matches in find_reference_matches(self.ctx, group, values_of).items():
                     if len(matches) <= 1:  # several: the row reports it
                         self.cache.put(res_type, text, matches[0] if matches else None)

@@ -96,7 +96,7 @@ def refresh_statistics_of(database: Database) -> bool:
     """``refresh_statistics`` on connections of ``database`` of its own: on PostgreSQL two
     groups of tables analysed at once, by two server processes (the caller waits for the longer
     of the two, not their sum: a partner import's CLI after its commit)."""
-    if not database.url.startswith("postgresql"):
+    if database.dialect != "postgresql":
         with database.transaction() as conn:
             return refresh_statistics(conn)
     tables = _store_tables()
