@@ -97,7 +97,7 @@ def test_a_request_connection_stores_the_same(database: Database, count: int) ->
 def test_clashing_rows_are_skipped_and_not_counted(database: Database, count: int) -> None:
     moment = datetime(2026, 11, 26, 8, 0, 0, 123456)
     first = [{"res_type": "Task", "res_id": f"t{n}", "version": 1, "last_updated": moment, "deleted": False,
-              "content": "{}", "patient_id": None} for n in range(count)]  # fmt: skip
+              "content": "{}", "patient_id": None, "method": "POST"} for n in range(count)]  # fmt: skip
     again = [{**row, "version": 2} for row in first] + [{**first[0], "res_id": "new"}]
     with database.transaction(write=True) as conn:
         assert insert_rows(conn, resource, first, on_conflict=("res_type", "res_id")) == count
@@ -173,7 +173,7 @@ def test_several_tables_skip_their_clashing_rows_and_count_the_last(database: Da
     moment = datetime(2026, 11, 26, 8, 0, 0, 123456)
 
     def resources(ids: list[str]) -> list[tuple[Any, ...]]:
-        return [("Task", i, 1, moment, False, "{}", None) for i in ids]
+        return [("Task", i, 1, moment, False, "{}", None, "POST") for i in ids]
 
     def history(ids: list[str]) -> list[tuple[Any, ...]]:
         return [("Task", i, 1, moment, False, "POST", "{}", None) for i in ids]

@@ -20,7 +20,8 @@ from fhir_gateway.storage.tables import resource
 MOMENT = datetime(2026, 11, 26, 8, 5, 3, 250000)
 ROWS = [
     {"res_type": "Task", "res_id": f"t{n}", "version": n + 1, "last_updated": MOMENT, "deleted": n == 2,
-     "content": '{"resourceType":"Task","note":"é \\"quoted\\""}', "patient_id": None if n else "p1"}
+     "content": '{"resourceType":"Task","note":"é \\"quoted\\""}', "patient_id": None if n else "p1",
+     "method": "POST"}
     for n in range(3)
 ]  # fmt: skip
 BY_ID = select(resource).where(resource.c.res_type == "Task", resource.c.res_id == bindparam("rid"))

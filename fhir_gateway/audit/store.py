@@ -32,15 +32,15 @@ from fhir_gateway.storage.bulk import Part, insert_many
 from fhir_gateway.storage.database import Database
 from fhir_gateway.storage.index_repository import IndexWrite, index_inserts
 from fhir_gateway.storage.tables import audit_terms
-from fhir_gateway.storage.version_writes import VersionWrite, history_part, new_resources_part
+from fhir_gateway.storage.version_writes import VersionWrite, new_resources_part
 
 
 @dataclass(frozen=True)
 class PreparedAudit:
     """AuditEvents turned into the rows that store them (``prepare_audit_events``)."""
 
-    # the resource, history, token terms (``search.audit_terms``) and search index rows, per
-    # table (resource first)
+    # the resource, token terms (``search.audit_terms``) and search index rows, per table
+    # (resource first; an AuditEvent, never changed, has no history row)
     parts: list[Part]
 
     @property
@@ -82,7 +82,7 @@ def prepare_audit_events(events: Sequence[AuditItem]) -> PreparedAudit:
                 if kind is not None:
                     _kind_terms.put(kind, found)
         indexes.append(IndexWrite("AuditEvent", res_id, rows, True))
-    parts = [new_resources_part(writes), history_part(writes)]
+    parts = [new_resources_part(writes)]
     if terms:
         parts.append((audit_terms, terms))
     return PreparedAudit([*parts, *index_inserts(indexes)])

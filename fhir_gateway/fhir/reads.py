@@ -56,7 +56,7 @@ def vread(ctx: Ctx, res_type: str, res_id: str, version: str) -> StoredRow:
         res_type,
         res_id,
         int(version),
-        visible=ctx.visible(repository.history_table(res_type), res_type),
+        visible=lambda table: ctx.visible(table, res_type),
     )
     ctx.rows_returned(row is not None)
     if row is None:

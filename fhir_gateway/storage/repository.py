@@ -1,9 +1,10 @@
 """Resource rows: the only place that reads and writes ``resource`` and its history.
 
-FHIR R4 http.html: every write makes a new version in ``resource_history`` and replaces
-the current row and its search index in the same transaction (the ``SINGLE_VERSION_TYPES``,
-never changed, have their ``resource`` row as their only version). Optimistic locking is done
-by the conditional ``UPDATE ... WHERE version = :expected`` (FHIR R4 http.html#concurrency).
+FHIR R4 http.html: every write replaces the current row and its search index in the same
+transaction, and moves the version it replaces to ``resource_history``: the current version is
+stored once, in ``resource``, the earlier ones in ``resource_history`` (migration 0012), and vread
+and history read both. Optimistic locking is done by the conditional ``UPDATE ... WHERE version =
+:expected`` (FHIR R4 http.html#concurrency).
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from sqlalchemy import (
     Select,
     Table,
     bindparam,
+    case,
     func,
     insert,
-    literal,
+    null,
     select,
     union_all,
     update,
@@ -34,7 +36,7 @@ from fhir_gateway.kit.errors import Conflict
 from fhir_gateway.kit.lru import Lru
 from fhir_gateway.storage import direct
 from fhir_gateway.storage.bulk import insert_rows
-from fhir_gateway.storage.tables import SINGLE_VERSION_TYPES, resource, resource_history
+from fhir_gateway.storage.tables import resource, resource_history
 
 
 class StoredRow(NamedTuple):
@@ -58,10 +60,10 @@ class StoredRow(NamedTuple):
         return self.last_updated.replace(tzinfo=UTC)
 
 
-def stored_row(r: Row[Any] | Any, method: str = "") -> StoredRow:
+def stored_row(r: Row[Any] | Any) -> StoredRow:
     """A ``StoredRow`` from a result row holding the ``CURRENT_COLUMNS``."""
     return StoredRow(
-        r.res_type, r.res_id, r.version, r.last_updated, r.deleted, r.content, r.patient_id, method
+        r.res_type, r.res_id, r.version, r.last_updated, r.deleted, r.content, r.patient_id, r.method
     )
 
 
@@ -73,6 +75,7 @@ CURRENT_COLUMNS = _CURRENT_COLUMNS = (
     resource.c.deleted,
     resource.c.content,
     resource.c.patient_id,
+    resource.c.method,
 )
 
 
@@ -148,18 +151,18 @@ def get_version(
     res_id: str,
     version: int,
     *,
-    visible: ColumnElement[bool] | None = None,
+    visible: Callable[[Table], ColumnElement[bool]] | None = None,
 ) -> StoredRow | None:
-    """One historical version (FHIR R4 http.html#vread), if ``visible`` (a filter on
-    ``history_table(res_type)``)."""
-    h = history_table(res_type)
-    query = select(*_history_columns(h)).where(
-        h.c.res_type == res_type, h.c.res_id == res_id, h.c.version == version
-    )
-    if visible is not None:
-        query = query.where(visible)
-    found = conn.execute(query).first()
-    return stored_row(found, found.method) if found else None
+    """One version (FHIR R4 http.html#vread), if ``visible`` (the caller's filter on the rows of a
+    table): the current one from ``resource``, an earlier one from ``resource_history``."""
+    queries = []
+    for table in _VERSION_TABLES:
+        query = select(*_history_columns(table)).where(
+            table.c.res_type == res_type, table.c.res_id == res_id, table.c.version == version
+        )
+        queries.append(query.where(visible(table)) if visible is not None else query)
+    found = conn.execute(union_all(*queries)).first()
+    return stored_row(found) if found else None
 
 
 def insert_first_version(
@@ -180,14 +183,13 @@ def insert_first_version(
         "deleted": False,
         "content": content,
         "patient_id": patient_id,
+        "method": method,
     }
     # INSERT ... ON CONFLICT DO NOTHING: a concurrent insert of the same id shows as no row
     # inserted, without the two round trips of a savepoint
     inserted = conn.execute(_insert_if_absent(conn).values(**values).returning(resource.c.version)).first()
     if inserted is None:
         raise Conflict(f"{res_type}/{res_id} was created concurrently; retry the request")
-    if res_type not in SINGLE_VERSION_TYPES:
-        conn.execute(insert(resource_history).values(method=method, **values))
 
 
 def _insert_if_absent(conn: Connection) -> Any:
@@ -220,12 +222,11 @@ def insert_first_versions(conn: Connection, rows: Sequence[NewVersion], method: 
             "deleted": False,
             "content": r.content,
             "patient_id": r.patient_id,
+            "method": method,
         }
         for r in rows
     ]
     insert_rows(conn, resource, values)
-    versioned = [{**v, "method": method} for v in values if v["res_type"] not in SINGLE_VERSION_TYPES]
-    insert_rows(conn, resource_history, versioned)
 
 
 def get_current_many(
@@ -269,39 +270,36 @@ def write_next_version(
             deleted=deleted,
             content=content if content is not None else current.content,
             patient_id=patient_id,
+            method=method,
         )
     )
     if result.rowcount != 1:
         return False
-    conn.execute(
-        insert(resource_history).values(
-            res_type=current.res_type,
-            res_id=current.res_id,
-            version=version,
-            last_updated=moment,
-            deleted=deleted,
-            method=method,
-            content=content,
-            patient_id=patient_id,
-        )
-    )
+    columns = (c.name for c in resource_history.c)
+    conn.execute(insert(resource_history).values(dict(zip(columns, earlier_version(current), strict=True))))
     return True
 
 
-def history_table(res_type: str) -> Table:
-    """The table holding the versions of ``res_type``: ``resource`` for the single-version types."""
-    return resource if res_type in SINGLE_VERSION_TYPES else resource_history
+def earlier_version(current: StoredRow) -> tuple[Any, ...]:
+    """The ``resource_history`` row of ``current`` once a write has replaced it, in the table's
+    column order (a deletion's row has no content, as vread and history show it)."""
+    content = None if current.deleted else current.content
+    return (
+        current.res_type, current.res_id, current.version, current.last_updated, current.deleted,
+        current.method, content, current.patient_id,
+    )  # fmt: skip
 
 
-SINGLE_VERSION_METHOD = "POST"  # how a single-version resource was stored (they are only created)
+_VERSION_TABLES = (resource_history, resource)  # the earlier versions, the current ones
 
 
 def _history_columns(table: Table) -> tuple[Any, ...]:
-    """The columns of a version row from ``table``, ``method`` last (the same order for both
-    tables: system history is their ``UNION ALL``)."""
+    """The columns of a version row from ``table``, in the same order for both tables (history is
+    their ``UNION ALL``); a deleted current version has no content, as in ``earlier_version``."""
     if table is resource_history:
-        return (*(table.c[c.name] for c in _CURRENT_COLUMNS), table.c.method)
-    return (*_CURRENT_COLUMNS, literal(SINGLE_VERSION_METHOD).label("method"))
+        return tuple(table.c[c.name] for c in _CURRENT_COLUMNS)
+    content = case((resource.c.deleted, null()), else_=resource.c.content).label("content")
+    return tuple(content if c is resource.c.content else c for c in _CURRENT_COLUMNS)
 
 
 def history_page(
@@ -318,17 +316,13 @@ def history_page(
     """History entries, newest first, and their total (FHIR R4 http.html#history).
 
     ``visible(table)``: the caller's filter on the rows of ``table``. The versions come from
-    ``resource_history`` and, for the single-version types, from ``resource``: system history
-    reads both."""
-    tables = [history_table(res_type)] if res_type is not None else [resource_history, resource]
+    ``resource`` (the current ones) and ``resource_history`` (the earlier ones)."""
     queries: list[Select[Any]] = []
     total = 0
-    for table in tables:
+    for table in _VERSION_TABLES:
         conditions: list[ColumnElement[bool]] = []
         if res_type is not None:
             conditions.append(table.c.res_type == res_type)
-        elif table is resource:
-            conditions.append(table.c.res_type.in_(sorted(SINGLE_VERSION_TYPES)))
         if res_id is not None:
             conditions.append(table.c.res_id == res_id)
         if since is not None:
@@ -339,8 +333,8 @@ def history_page(
             conditions.append(visible(table))
         queries.append(select(*_history_columns(table)).where(*conditions))
         total += conn.execute(select(func.count()).select_from(table).where(*conditions)).scalar_one()
-    versions = union_all(*queries).subquery() if len(queries) > 1 else queries[0].subquery()
+    versions = union_all(*queries).subquery()
     v = versions.c
     query = select(versions).order_by(v.last_updated.desc(), v.res_type, v.res_id, v.version.desc())
     rows = conn.execute(query.limit(count).offset(offset)).all()
-    return [stored_row(r, r.method) for r in rows], int(total)
+    return [stored_row(r) for r in rows], int(total)

@@ -17,13 +17,27 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, ScalarSelect, and_, delete, exists, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    ScalarSelect,
+    and_,
+    case,
+    delete,
+    exists,
+    func,
+    insert,
+    null,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from fhir_gateway.storage.auth_tables import oauth_client
 from fhir_gateway.storage.outbox_tables import subscription, subscription_event, subscription_stamp
-from fhir_gateway.storage.tables import resource_history
+from fhir_gateway.storage.tables import resource, resource_history
 
 sub, ev = subscription, subscription_event
 
@@ -257,12 +271,17 @@ def release(conn: Connection, sub_id: str, worker: str) -> None:
 
 def pending_events(conn: Connection, sub_id: str, limit: int) -> list[EventRow]:
     """The oldest undelivered notifications of a subscription, in event order, with the
-    resource version each one reports (one query)."""
-    h = resource_history
-    version = and_(h.c.res_type == ev.c.res_type, h.c.res_id == ev.c.res_id, h.c.version == ev.c.version)
+    resource version each one reports (one query): the current one from ``resource``, an earlier
+    one from ``resource_history``; none for a deletion."""
+    h, r = resource_history, resource
+
+    def same(t: Any) -> ColumnElement[bool]:
+        return and_(t.c.res_type == ev.c.res_type, t.c.res_id == ev.c.res_id, t.c.version == ev.c.version)
+
+    current = case((r.c.deleted, null()), else_=r.c.content)
     rows = conn.execute(
-        select(ev, h.c.content)
-        .select_from(ev.outerjoin(h, version))
+        select(ev, func.coalesce(h.c.content, current).label("content"))
+        .select_from(ev.outerjoin(h, same(h)).outerjoin(r, same(r)))
         .where(ev.c.sub_id == sub_id, ev.c.state == "pending")
         .order_by(ev.c.event_number)
         .limit(limit)

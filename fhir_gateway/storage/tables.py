@@ -1,7 +1,8 @@
 """The resource store and its search index (DESIGN.md, Storage).
 
-One ``resource`` row per logical resource (current version, JSON text including ``meta``),
-an append-only ``resource_history`` with every version, and one index table per search
+One ``resource`` row per logical resource (current version, JSON text including ``meta``, and
+the method that stored it), an append-only ``resource_history`` with every earlier version (each
+version is in exactly one of the two: migration 0012), and one index table per search
 parameter kind (FHIR R4 search.html#ptypes), rewritten in the same transaction as the
 resource. Dates are stored as naive UTC ``DateTime`` so that both SQLite and PostgreSQL
 compare them the same way.
@@ -46,6 +47,8 @@ resource = Table(
     Column("deleted", Boolean, nullable=False, default=False),
     Column("content", Text, nullable=False),
     Column("patient_id", String(ID_LEN), nullable=True),
+    # POST, PUT, PATCH or DELETE: the current version's history entry (``request.method``)
+    Column("method", String(8), nullable=False, server_default="POST"),  # migration 0012
     Index("ix_resource_type_patient", "res_type", "patient_id", "res_id"),  # migration 0011
     Index("ix_resource_type_updated", "res_type", "last_updated"),
 )
@@ -64,14 +67,6 @@ resource_history = Table(
     Index("ix_resource_history_updated", "last_updated"),
     Index("ix_resource_history_type_updated", "res_type", "last_updated"),
 )
-
-
-# Types stored once and never changed (the API refuses their updates and deletes:
-# ``fhir.resource_types.APPEND_ONLY_TYPES``): their one version is their ``resource`` row, so they
-# have no ``resource_history`` rows, and vread and history read that row (FHIR R4
-# http.html#history). The audit trail writes one AuditEvent per request: a history row of each
-# was a second copy of its JSON, written and never read.
-SINGLE_VERSION_TYPES: frozenset[str] = frozenset({"AuditEvent"})
 
 
 def _index_table(name: str, *value_columns: Column[object], indexes: list[tuple[str, ...]]) -> Table:

@@ -1,8 +1,9 @@
 """Many resource versions in a few statements (FHIR R4 http.html#update, #concurrency).
 
 The write path of every create and update, one or many (``fhir.storing``): new resources
-inserted together, the others replacing their current row under optimistic locking, and
-their history rows, with bulk statements (``storage.bulk``).
+inserted together, the others replacing their current row under optimistic locking, and the
+versions they replace moved to ``resource_history`` (the current version is stored once, in
+``resource``: migration 0012), with bulk statements (``storage.bulk``).
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from sqlalchemy import Connection
 
 from fhir_gateway.kit.errors import Conflict
 from fhir_gateway.storage.bulk import Part, column_names, insert_many, insert_tuples, update_rows
-from fhir_gateway.storage.repository import StoredRow, get_current
-from fhir_gateway.storage.tables import SINGLE_VERSION_TYPES, resource, resource_history
+from fhir_gateway.storage.repository import StoredRow, earlier_version, get_current
+from fhir_gateway.storage.tables import resource, resource_history
 
 
 class VersionWrite(NamedTuple):
@@ -44,8 +45,8 @@ def write_versions(conn: Connection, writes: Sequence[VersionWrite]) -> list[Ver
     409, as for one); the others replace their current row only while it still has the
     version read (optimistic locking). Returns the writes refused because their resource
     changed meanwhile (nothing of the batch must be kept then: the caller rolls back).
-    The caller inserts the history rows (``history_part``) with the search index rows, in one
-    statement (``bulk.insert_many``), once no write is stale.
+    The caller inserts the history rows of the replaced versions (``history_part``) with the
+    search index rows, in one statement (``bulk.insert_many``), once no write is stale.
     """
     fresh = [w for w in writes if w.current is None]
     following = [w for w in writes if w.current is not None]
@@ -59,6 +60,7 @@ def write_versions(conn: Connection, writes: Sequence[VersionWrite]) -> list[Ver
             "deleted": False,
             "content": w.content,
             "patient_id": w.patient_id,
+            "method": w.method,
         }
 
     if fresh:
@@ -76,12 +78,11 @@ def write_versions(conn: Connection, writes: Sequence[VersionWrite]) -> list[Ver
 
 def insert_new_versions(conn: Connection, writes: Sequence[VersionWrite], with_parts: Sequence[Part]) -> None:
     """Insert new resources (version 1, none stored before) together with ``with_parts``
-    (their history and search index rows): one statement on PostgreSQL where
+    (their search index rows): one statement on PostgreSQL where
     ``write_versions`` then ``bulk.insert_many`` take two round trips. A clash with a
     concurrent insert of the same id is a 409, as in ``write_versions``: the caller rolls
     back, the rows of ``with_parts`` with the rest."""
-    # a concurrent insert of the same id also clashes on its first history row: skipped too,
-    # the resource rows' count tells
+    # a clash on the resource row is skipped; the resource rows' count tells
     keys = {resource: _RESOURCE_KEY, resource_history: (*_RESOURCE_KEY, "version")}
     _refuse_clash(
         conn, writes, insert_many(conn, [*with_parts, new_resources_part(writes)], skip_clashes=keys)
@@ -101,31 +102,28 @@ def _refuse_clash(conn: Connection, fresh: Sequence[VersionWrite], inserted: int
 def new_resources_part(writes: Sequence[VersionWrite]) -> Part:
     """The ``resource`` rows of new resources ``writes`` (version 1), for ``bulk.insert_many``."""
     return resource, [
-        (w.res_type, w.res_id, 1, w.last_updated, False, w.content, w.patient_id) for w in writes
+        (w.res_type, w.res_id, 1, w.last_updated, False, w.content, w.patient_id, w.method) for w in writes
     ]
 
 
 if column_names(resource) != (
-    "res_type", "res_id", "version", "last_updated", "deleted", "content", "patient_id"
+    "res_type", "res_id", "version", "last_updated", "deleted", "content", "patient_id", "method"
 ):  # fmt: skip
     raise RuntimeError("resource's columns moved: update new_resources_part")
 
 
 def history_part(writes: Sequence[VersionWrite]) -> Part:
-    """The ``resource_history`` rows of ``writes`` (a part for ``bulk.insert_many``); none for
-    the ``SINGLE_VERSION_TYPES``."""
-    rows = [
-        (w.res_type, w.res_id, w.version, w.last_updated, False, w.method, w.content, w.patient_id)
-        for w in writes
-        if w.res_type not in SINGLE_VERSION_TYPES
-    ]
+    """The ``resource_history`` rows of the versions ``writes`` replace (a part for
+    ``bulk.insert_many``): none for new resources (FHIR R4 http.html#history: every version
+    stays readable, the current one in ``resource``)."""
+    rows = [earlier_version(w.current) for w in writes if w.current is not None]
     return resource_history, rows
 
 
 if column_names(resource_history) != (
     "res_type", "res_id", "version", "last_updated", "deleted", "method", "content", "patient_id"
 ):  # fmt: skip
-    raise RuntimeError("resource_history's columns moved: update history_part")
+    raise RuntimeError("resource_history's columns moved: update repository.earlier_version")
 
 
 def _first_clash(conn: Connection, fresh: Sequence[VersionWrite]) -> VersionWrite:

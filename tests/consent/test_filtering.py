@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, Table, func, select
 
 from fhir_gateway.consent.visibility import visible_clause
+from fhir_gateway.storage import repository
 from fhir_gateway.storage.database import Database
 from fhir_gateway.storage.tables import resource, resource_history
 from tests.consent.support import caller, careteam, consent, count_visible, provision, store, visible
@@ -45,16 +46,18 @@ def test_vread_of_an_old_version_is_checked_as_stored(consent_db: Database) -> N
         store(conn, "Task", "t1", {"resourceType": "Task", "for": {"reference": "Patient/p1"}})
         store(conn, "Task", "t1", {"resourceType": "Task", "for": {"reference": "Patient/p2"}})
         store(conn, "Consent", "c1", consent("p2", provision("permit", actors=[SAAD])))
-    with consent_db.transaction() as conn:
-        h = resource_history
-        query = select(h.c.version).where(
-            h.c.res_type == "Task", visible_clause(caller(SAAD), h, "Task", policy="opt-in")
+
+    def saad_sees(table: Table, res_type: str | None = "Task") -> ColumnElement[bool]:
+        return visible_clause(caller(SAAD), table, res_type, policy="opt-in")
+
+    with consent_db.transaction() as conn:  # version 1 (about p1) is history, version 2 current
+        readable = [repository.get_version(conn, "Task", "t1", n, visible=saad_sees) for n in (1, 2)]
+        assert [row.version if row else None for row in readable] == [None, 2]
+        mixed = sum(
+            conn.execute(select(func.count()).select_from(t).where(saad_sees(t, None))).scalar_one()
+            for t in (resource_history, resource)
         )
-        assert conn.execute(query).scalars().all() == [2]
-        mixed = (
-            select(func.count()).select_from(h).where(visible_clause(caller(SAAD), h, None, policy="opt-in"))
-        )
-        assert conn.execute(mixed).scalar_one() == 2  # Task v2 and the Consent itself
+        assert mixed == 2  # Task v2 and the Consent itself
 
 
 @pytest.mark.parametrize(

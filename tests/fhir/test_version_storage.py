@@ -1,6 +1,7 @@
-"""AuditEvents have one version, their ``resource`` row, and no ``resource_history`` rows
-(``storage.tables.SINGLE_VERSION_TYPES``): vread, instance, type and system history still
-answer as FHIR R4 http.html#vread and #history say, on the test engine."""
+"""A resource's current version is stored once, its ``resource`` row; ``resource_history`` holds
+its earlier versions only (migration 0012; AuditEvents, never changed, have no history row):
+vread, instance, type and system history still answer as FHIR R4 http.html#vread and #history
+say, on the test engine."""
 
 from __future__ import annotations
 
@@ -10,10 +11,9 @@ from pathlib import Path
 from sqlalchemy import func, insert, select
 from starlette.testclient import TestClient
 
-from fhir_gateway.fhir.resource_types import APPEND_ONLY_TYPES
 from fhir_gateway.storage.database import Database
 from fhir_gateway.storage.migrate import upgrade
-from fhir_gateway.storage.tables import SINGLE_VERSION_TYPES, resource_history
+from fhir_gateway.storage.tables import resource, resource_history
 from tests.support.databases import temporary_database_url
 
 FHIR = "application/fhir+json"
@@ -32,8 +32,53 @@ def _history(fhir: TestClient, path: str, **params: str) -> dict[str, object]:
     return response.json()  # type: ignore[no-any-return]
 
 
-def test_only_append_only_types_are_single_version() -> None:
-    assert SINGLE_VERSION_TYPES <= APPEND_ONLY_TYPES
+def _history_versions(database: Database, res_type: str, res_id: str) -> list[tuple[int, str, bool]]:
+    with database.transaction() as conn:
+        h = resource_history
+        query = select(h.c.version, h.c.method, h.c.content.is_(None)).where(
+            h.c.res_type == res_type, h.c.res_id == res_id
+        )
+        return sorted((int(v), str(m), bool(empty)) for v, m, empty in conn.execute(query))
+
+
+def test_every_version_is_stored_once_and_read_back_by_vread_and_history(
+    fhir: TestClient, database: Database
+) -> None:
+    path = "/fhir/Patient/once"
+    headers = {"Content-Type": FHIR}
+    assert fhir.put(path, json={"resourceType": "Patient", "id": "once"}, headers=headers).status_code == 201
+    assert _history_versions(database, "Patient", "once") == []  # version 1 is the resource row only
+    body = {"resourceType": "Patient", "id": "once", "gender": "female"}
+    assert fhir.put(path, json=body, headers=headers).status_code == 200
+    patch = [{"op": "add", "path": "/birthDate", "value": "1940-02-03"}]
+    patched = fhir.patch(path, json=patch, headers={"Content-Type": "application/json-patch+json"})
+    assert patched.status_code == 200, patched.text
+    assert fhir.delete(path).status_code in (200, 204)
+    again = fhir.put(path, json={"resourceType": "Patient", "id": "once", "gender": "male"}, headers=headers)
+    assert again.status_code == 201, again.text
+    # the four earlier versions moved to history as they were replaced (the deletion without content)
+    assert _history_versions(database, "Patient", "once") == [
+        (1, "PUT", False),
+        (2, "PUT", False),
+        (3, "PATCH", False),
+        (4, "DELETE", True),
+    ]
+
+    history = _history(fhir, "Patient/once/_history")
+    assert history["total"] == 5
+    requests = [(e["request"]["method"], "resource" in e) for e in history["entry"]]  # type: ignore[attr-defined]
+    assert requests == [("PUT", True), ("DELETE", False), ("PATCH", True), ("PUT", True), ("PUT", True)]
+    assert fhir.get(f"{path}/_history/1").json().get("gender") is None
+    assert fhir.get(f"{path}/_history/2").json()["gender"] == "female"
+    assert fhir.get(f"{path}/_history/3").json()["birthDate"] == "1940-02-03"
+    assert fhir.get(f"{path}/_history/4").status_code == 410
+    current = fhir.get(f"{path}/_history/5")
+    assert current.json()["gender"] == "male"
+    assert current.json() == fhir.get(path).json()
+    assert fhir.get(f"{path}/_history/6").status_code == 404
+    typed = _history(fhir, "Patient/_history", _count="100")
+    mine = [e for e in typed["entry"] if e["fullUrl"].endswith("/Patient/once")]  # type: ignore[attr-defined]
+    assert [e["response"]["etag"] for e in mine] == ['W/"5"', 'W/"4"', 'W/"3"', 'W/"2"', 'W/"1"']
 
 
 def test_audit_events_are_read_by_version_and_history_without_history_rows(
@@ -122,3 +167,47 @@ def test_migration_0008_deletes_audit_history_rows_and_keeps_the_others(tmp_path
         finally:
             database.dispose()
     assert kept == ["Task"]
+
+
+def test_migration_0012_keeps_the_earlier_versions_only_and_the_current_method(tmp_path: Path) -> None:
+    history_row = {"deleted": False, "content": "{}", "patient_id": None, "last_updated": MOMENT}
+    current_row = {**history_row, "res_type": "Task", "deleted": False}
+    with temporary_database_url(tmp_path) as url:
+        database = Database(url)
+        try:
+            upgrade(database, "0011")
+            with database.transaction(write=True) as conn:
+                conn.execute(
+                    insert(resource_history),
+                    [
+                        {**history_row, "res_type": "Task", "res_id": "t1", "version": 1, "method": "POST"},
+                        {**history_row, "res_type": "Task", "res_id": "t1", "version": 2, "method": "PATCH"},
+                        {**history_row, "res_type": "Task", "res_id": "t2", "version": 1, "method": "PUT"},
+                        {
+                            **history_row,
+                            "res_type": "Task",
+                            "res_id": "t2",
+                            "version": 2,
+                            "method": "DELETE",
+                            "deleted": True,
+                            "content": None,
+                        },
+                    ],  # fmt: skip
+                )
+                conn.execute(
+                    resource.insert().values(
+                        [
+                            {**current_row, "res_id": "t1", "version": 2},
+                            {**current_row, "res_id": "t2", "version": 2, "deleted": True},
+                        ]
+                    )
+                )
+            upgrade(database)
+            with database.transaction() as conn:
+                h, r = resource_history, resource
+                earlier = conn.execute(select(h.c.res_id, h.c.version, h.c.method).order_by(h.c.res_id)).all()
+                methods = conn.execute(select(r.c.res_id, r.c.method).order_by(r.c.res_id)).all()
+        finally:
+            database.dispose()
+    assert [tuple(row) for row in earlier] == [("t1", 1, "POST"), ("t2", 1, "PUT")]
+    assert [tuple(row) for row in methods] == [("t1", "PATCH"), ("t2", "DELETE")]
