@@ -10,6 +10,9 @@ exactly one of them. ``resource.method`` keeps how the current version was store
 history entry's ``request.method``). AuditEvents, never changed, had no history rows already
 (migration 0008): the rule now holds for every type.
 
+The upgrade rewrites every ``resource`` row once (its method) and deletes as many history rows:
+on a store of millions of resources, minutes; plan it with the upgrade's downtime.
+
 Revision ID: 0012
 Revises: 0011
 Create Date: 2026-11-28 03:10:00
