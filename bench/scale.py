@@ -3,8 +3,8 @@
 
 1. a fresh PostgreSQL database; people loaded in the shape of ../shared/bench/fhirload.py's seed
    (Organization, Patient, CareTeam, CarePlan and ``--tasks`` Tasks each) by the bulk path:
-   multi-row inserts of resources, history and search index, CareTeam membership compiled as
-   on the API path; load rate reported;
+   multi-row inserts of resources (their one version: no history row) and search index, CareTeam
+   membership compiled as on the API path; load rate reported;
 2. at 10,000 resources: ANALYZE, start ``fhir-gateway serve``, run fhirload ``read`` and
    ``search`` (latency with 1 connection, throughput with 16); stop;
 3. load up to ``--total`` resources and measure again; print one JSON with both and ratios.

@@ -83,7 +83,7 @@ def insert_new_versions(conn: Connection, writes: Sequence[VersionWrite], with_p
     concurrent insert of the same id is a 409, as in ``write_versions``: the caller rolls
     back, the rows of ``with_parts`` with the rest."""
     # a clash on the resource row is skipped; the resource rows' count tells
-    keys = {resource: _RESOURCE_KEY, resource_history: (*_RESOURCE_KEY, "version")}
+    keys = {resource: _RESOURCE_KEY}
     _refuse_clash(
         conn, writes, insert_many(conn, [*with_parts, new_resources_part(writes)], skip_clashes=keys)
     )
