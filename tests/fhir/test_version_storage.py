@@ -183,6 +183,7 @@ def test_migration_0012_keeps_the_earlier_versions_only_and_the_current_method(t
                         {**history_row, "res_type": "Task", "res_id": "t1", "version": 1, "method": "POST"},
                         {**history_row, "res_type": "Task", "res_id": "t1", "version": 2, "method": "PATCH"},
                         {**history_row, "res_type": "Task", "res_id": "t2", "version": 1, "method": "PUT"},
+                        {**history_row, "res_type": "Task", "res_id": "t3", "version": 1, "method": "POST"},
                         {
                             **history_row,
                             "res_type": "Task",
@@ -199,6 +200,7 @@ def test_migration_0012_keeps_the_earlier_versions_only_and_the_current_method(t
                         [
                             {**current_row, "res_id": "t1", "version": 2},
                             {**current_row, "res_id": "t2", "version": 2, "deleted": True},
+                            {**current_row, "res_id": "t3", "version": 1},
                         ]
                     )
                 )
@@ -210,4 +212,4 @@ def test_migration_0012_keeps_the_earlier_versions_only_and_the_current_method(t
         finally:
             database.dispose()
     assert [tuple(row) for row in earlier] == [("t1", 1, "POST"), ("t2", 1, "PUT")]
-    assert [tuple(row) for row in methods] == [("t1", "PATCH"), ("t2", "DELETE")]
+    assert [tuple(row) for row in methods] == [("t1", "PATCH"), ("t2", "DELETE"), ("t3", "POST")]

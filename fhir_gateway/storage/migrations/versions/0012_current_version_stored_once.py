@@ -10,8 +10,9 @@ exactly one of them. ``resource.method`` keeps how the current version was store
 history entry's ``request.method``). AuditEvents, never changed, had no history rows already
 (migration 0008): the rule now holds for every type.
 
-The upgrade rewrites every ``resource`` row once (its method) and deletes as many history rows:
-on a store of millions of resources, minutes; plan it with the upgrade's downtime.
+The upgrade sets the method of the rows whose current version was not a create by POST (the
+column's default: most resources, never changed, are not rewritten) and deletes one history row
+per resource: on a store of millions of resources, minutes; plan it with the upgrade's downtime.
 
 Revision ID: 0012
 Revises: 0011
@@ -38,7 +39,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("method", sa.String(8), nullable=False, server_default="POST"))
     op.execute(
         f"UPDATE resource SET method = (SELECT h.method FROM resource_history h WHERE {_SAME_VERSION}) "
-        f"WHERE EXISTS (SELECT 1 FROM resource_history h WHERE {_SAME_VERSION})"
+        f"WHERE EXISTS (SELECT 1 FROM resource_history h WHERE {_SAME_VERSION} AND h.method <> 'POST')"
     )
     op.execute(
         "DELETE FROM resource_history WHERE EXISTS (SELECT 1 FROM resource r WHERE "
