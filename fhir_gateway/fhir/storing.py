@@ -124,7 +124,7 @@ def store_rows(conn: Connection, rows: RowsToStore) -> None:
     versions = rows.versions
     if not versions:
         return
-    if all(v.current is None for v in versions):  # creates: resource, history, index in one statement
+    if all(v.current is None for v in versions):  # creates: resources and index rows in one statement
         insert_new_versions(conn, versions, rows.history_and_index)
     else:
         stale = write_versions(conn, versions)

@@ -35,7 +35,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from fhir_gateway.kit.errors import Conflict
 from fhir_gateway.kit.lru import Lru
 from fhir_gateway.storage import direct
-from fhir_gateway.storage.bulk import insert_rows
+from fhir_gateway.storage.bulk import column_names, insert_rows
 from fhir_gateway.storage.tables import resource, resource_history
 
 
@@ -275,8 +275,8 @@ def write_next_version(
     )
     if result.rowcount != 1:
         return False
-    columns = (c.name for c in resource_history.c)
-    conn.execute(insert(resource_history).values(dict(zip(columns, earlier_version(current), strict=True))))
+    row = dict(zip(column_names(resource_history), earlier_version(current), strict=True))
+    conn.execute(insert(resource_history).values(row))
     return True
 
 
@@ -290,16 +290,28 @@ def earlier_version(current: StoredRow) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
+if column_names(resource_history) != (
+    "res_type", "res_id", "version", "last_updated", "deleted", "method", "content", "patient_id"
+):  # fmt: skip
+    raise RuntimeError("resource_history's columns moved: update earlier_version")
+
+
 _VERSION_TABLES = (resource_history, resource)  # the earlier versions, the current ones
+
+
+def version_content(table: Table) -> ColumnElement[Any]:
+    """The content of the version a row of ``table`` holds: none for a deletion (a deleted
+    current row keeps the content it had, which no version shows), as in ``earlier_version``."""
+    if table is resource_history:
+        return resource_history.c.content
+    return case((table.c.deleted, null()), else_=table.c.content)
 
 
 def _history_columns(table: Table) -> tuple[Any, ...]:
     """The columns of a version row from ``table``, in the same order for both tables (history is
-    their ``UNION ALL``); a deleted current version has no content, as in ``earlier_version``."""
-    if table is resource_history:
-        return tuple(table.c[c.name] for c in _CURRENT_COLUMNS)
-    content = case((resource.c.deleted, null()), else_=resource.c.content).label("content")
-    return tuple(content if c is resource.c.content else c for c in _CURRENT_COLUMNS)
+    their ``UNION ALL``)."""
+    content = version_content(table).label("content")
+    return tuple(content if c.name == "content" else table.c[c.name] for c in _CURRENT_COLUMNS)
 
 
 def history_page(
@@ -318,7 +330,6 @@ def history_page(
     ``visible(table)``: the caller's filter on the rows of ``table``. The versions come from
     ``resource`` (the current ones) and ``resource_history`` (the earlier ones)."""
     queries: list[Select[Any]] = []
-    total = 0
     for table in _VERSION_TABLES:
         conditions: list[ColumnElement[bool]] = []
         if res_type is not None:
@@ -332,9 +343,9 @@ def history_page(
         if visible is not None:
             conditions.append(visible(table))
         queries.append(select(*_history_columns(table)).where(*conditions))
-        total += conn.execute(select(func.count()).select_from(table).where(*conditions)).scalar_one()
     versions = union_all(*queries).subquery()
     v = versions.c
+    total = conn.execute(select(func.count()).select_from(versions)).scalar_one()
     query = select(versions).order_by(v.last_updated.desc(), v.res_type, v.res_id, v.version.desc())
     rows = conn.execute(query.limit(count).offset(offset)).all()
     return [stored_row(r) for r in rows], int(total)

@@ -22,12 +22,10 @@ from sqlalchemy import (
     Connection,
     ScalarSelect,
     and_,
-    case,
     delete,
     exists,
     func,
     insert,
-    null,
     or_,
     select,
     update,
@@ -37,6 +35,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from fhir_gateway.storage.auth_tables import oauth_client
 from fhir_gateway.storage.outbox_tables import subscription, subscription_event, subscription_stamp
+from fhir_gateway.storage.repository import version_content
 from fhir_gateway.storage.tables import resource, resource_history
 
 sub, ev = subscription, subscription_event
@@ -278,9 +277,8 @@ def pending_events(conn: Connection, sub_id: str, limit: int) -> list[EventRow]:
     def same(t: Any) -> ColumnElement[bool]:
         return and_(t.c.res_type == ev.c.res_type, t.c.res_id == ev.c.res_id, t.c.version == ev.c.version)
 
-    current = case((r.c.deleted, null()), else_=r.c.content)
     rows = conn.execute(
-        select(ev, func.coalesce(h.c.content, current).label("content"))
+        select(ev, func.coalesce(h.c.content, version_content(r)).label("content"))
         .select_from(ev.outerjoin(h, same(h)).outerjoin(r, same(r)))
         .where(ev.c.sub_id == sub_id, ev.c.state == "pending")
         .order_by(ev.c.event_number)

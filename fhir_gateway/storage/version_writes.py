@@ -120,12 +120,6 @@ def history_part(writes: Sequence[VersionWrite]) -> Part:
     return resource_history, rows
 
 
-if column_names(resource_history) != (
-    "res_type", "res_id", "version", "last_updated", "deleted", "method", "content", "patient_id"
-):  # fmt: skip
-    raise RuntimeError("resource_history's columns moved: update repository.earlier_version")
-
-
 def _first_clash(conn: Connection, fresh: Sequence[VersionWrite]) -> VersionWrite:
     """The first new resource whose row is not the one just inserted."""
     for w in fresh:
