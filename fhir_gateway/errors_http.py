@@ -80,6 +80,11 @@ def install_error_handlers(app: FastAPI) -> None:
         if refusal is not None:  # read-only or full storage: the operator must know, clients retry
             log.error("database refuses writes: %s", refusal)
             return _outcome(503, "transient", refusal, {"Retry-After": "30"})
+        if exc.connection_invalidated:  # the connection was lost (server restart, session ended)
+            log.error("database connection lost: %s", type(exc.orig).__name__ if exc.orig else "unknown")
+            return _outcome(
+                503, "transient", "The database is not available; try again shortly", {"Retry-After": "5"}
+            )
         log.exception("database error")
         return _outcome(500, "exception", "The server could not complete the request (database error)")
 

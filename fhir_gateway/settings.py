@@ -22,7 +22,7 @@ class Settings(BaseSettings):
         f"sqlite:///{Path.cwd() / 'fhir-gateway.db'}",
         description=(
             "SQLAlchemy URL: sqlite:///file.db or postgresql+psycopg://user@host/db"
-            " (request reads connect with asyncpg, from the same URL)"
+            " (requests connect with asyncpg, the CLI with psycopg, from the same URL)"
         ),
     )
     log_level: str = Field("INFO", description="log level of the JSON logs (DEBUG, INFO, WARNING)")

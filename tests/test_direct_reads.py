@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from datetime import datetime
 from typing import Any
 
@@ -217,10 +218,39 @@ def test_lost_connection_errors_say_so(database: Database) -> None:
     assert error.connection_invalidated
 
 
+@pytest.mark.parametrize("path", ["direct", "sqlalchemy"])
+def test_a_write_unit_whose_session_the_server_ended_fails_as_a_lost_connection(
+    database: Database, path: str
+) -> None:
+    """A write unit whose session the server ends (restart, ``pg_terminate_backend``) fails with a
+    DBAPIError that says the connection was invalidated (a 503 for the client, ``errors_http``),
+    whether the next statement runs on the driver or through SQLAlchemy: asyncpg raises some of
+    these as interface errors SQLAlchemy does not recognise (``faults.connection_lost``)."""
+    if database.dialect != "postgresql":
+        pytest.skip("server-side session ends are PostgreSQL's")
+    count = select(func.count()).select_from(resource)
+
+    def cut_then_count(conn: Connection) -> Any:
+        pid = direct.scalar(conn, select(func.pg_backend_pid()))
+        with database.transaction() as admin:
+            admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        time.sleep(0.2)
+        return direct.scalar(conn, count) if path == "direct" else conn.execute(count).scalar_one()
+
+    async def run() -> Any:
+        return await database.run(cut_then_count, write=True)
+
+    with pytest.raises(DBAPIError) as raised:
+        asyncio.run(run())
+    assert raised.value.connection_invalidated
+    assert asyncio.run(database.run(lambda conn: direct.scalar(conn, count), write=True)) == 0
+
+
 @pytest.mark.usefixtures("stored")
 def test_in_a_write_transaction_statements_run_as_compiled_text(database: Database) -> None:
-    """On psycopg (write transactions), ``direct`` gives SQLAlchemy's rows from the statement's
-    compiled text run as driver SQL: no statement object reaches ``Connection.execute``."""
+    """In a write transaction, ``direct`` gives SQLAlchemy's rows: on PostgreSQL from the
+    statement's compiled text run by asyncpg itself (neither ``Connection.execute`` nor a
+    SQLAlchemy cursor sees it), on SQLite through ``Connection.execute``."""
     statements: list[Any] = []  # what Connection.execute was given
     cursor_runs: list[str] = []  # what the driver ran
 
@@ -249,11 +279,41 @@ def test_in_a_write_transaction_statements_run_as_compiled_text(database: Databa
         True,
         MOMENT,
     )
-    assert len(cursor_runs) == 4
     if database.dialect == "postgresql":
-        assert statements == []
+        assert (statements, cursor_runs) == ([], [])
     else:  # SQLite: through Connection.execute
         assert statements == [BY_ID] * 4
+        assert len(cursor_runs) == 4
+
+
+def test_a_write_unit_is_one_transaction_from_its_first_driver_statement(database: Database) -> None:
+    """A write unit whose statements all run on the driver (``direct``, ``bulk``) is still one
+    transaction: begun before its first statement (the same transaction time throughout) and
+    rolled back as a whole when the unit fails."""
+
+    class Refused(Exception):
+        pass
+
+    def write_then_fail(conn: Connection) -> None:
+        insert_rows(conn, resource, ROWS[:1])
+        raise Refused
+
+    def times(conn: Connection) -> tuple[Any, Any]:
+        first = direct.scalar(conn, select(func.current_timestamp()))
+        insert_rows(conn, resource, ROWS[1:2])
+        time.sleep(0.05)
+        return first, direct.scalar(conn, select(func.current_timestamp()))
+
+    async def run(work: Any) -> Any:
+        return await database.run(work, write=True)
+
+    with pytest.raises(Refused):
+        asyncio.run(run(write_then_fail))
+    first, last = asyncio.run(run(times))
+    ids = _read(database, lambda conn: direct.rows(conn, select(resource.c.res_id)))
+    assert [row.res_id for row in ids] == ["t1"]  # the failed unit's row is not stored
+    if database.dialect == "postgresql":  # its current_timestamp is the transaction's start
+        assert first == last
 
 
 def test_a_failing_statement_in_a_write_transaction_raises_sqlalchemy_error(database: Database) -> None:

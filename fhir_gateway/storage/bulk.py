@@ -17,6 +17,7 @@ the driver's ``executemany`` (a C loop, no round trips) is already the fast path
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from functools import cache
@@ -39,6 +40,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql.schema import ScalarElementColumnDefault
+
+from fhir_gateway.storage import direct
 
 
 def _pg_type(column: Column[Any]) -> str:
@@ -138,7 +141,7 @@ def insert_numbered(conn: Connection, table: Table, rows: Sequence[dict[str, Any
         return
     sql, defaults = _numbered_insert(table)
     values = [[row.get(name, default) for name, default in defaults] for row in rows]
-    conn.exec_driver_sql(sql, (_json_rows(values),))
+    _execute(conn, sql, (_json_rows(values),))
 
 
 @cache
@@ -183,8 +186,8 @@ def insert_many(
             inserted = insert_tuples(conn, table, rows, on_conflict=on_conflict)
         return inserted
     sql = _json_inserts(tuple(table for table, _ in parts), clashes)
-    result = conn.exec_driver_sql(sql, tuple(_json_rows(rows) for _, rows in parts))
-    return int(result.rowcount)  # the statement's own: the last part's, after its WITH parts
+    # the statement's own count: the last part's, after its WITH parts
+    return _execute(conn, sql, tuple(_json_rows(rows) for _, rows in parts))
 
 
 @cache
@@ -194,6 +197,26 @@ def _json_inserts(tables: tuple[Table, ...], clashes: tuple[tuple[str, ...], ...
     *first, last = (_json_insert(table, on) for table, on in zip(tables, clashes, strict=True))
     steps = ", ".join(f"i{n} AS ({sql})" for n, sql in enumerate(first))
     return f"WITH {steps} {last}"
+
+
+def _execute(conn: Connection, sql: str, args: Sequence[Any]) -> int:
+    """Run one of this module's PostgreSQL statements, written with psycopg's placeholders
+    (``%s``, ``%b``: binary), on ``conn``'s driver (asyncpg's numbered ones there); the
+    number of rows it changed."""
+    if conn.dialect.paramstyle == "numeric_dollar":
+        sql = numbered_placeholders(sql)
+    return direct.execute(conn, sql, args)
+
+
+@cache
+def numbered_placeholders(sql: str) -> str:
+    """``sql`` with its ``%s`` and ``%b`` placeholders as ``$1``, ``$2``... in order (asyncpg).
+    The statements of this module hold no other ``%``."""
+    parts = _PLACEHOLDER.split(sql)
+    return "".join(part if n == 0 else f"${n}{part}" for n, part in enumerate(parts))
+
+
+_PLACEHOLDER = re.compile("%[sb]")
 
 
 def _json_value(value: Any) -> Any:
@@ -275,12 +298,11 @@ def insert_tuples(
         result = conn.exec_driver_sql(sql, _processed(rows, processors))
         return int(result.rowcount) if on_conflict else len(rows)
     if len(rows) < JSON_ROWS_UNDER:
-        return int(conn.exec_driver_sql(_json_insert(table, on_conflict), (_json_rows(rows),)).rowcount)
+        return _execute(conn, _json_insert(table, on_conflict), (_json_rows(rows),))
     if not on_conflict and len(rows) >= COPY_FROM and _synchronous_driver(conn):
         return _copy(conn, table, rows)
     sql, _names, floats = _unnest_insert(table, on_conflict)
-    result = conn.exec_driver_sql(sql, _columns(floats, rows))
-    return int(result.rowcount)
+    return _execute(conn, sql, _columns(floats, rows))
 
 
 COPY_FROM = 500  # rows from which PostgreSQL gets them by COPY (the fastest way in, no SQL per row)
@@ -288,7 +310,7 @@ COPY_FROM = 500  # rows from which PostgreSQL gets them by COPY (the fastest way
 
 def _synchronous_driver(conn: Connection) -> bool:
     """COPY is driven here through psycopg's synchronous connection (the CLI's); a request's
-    connection is psycopg's asyncio one (``Database.run``), which takes the ``unnest`` insert."""
+    connection is asyncpg's (``Database.run``), which takes the ``unnest`` insert."""
     import psycopg
 
     return isinstance(conn.connection.driver_connection, psycopg.Connection)
@@ -356,4 +378,4 @@ def update_rows(
         ]
         return int(conn.execute(statement, params).rowcount)
     sql, names, floats = _unnest_update(table, keys, guard, columns)
-    return int(conn.exec_driver_sql(sql, _arrays(names, floats, rows)).rowcount)
+    return _execute(conn, sql, _arrays(names, floats, rows))

@@ -1,20 +1,22 @@
-"""Statements run straight on the driver (PostgreSQL: asyncpg for request reads, psycopg for writes).
+"""Statements run straight on the driver (PostgreSQL: asyncpg for a request's units, psycopg for the CLI).
 
-A read unit's statements are built once per shape and reused (``repository``,
-``search_repository``). SQLAlchemy's execution layer (compiled-cache lookup, execution
-context, cursor adaptation, result wrapping) costs more CPU than the driver's own execution
-of such a statement. ``rows`` compiles a statement once, then runs its SQL text with
+A unit's statements are built once per shape and reused (``repository``,
+``search_repository``, ``write_opening``). SQLAlchemy's execution layer (compiled-cache lookup,
+execution context, cursor adaptation, result wrapping) costs more CPU than the driver's own
+execution of such a statement. ``rows`` compiles a statement once, then runs its SQL text with
 asyncpg's ``fetch`` (which prepares it once per connection and keeps it) from the unit's
 greenlet, as SQLAlchemy's asyncio layer does, and returns named tuples, which read like
-SQLAlchemy rows (``row.res_id``, ``row[0]``).
+SQLAlchemy rows (``row.res_id``, ``row[0]``); ``execute`` runs a statement's text (``bulk``'s
+inserts) and returns its row count.
 
-Only in autocommit units (reads, ``Database.run(write=False)``, whose connections are
-asyncpg's): a failed statement there leaves no transaction to poison. On a psycopg connection
-(write transactions, the CLI) the compiled text and its parameters' values go through
-``Connection.exec_driver_sql``: SQLAlchemy's execution and error handling, without making the
-statement's cache key or processing its parameters one by one at each execution (a partner's
-create: the consent probe of its first statement). A statement whose parameters or types need
-SQLAlchemy's processing at execution time (literal-execute parameters, bind or result
+A read unit's connection is in autocommit: each statement on its own. In a write unit the
+transaction is begun before its first statement, as SQLAlchemy's adapter begins it before its
+own (``_on_asyncpg``), so a unit whose statements all run here is still one transaction, which
+SQLAlchemy commits or rolls back. On psycopg's synchronous connection (the CLI, the audit writer
+process) the compiled text and its parameters' values go through ``Connection.exec_driver_sql``:
+SQLAlchemy's execution and error handling, without making the statement's cache key or
+processing its parameters one by one at each execution. A statement whose parameters or types
+need SQLAlchemy's processing at execution time (literal-execute parameters, bind or result
 processors; expanding lists on psycopg), or SQLite's, goes through ``Connection.execute``
 unchanged. Database errors are raised as SQLAlchemy's, as ``Connection.execute`` raises them (a
 lost connection is invalidated), so callers see one kind of error whatever the path.
@@ -41,6 +43,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.util import await_only
 
 from fhir_gateway.kit.lru import Lru
+from fhir_gateway.storage.faults import connection_lost
 
 
 class _Plan:
@@ -89,21 +92,42 @@ def tuples(conn: Connection, statement: ClauseElement, params: Params = None) ->
 def _run(conn: Connection, statement: ClauseElement, params: Params) -> tuple[_Plan | None, Sequence[Any]]:
     """``statement``'s rows: asyncpg's records and the statement's plan, or SQLAlchemy's rows
     (and None) where it runs through ``Connection.exec_driver_sql`` or ``Connection.execute``."""
-    adapted = conn.connection.dbapi_connection
     driver = conn.connection.driver_connection
-    if isinstance(driver, psycopg.AsyncConnection | psycopg.Connection):
+    if isinstance(driver, psycopg.Connection):
         return None, _driver_sql_rows(conn, statement, params)
-    if not isinstance(driver, asyncpg.Connection) or not getattr(adapted, "autocommit", False):
+    if not isinstance(driver, asyncpg.Connection):
         return None, conn.execute(statement, params).all()  # type: ignore[call-overload]
     plan = _plan(conn.dialect, statement)
     if plan.compiled is None:
         return None, conn.execute(statement, params).all()  # type: ignore[call-overload]
     sql, args = _text_and_args(plan, params)
+    return plan, _on_asyncpg(conn, driver, sql, driver.fetch(sql, *args))
+
+
+def execute(conn: Connection, sql: str, args: Sequence[Any]) -> int:
+    """Run ``sql`` (PostgreSQL's ``$n`` placeholders on asyncpg, psycopg's ``%s`` otherwise)
+    with the positional ``args``; the number of rows it changed (``rowcount``)."""
+    driver = conn.connection.driver_connection
+    if not isinstance(driver, asyncpg.Connection):
+        return int(conn.exec_driver_sql(sql, tuple(args)).rowcount)
+    status: str = _on_asyncpg(conn, driver, sql, driver.execute(sql, *args))
+    count = status.rpartition(" ")[2]
+    return int(count) if count.isdigit() else -1
+
+
+def _on_asyncpg(conn: Connection, driver: asyncpg.Connection, sql: str, call: Any) -> Any:
+    """The result of ``call`` (a coroutine of ``driver`` running ``sql``) awaited from the
+    unit's greenlet, in the unit's transaction: begun first if this is its first statement
+    (a write unit; a read unit's connection is in autocommit), as SQLAlchemy's asyncpg adapter
+    begins it before its own first statement. Database errors are raised as SQLAlchemy's."""
+    adapted: Any = conn.connection.dbapi_connection
     try:
-        records = await_only(driver.fetch(sql, *args))
+        if adapted._transaction is None and not adapted.autocommit:
+            await_only(adapted._start_transaction())
+        return await_only(call)
     except Exception as exc:
+        call.close()  # not awaited when the transaction could not begin
         raise _as_sqlalchemy_error(conn, sql, exc) from exc
-    return plan, records
 
 
 def first(conn: Connection, statement: ClauseElement, params: Params = None) -> Any | None:
@@ -121,7 +145,7 @@ def scalar(conn: Connection, statement: ClauseElement, params: Params = None) ->
 
 
 def _driver_sql_rows(conn: Connection, statement: ClauseElement, params: Params) -> Sequence[Any]:
-    """``statement``'s rows on a psycopg connection (write transactions): its SQL text, compiled
+    """``statement``'s rows on psycopg's synchronous connection (the CLI's): its SQL text, compiled
     once, and its parameters' values run through ``Connection.exec_driver_sql``, which keeps
     SQLAlchemy's error handling and events but neither makes the statement's cache key (a walk
     of the whole statement: a partner's consent probe has dozens of nodes) nor processes its
@@ -295,7 +319,7 @@ def _as_sqlalchemy_error(conn: Connection, sql: str, exc: Exception) -> Exceptio
         error = exc
     if not isinstance(error, dbapi_error_type):
         return exc
-    lost = bool(conn.dialect.is_disconnect(error, adapted, None))
+    lost = bool(conn.dialect.is_disconnect(error, adapted, None)) or connection_lost(error)
     if lost:
         conn.invalidate(error)
     wrapped = DBAPIError.instance(

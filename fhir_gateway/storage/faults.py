@@ -30,3 +30,27 @@ def refused_value(exc: DBAPIError) -> bool:
     exception": a NUL character, a number out of range...): the client's fault, not the
     server's. psycopg raises these as ``DataError``; asyncpg's adapter as a plain DB-API error."""
     return isinstance(exc, DataError) or str(getattr(exc.orig, "sqlstate", "") or "").startswith("22")
+
+
+# SQLSTATE classes of a connection gone: "08" connection exception, "57P" the server shutting
+# the session down (administrator, crash, start-up); not 57014, a cancelled statement.
+_LOST_SQLSTATES = ("08", "57P")
+_LOST_MESSAGES = ("not connected", "connection is closed", "connection was closed")
+
+
+def connection_lost(error: BaseException | None) -> bool:
+    """True when ``error`` (a driver's error, or SQLAlchemy's adaptation of it and its causes)
+    says the connection to the server is gone: the unit cannot go on, the connection must not be
+    used again. asyncpg raises some of these as plain interface errors (a session the server
+    ended while the connection was idle), which SQLAlchemy does not count as disconnections."""
+    for _ in range(4):
+        if error is None:
+            return False
+        if isinstance(error, OSError):
+            return True
+        if str(getattr(error, "sqlstate", "") or "").startswith(_LOST_SQLSTATES):
+            return True
+        if any(text in str(error) for text in _LOST_MESSAGES):
+            return True
+        error = error.__cause__
+    return False

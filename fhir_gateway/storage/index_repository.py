@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, delete
 
 from fhir_gateway.search.indexing import Rows, extract_index_rows
+from fhir_gateway.storage import direct
 from fhir_gateway.storage.bulk import Part, column_names, insert_many
 from fhir_gateway.storage.tables import INDEX_TABLES
 
@@ -55,21 +56,27 @@ def delete_indexes(conn: Connection, writes: Sequence[IndexWrite]) -> None:
         for start in range(0, len(ids), 1000):
             chunk = ids[start : start + 1000]
             if conn.dialect.name == "postgresql":
-                conn.exec_driver_sql(_DELETE_ALL_KINDS, {"res_type": res_type, "ids": chunk})
+                if conn.dialect.paramstyle == "numeric_dollar":  # asyncpg
+                    direct.execute(conn, _DELETE_ALL_KINDS_NUMBERED, (res_type, chunk))
+                else:
+                    conn.exec_driver_sql(_DELETE_ALL_KINDS, {"res_type": res_type, "ids": chunk})
                 continue
             for table in INDEX_TABLES.values():
                 conn.execute(delete(table).where(table.c.res_type == res_type, table.c.res_id.in_(chunk)))
 
 
-def _delete_all_kinds() -> str:
+def _delete_all_kinds(res_type: str, ids: str) -> str:
+    """The statement deleting a type's resources' rows of every kind, its two parameters
+    written ``res_type`` and ``ids`` (each used by every part)."""
     *first, last = (
-        f'DELETE FROM "{t.name}" WHERE res_type = %(res_type)s AND res_id = ANY(%(ids)s)'
+        f'DELETE FROM "{t.name}" WHERE res_type = {res_type} AND res_id = ANY({ids})'
         for t in INDEX_TABLES.values()
     )
     return "WITH " + ", ".join(f"d{n} AS ({sql})" for n, sql in enumerate(first)) + " " + last
 
 
-_DELETE_ALL_KINDS = _delete_all_kinds()
+_DELETE_ALL_KINDS = _delete_all_kinds("%(res_type)s", "%(ids)s")  # psycopg
+_DELETE_ALL_KINDS_NUMBERED = _delete_all_kinds("$1", "$2")  # asyncpg
 
 
 def index_inserts(writes: Sequence[IndexWrite]) -> list[Part]:

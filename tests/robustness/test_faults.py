@@ -184,6 +184,42 @@ def test_a_read_only_postgresql_is_reported_and_reads_go_on(fhir: TestClient) ->
     assert fhir.put("/fhir/Patient/y", json=_patient("y"), headers={"Content-Type": FHIR}).status_code == 201
 
 
+@postgres_only
+def test_a_write_whose_session_the_server_ends_midway_gets_503_and_stores_nothing(fhir: TestClient) -> None:
+    """The server ends the session during a write's statement (a restart, an administrator's
+    ``pg_terminate_backend``): asyncpg reports the connection closed midway; the client gets a
+    503 OperationOutcome with Retry-After, not a 500, nothing of the write is stored, and the
+    next write goes through on a new connection."""
+    database: Database = fhir.app.state.database
+    with database.transaction(write=True) as conn:
+        conn.execute(
+            text(
+                "CREATE FUNCTION cut_session() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+                " IF NEW.res_id = 'cut' THEN PERFORM pg_terminate_backend(pg_backend_pid());"
+                " PERFORM pg_sleep(1); END IF; RETURN NEW; END $$"
+            )
+        )
+        conn.execute(
+            text(
+                "CREATE TRIGGER cut_session BEFORE INSERT ON resource"
+                " FOR EACH ROW EXECUTE FUNCTION cut_session()"
+            )
+        )
+    try:
+        cut = fhir.put("/fhir/Patient/cut", json=_patient("cut"), headers={"Content-Type": FHIR})
+        assert cut.status_code == 503, cut.text
+        assert cut.json()["resourceType"] == "OperationOutcome"
+        assert cut.headers["Retry-After"]
+        assert "SQL" not in cut.text
+        kept = fhir.put("/fhir/Patient/kept", json=_patient("kept"), headers={"Content-Type": FHIR})
+        assert kept.status_code == 201
+        assert fhir.get("/fhir/Patient/cut").status_code == 404
+    finally:
+        with database.transaction(write=True) as conn:
+            conn.execute(text("DROP TRIGGER cut_session ON resource"))
+            conn.execute(text("DROP FUNCTION cut_session()"))
+
+
 def test_a_read_only_sqlite_file_is_reported(tmp_path: Path) -> None:
     path = tmp_path / f"ro-{uuid.uuid4().hex[:6]}.db"
     writable = Database(f"sqlite:///{path}")
