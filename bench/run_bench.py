@@ -13,7 +13,9 @@
    (``<scenario>_cpu``: the floor's CPU per request divided by ours), each the median of the
    rounds' paired ratios. With ``--client partner`` (``make bench``) the scenarios run as a
    partner bound by 1,000 Consents, except ``transaction``, which registers new people: it runs
-   as the trusted client (the JSON's ``clients`` says so).
+   as the trusted client (the JSON's ``clients`` says so). Each scenario also records the
+   peak resident set of the largest process of each role (``peak_rss_mib``: serving worker,
+   audit writer), and the JSON's ``gateway_peak_rss_mib`` is their largest over the run.
 
     python bench/run_bench.py [--engine postgresql|sqlite] [--patients 500] [--tasks 20]
                               [--seconds 10] [--rounds 1] [--workers 1] [--client trusted|partner]
@@ -132,20 +134,21 @@ def server_cpu_seconds(pid: int) -> float:
     return sum(process_tree_cpu_seconds(pid).values())
 
 
-def process_tree_cpu_seconds(pid: int) -> dict[str, float]:
-    """CPU time of ``pid`` and its descendants: the audit writer processes' apart."""
-    tick = os.sysconf("SC_CLK_TCK")
+def _tree_roles(pid: int) -> dict[str, tuple[str, list[str]]]:
+    """The processes of ``pid``'s tree (``pid`` and its descendants): for each, its role
+    (``serving``, or ``audit_writer`` for the gateway's audit writer processes) and its
+    ``/proc/<pid>/stat`` fields after the command name."""
     parent_of: dict[str, str] = {}
-    cpu: dict[str, float] = {}
+    fields_of: dict[str, list[str]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
         parent_of[stat.parent.name] = fields[1]
-        cpu[stat.parent.name] = (int(fields[11]) + int(fields[12])) / tick
-    totals = {"serving": 0.0, "audit_writer": 0.0}
-    for proc, seconds in cpu.items():
+        fields_of[stat.parent.name] = fields
+    roles: dict[str, tuple[str, list[str]]] = {}
+    for proc, fields in fields_of.items():
         ancestor = proc
         while ancestor not in (str(pid), "0", "1") and ancestor in parent_of:
             ancestor = parent_of[ancestor]
@@ -155,8 +158,32 @@ def process_tree_cpu_seconds(pid: int) -> dict[str, float]:
             command = Path(f"/proc/{proc}/cmdline").read_bytes()
         except OSError:
             command = b""
-        totals["audit_writer" if b"fhir_gateway.audit.sidecar" in command else "serving"] += seconds
+        roles[proc] = ("audit_writer" if b"fhir_gateway.audit.sidecar" in command else "serving", fields)
+    return roles
+
+
+def process_tree_cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU time of ``pid`` and its descendants: the audit writer processes' apart."""
+    tick = os.sysconf("SC_CLK_TCK")
+    totals = {"serving": 0.0, "audit_writer": 0.0}
+    for role, fields in _tree_roles(pid).values():
+        totals[role] += (int(fields[11]) + int(fields[12])) / tick
     return totals
+
+
+def process_tree_peak_rss_mib(pid: int) -> dict[str, float]:
+    """The largest peak resident set (``VmHWM``: since each process started) of one process of
+    each role in ``pid``'s tree: issue 9's memory goal is per worker (< 300 MB during the run)."""
+    peaks: dict[str, float] = {}
+    for proc, (role, _) in _tree_roles(pid).items():
+        try:
+            status = Path(f"/proc/{proc}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                peaks[role] = max(peaks.get(role, 0.0), round(int(line.split()[1]) / 1024, 1))
+    return peaks
 
 
 def postgres_cpu_seconds() -> float:
@@ -239,6 +266,7 @@ def run_scenario(target: Target, scenario: str, args: argparse.Namespace) -> dic
             )
         if args.engine == "postgresql":
             figures["postgres_cpu_ms_per_request"] = round(1000 * database / figures["requests"], 3)
+    figures["peak_rss_mib"] = process_tree_peak_rss_mib(target.pid)
     return figures
 
 
@@ -447,6 +475,17 @@ def summary(target: Target) -> dict[str, object]:
     return out
 
 
+def _largest_peaks(rounds: list[dict[str, dict[str, object]]]) -> dict[str, float]:
+    """The largest ``peak_rss_mib`` of each role over every scenario of ``rounds``."""
+    largest: dict[str, float] = {}
+    for figures in (f for r in rounds for f in r.values()):
+        peaks = figures.get("peak_rss_mib")
+        if isinstance(peaks, dict):
+            for role, mib in peaks.items():
+                largest[role] = max(largest.get(role, 0.0), float(mib))
+    return largest
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -476,6 +515,7 @@ def main() -> None:
         "gateway": summary(ours),
         "floor": summary(theirs),
         "ratio_gateway_to_floor": ratios,
+        "gateway_peak_rss_mib": _largest_peaks(ours.rounds),
     }
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(result, indent=1))
