@@ -66,6 +66,8 @@ class Ctx:
     # (``storage.write_opening``) or with the subscriptions; None when unknown or when this
     # transaction changed the subscriptions
     subscriptions_stamp: str | None = None
+    # the unit writes one resource, as its last statement (a REST create: ``fhir.storing.apply``)
+    single_write: bool = False
     _client_check_in_sql: bool = False
 
     @property
@@ -352,11 +354,13 @@ async def run_unit(
     cursor_key: bytes | None = None,
     brief: bool = False,
     write_probe: tuple[str, str | None] | None = None,
+    single_write: bool = False,
 ) -> T:
     """``work(ctx)`` in the request's transaction (``Database.run``, ``brief`` for a read bounded by
     one REST interaction's page), then audit, as ``unit_of_work``. ``write_probe``: the type and
     person of the write ``work`` will check first (``Ctx.check_write``), whose consent decision the
-    unit's first statement then reads too."""
+    unit's first statement then reads too. ``single_write``: ``work`` writes one resource and
+    nothing after it (``Ctx.single_write``)."""
     events: list[AuditItem] = []
 
     def in_transaction(conn: Connection) -> T:
@@ -374,6 +378,7 @@ async def run_unit(
             client_unverified=access.verify_client and not write,
             cursor_key=cursor_key,
             subscriptions_stamp=stamp,
+            single_write=single_write,
         )
         try:
             result = work(ctx)

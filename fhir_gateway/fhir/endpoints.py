@@ -54,10 +54,12 @@ async def run_in_unit(
     write: bool,
     brief: bool = False,
     write_probe: tuple[str, str | None] | None = None,
+    single_write: bool = False,
 ) -> T:
     """``work(ctx)`` in the request's unit of work (``fhir.context.run_unit``); ``brief``: a read
     of one REST interaction, bounded by its page (``_count``), not an operation's; ``write_probe``:
-    the type and person of the write ``work`` checks first."""
+    the type and person of the write ``work`` checks first; ``single_write``: ``work`` writes one
+    resource, as its last statement (``Ctx.single_write``)."""
     state = request.app.state
     return await run_unit(
         state.database,
@@ -69,6 +71,7 @@ async def run_in_unit(
         cursor_key=await state.paging_key.load(),
         brief=brief,
         write_probe=write_probe,
+        single_write=single_write,
     )
 
 
@@ -173,6 +176,7 @@ async def create(
         lambda ctx: writes.create(ctx, res_type, resource, if_none_exist),
         write=True,
         write_probe=(res_type, patient_compartment_id(resource)),
+        single_write=if_none_exist is None,  # a conditional create searches under a lock first
     )
     return write_response(result.row, 201 if result.created else 200, _base(request), prefer)
 

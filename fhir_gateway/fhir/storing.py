@@ -97,8 +97,25 @@ def apply(ctx: Ctx, pending: Sequence[Pending]) -> None:
     consent or subscription changes together."""
     if not pending:
         return
-    store_rows(ctx.conn, rows_to_store(pending))
+    store_rows(ctx.conn, rows_to_store(pending), last=_last_statement(ctx, pending))
     after_store(ctx, pending)
+
+
+def _last_statement(ctx: Ctx, pending: Sequence[Pending]) -> bool:
+    """Whether storing ``pending`` is the unit's last statement: a unit that writes one new
+    resource and nothing else (``Ctx.single_write``: a REST create), of a type whose hooks write
+    nothing (no consent grants, members or subscription), when no active subscription of its
+    type is to be notified (known without asking: ``subscriptions.hooks.notifies_nothing``).
+    ``storage.version_writes.insert_new_versions`` then stores it in a statement that commits on
+    its own when nothing before began the unit's transaction."""
+    if not ctx.single_write or len(pending) != 1:
+        return False
+    version = pending[0].version
+    return (
+        version.current is None
+        and version.res_type not in _STATE_TYPES
+        and subscription_hooks.notifies_nothing(ctx, version.res_type)
+    )
 
 
 @dataclass(frozen=True)
@@ -117,15 +134,16 @@ def rows_to_store(pending: Sequence[Pending]) -> RowsToStore:
     return RowsToStore(versions, indexes, [history_part(versions), *index_inserts(indexes)])
 
 
-def store_rows(conn: Connection, rows: RowsToStore) -> None:
+def store_rows(conn: Connection, rows: RowsToStore, *, last: bool = False) -> None:
     """The SQL part of ``apply``: versions, history and search index rows (PreconditionFailed
     when a resource changed meanwhile: nothing of them must be kept). Only the connection is
-    used (``fhir.background_flush`` runs it on a thread of its own)."""
+    used (``fhir.background_flush`` runs it on a thread of its own). ``last``: no statement of the
+    unit follows (``_last_statement``)."""
     versions = rows.versions
     if not versions:
         return
     if all(v.current is None for v in versions):  # creates: resources and index rows in one statement
-        insert_new_versions(conn, versions, rows.history_and_index)
+        insert_new_versions(conn, versions, rows.history_and_index, last=last)
     else:
         stale = write_versions(conn, versions)
         if stale:

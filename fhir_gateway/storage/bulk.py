@@ -199,6 +199,31 @@ def _json_inserts(tables: tuple[Table, ...], clashes: tuple[tuple[str, ...], ...
     return f"WITH {steps} {last}"
 
 
+def insert_as_last(conn: Connection, owners: Part, parts: Sequence[Part], key: tuple[str, ...]) -> int:
+    """Insert the rows of ``owners`` (each new, unless one with the same ``key`` exists: it is
+    skipped) and, for the owners inserted only, the rows of ``parts`` (whose owner's id is their
+    ``res_id`` column), as the unit's last statement (``direct.value_of_last``: it commits on its
+    own when the unit has begun no transaction). One statement whatever befalls it: a clashing
+    owner leaves no row of ``parts`` behind, as a rolled back transaction would. PostgreSQL on
+    asyncpg only; the number of owners inserted."""
+    table, rows = owners
+    present = [(t, r) for t, r in parts if r]
+    sql = numbered_placeholders(_inserts_owned_by(table, key, tuple(t for t, _ in present)))
+    args = (_json_rows(rows), *(_json_rows(r) for _, r in present))
+    return int(direct.value_of_last(conn, sql, args))
+
+
+@cache
+def _inserts_owned_by(owner: Table, key: tuple[str, ...], tables: tuple[Table, ...]) -> str:
+    """``insert_as_last``'s statement: the owners' insert first, returning their ids, then each
+    of ``tables``' inserts keeping the rows of the owners inserted, then their count."""
+    steps = [f"stored AS ({_json_insert(owner, key)} RETURNING res_id)"]
+    for n, table in enumerate(tables):
+        owner_id = f"r->>{column_names(table).index('res_id')}"
+        steps.append(f"i{n} AS ({_json_insert(table, ())} WHERE {owner_id} IN (SELECT res_id FROM stored))")
+    return f"WITH {', '.join(steps)} SELECT count(*) FROM stored"
+
+
 def _execute(conn: Connection, sql: str, args: Sequence[Any]) -> int:
     """Run one of this module's PostgreSQL statements, written with psycopg's placeholders
     (``%s``, ``%b``: binary), on ``conn``'s driver (asyncpg's numbered ones there); the

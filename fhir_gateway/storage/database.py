@@ -27,6 +27,7 @@ from starlette.concurrency import run_in_threadpool
 
 from fhir_gateway.kit.errors import ServiceUnavailable
 from fhir_gateway.kit.greenlet_runs import run_in_greenlet
+from fhir_gateway.storage import direct
 from fhir_gateway.storage.faults import connection_lost, storage_refusal
 from fhir_gateway.storage.statistics import reload_if_stale
 
@@ -452,6 +453,8 @@ class Database:
             reusable = True  # rolled back by ``_in_transaction``; the connection is sound
             raise
         finally:
+            if async_conn.sync_connection is not None:
+                direct.unit_ended(async_conn.sync_connection)
             await kept.give_back(async_conn, reusable)
 
     def _run_brief(self, engine: Engine, work: Callable[[Connection], T]) -> T:

@@ -12,10 +12,16 @@ inserts) and returns its row count.
 A read unit's connection is in autocommit: each statement on its own. In a write unit the
 transaction is begun before its first statement, as SQLAlchemy's adapter begins it before its
 own (``_on_asyncpg``), so a unit whose statements all run here is still one transaction, which
-SQLAlchemy commits or rolls back. On psycopg's synchronous connection (the CLI, the audit writer
-process) the compiled text and its parameters' values go through ``Connection.exec_driver_sql``:
-SQLAlchemy's execution and error handling, without making the statement's cache key or
-processing its parameters one by one at each execution. A statement whose parameters or types
+SQLAlchemy commits or rolls back. Two statements of a write unit may run before it instead
+(``begin=False``; asyncpg only): a read whose answer does not depend on running inside the
+transaction (its opening check: under READ COMMITTED every statement sees what was committed
+when it began, in a transaction or not), and a write that is the unit's last statement and whole
+write (``value_of_last``), which then commits on its own: such a unit sends no BEGIN and no
+COMMIT (two round trips of a partner's create's four). A statement after that last one is
+refused. On psycopg's synchronous connection (the CLI, the audit writer process) the compiled
+text and its parameters' values go through ``Connection.exec_driver_sql``: SQLAlchemy's
+execution and error handling, without making the statement's cache key or processing its
+parameters one by one at each execution. A statement whose parameters or types
 need SQLAlchemy's processing at execution time (literal-execute parameters, bind or result
 processors; expanding lists on psycopg), or SQLite's, goes through ``Connection.execute``
 unchanged. Database errors are raised as SQLAlchemy's, as ``Connection.execute`` raises them (a
@@ -77,19 +83,24 @@ _plans: Lru[_Plan] = Lru(4096)
 Params = Mapping[str, Any] | None
 
 
-def rows(conn: Connection, statement: ClauseElement, params: Params = None) -> Sequence[Any]:
-    """Every row of ``statement`` run with ``params`` (as ``conn.execute(...).all()``)."""
-    plan, found = _run(conn, statement, params)
+def rows(
+    conn: Connection, statement: ClauseElement, params: Params = None, *, begin: bool = True
+) -> Sequence[Any]:
+    """Every row of ``statement`` run with ``params`` (as ``conn.execute(...).all()``);
+    ``begin=False``: not the statement that begins a write unit's transaction (module doc)."""
+    plan, found = _run(conn, statement, params, begin)
     return found if plan is None else plan.rows_of(found)
 
 
 def tuples(conn: Connection, statement: ClauseElement, params: Params = None) -> list[tuple[Any, ...]]:
     """Every row of ``statement`` as a plain tuple (``rows`` without named tuples to make, for
     a caller that reads its columns by place)."""
-    return [tuple(row) for row in _run(conn, statement, params)[1]]
+    return [tuple(row) for row in _run(conn, statement, params, True)[1]]
 
 
-def _run(conn: Connection, statement: ClauseElement, params: Params) -> tuple[_Plan | None, Sequence[Any]]:
+def _run(
+    conn: Connection, statement: ClauseElement, params: Params, begin: bool
+) -> tuple[_Plan | None, Sequence[Any]]:
     """``statement``'s rows: asyncpg's records and the statement's plan, or SQLAlchemy's rows
     (and None) where it runs through ``Connection.exec_driver_sql`` or ``Connection.execute``."""
     driver = conn.connection.driver_connection
@@ -101,7 +112,7 @@ def _run(conn: Connection, statement: ClauseElement, params: Params) -> tuple[_P
     if plan.compiled is None:
         return None, conn.execute(statement, params).all()  # type: ignore[call-overload]
     sql, args = _text_and_args(plan, params)
-    return plan, _on_asyncpg(conn, driver, sql, driver.fetch(sql, *args))
+    return plan, _on_asyncpg(conn, driver, sql, driver.fetch(sql, *args), begin=begin)
 
 
 def execute(conn: Connection, sql: str, args: Sequence[Any]) -> int:
@@ -115,14 +126,48 @@ def execute(conn: Connection, sql: str, args: Sequence[Any]) -> int:
     return int(count) if count.isdigit() else -1
 
 
-def _on_asyncpg(conn: Connection, driver: asyncpg.Connection, sql: str, call: Any) -> Any:
+def commits_alone(conn: Connection) -> bool:
+    """Whether ``value_of_last`` would commit on its own: asyncpg, and the unit has begun no
+    transaction yet (its statements so far ran with ``begin=False``)."""
+    adapted: Any = conn.connection.dbapi_connection
+    return isinstance(conn.connection.driver_connection, asyncpg.Connection) and adapted._transaction is None
+
+
+def value_of_last(conn: Connection, sql: str, args: Sequence[Any]) -> Any:
+    """The value of the one row of ``sql`` (``$n`` placeholders), the write unit's last statement:
+    run outside a transaction when none was begun (``commits_alone``), so that it commits on its
+    own; no statement may follow it on this connection until it is given back."""
+    driver = conn.connection.driver_connection
+    assert isinstance(driver, asyncpg.Connection)
+    value = _on_asyncpg(conn, driver, sql, driver.fetchval(sql, *args), begin=False)
+    conn.info[_ENDED] = True
+    return value
+
+
+_ENDED = "fhir_gateway.unit_ended"  # ``conn.info``: its unit ran its last statement (``value_of_last``)
+
+
+def unit_ended(conn: Connection) -> None:
+    """Allow statements on ``conn`` again: its unit is over (``Database`` gives it back). An
+    invalidated connection is left alone (its info would be a new connection's: it is not reused)."""
+    if not conn.invalidated and not conn.closed:
+        conn.info.pop(_ENDED, None)
+
+
+def _on_asyncpg(
+    conn: Connection, driver: asyncpg.Connection, sql: str, call: Any, *, begin: bool = True
+) -> Any:
     """The result of ``call`` (a coroutine of ``driver`` running ``sql``) awaited from the
     unit's greenlet, in the unit's transaction: begun first if this is its first statement
     (a write unit; a read unit's connection is in autocommit), as SQLAlchemy's asyncpg adapter
-    begins it before its own first statement. Database errors are raised as SQLAlchemy's."""
+    begins it before its own first statement, unless ``begin`` is False (module doc).
+    Database errors are raised as SQLAlchemy's."""
     adapted: Any = conn.connection.dbapi_connection
+    if conn.info.get(_ENDED):
+        call.close()
+        raise RuntimeError("a statement after the unit's last one, which committed on its own")
     try:
-        if adapted._transaction is None and not adapted.autocommit:
+        if begin and adapted._transaction is None and not adapted.autocommit:
             await_only(adapted._start_transaction())
         return await_only(call)
     except Exception as exc:
@@ -130,9 +175,11 @@ def _on_asyncpg(conn: Connection, driver: asyncpg.Connection, sql: str, call: An
         raise _as_sqlalchemy_error(conn, sql, exc) from exc
 
 
-def first(conn: Connection, statement: ClauseElement, params: Params = None) -> Any | None:
+def first(
+    conn: Connection, statement: ClauseElement, params: Params = None, *, begin: bool = True
+) -> Any | None:
     """The first row of ``statement``, or None (as ``conn.execute(...).first()``)."""
-    found = rows(conn, statement, params)
+    found = rows(conn, statement, params, begin=begin)
     return found[0] if found else None
 
 

@@ -15,7 +15,15 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection
 
 from fhir_gateway.kit.errors import Conflict
-from fhir_gateway.storage.bulk import Part, column_names, insert_many, insert_tuples, update_rows
+from fhir_gateway.storage import direct
+from fhir_gateway.storage.bulk import (
+    Part,
+    column_names,
+    insert_as_last,
+    insert_many,
+    insert_tuples,
+    update_rows,
+)
 from fhir_gateway.storage.repository import StoredRow, earlier_version, get_current
 from fhir_gateway.storage.tables import resource, resource_history
 
@@ -76,12 +84,23 @@ def write_versions(conn: Connection, writes: Sequence[VersionWrite]) -> list[Ver
     return stale
 
 
-def insert_new_versions(conn: Connection, writes: Sequence[VersionWrite], with_parts: Sequence[Part]) -> None:
+def insert_new_versions(
+    conn: Connection, writes: Sequence[VersionWrite], with_parts: Sequence[Part], *, last: bool = False
+) -> None:
     """Insert new resources (version 1, none stored before) together with ``with_parts``
     (their search index rows): one statement on PostgreSQL where
     ``write_versions`` then ``bulk.insert_many`` take two round trips. A clash with a
     concurrent insert of the same id is a 409, as in ``write_versions``: the caller rolls
-    back, the rows of ``with_parts`` with the rest."""
+    back, the rows of ``with_parts`` with the rest.
+
+    ``last``: this is the unit's last statement (``fhir.storing.apply``). When the unit has begun
+    no transaction (``direct.commits_alone``: asyncpg, only its opening read before), one resource
+    is stored by a statement that commits on its own and keeps no index row of a clashing one
+    (``bulk.insert_as_last``): no BEGIN, no COMMIT."""
+    if last and len(writes) == 1 and direct.commits_alone(conn):
+        if insert_as_last(conn, new_resources_part(writes), with_parts, _RESOURCE_KEY) != 1:
+            raise _created_concurrently(writes[0])  # nothing of it stored: no lookup (none may follow)
+        return
     # a clash on the resource row is skipped; the resource rows' count tells
     keys = {resource: _RESOURCE_KEY}
     _refuse_clash(
@@ -95,8 +114,11 @@ _RESOURCE_KEY = ("res_type", "res_id")
 def _refuse_clash(conn: Connection, fresh: Sequence[VersionWrite], inserted: int) -> None:
     """409 when fewer than all ``fresh`` resources were inserted: one was created concurrently."""
     if inserted != len(fresh):
-        clash = _first_clash(conn, fresh)
-        raise Conflict(f"{clash.res_type}/{clash.res_id} was created concurrently; retry the request")
+        raise _created_concurrently(_first_clash(conn, fresh))
+
+
+def _created_concurrently(clash: VersionWrite) -> Conflict:
+    return Conflict(f"{clash.res_type}/{clash.res_id} was created concurrently; retry the request")
 
 
 def new_resources_part(writes: Sequence[VersionWrite]) -> Part:

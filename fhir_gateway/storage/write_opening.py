@@ -6,7 +6,10 @@ subscriptions' stamp (``storage.outbox_tables.subscription_stamp``), with which 
 the active subscriptions it must notify (FHIR R4 subscription.html) without asking for them
 again while they have not changed (``subscriptions.active``), and, for a partner's create or
 update, the consent decision on the person it writes for (``consent.visibility.write_probe``):
-one round trip where there were three.
+one round trip where there were three. It is read before the unit's transaction begins
+(``direct``'s ``begin=False``: under READ COMMITTED a statement sees what was committed when it
+began, in a transaction or not), so that a unit whose only write is its last statement needs no
+transaction at all (``fhir.storing.apply``).
 """
 
 from __future__ import annotations
@@ -63,7 +66,7 @@ def open_write(
     the select list of ``also`` (a one-row statement of scalar columns; its parameters in
     ``params``): what else the unit will need first, such as the consent decision on the person
     it writes for (``consent.visibility.write_probe``)."""
-    row = direct.first(conn, _opening(also), {"opening_client": client_id, **(params or {})})
+    row = direct.first(conn, _opening(also), {"opening_client": client_id, **(params or {})}, begin=False)
     if row is None:
         return WriteOpening(False, None)
     return WriteOpening(row.revoked is False, row.stamp, tuple(row[2:]))

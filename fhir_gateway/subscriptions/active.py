@@ -43,6 +43,16 @@ def _database(engine: Engine) -> str:
     return key
 
 
+def known_active(conn: Connection, stamp: str | None) -> ActiveByType | None:
+    """The active subscriptions as of ``stamp`` when this process already read them for it
+    (no statement), else None."""
+    if stamp is None:
+        return None
+    with _lock:
+        kept = _kept.get(_database(conn.engine))
+    return kept[1] if kept is not None and kept[0] == stamp else None
+
+
 def active_subscriptions(conn: Connection, stamp: str | None) -> tuple[str | None, ActiveByType]:
     """The stamp and the active subscriptions per resource type: as of ``stamp`` (the unit's)
     when this process already read them for it; else as ``conn`` sees them now, with the

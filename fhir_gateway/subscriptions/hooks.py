@@ -31,7 +31,7 @@ from fhir_gateway.search.parser import parse_search
 from fhir_gateway.storage import client_repository, subscription_repository
 from fhir_gateway.storage.search_repository import find_ids
 from fhir_gateway.storage.subscription_repository import SubscriptionOwner, SubscriptionRow
-from fhir_gateway.subscriptions.active import active_subscriptions
+from fhir_gateway.subscriptions.active import active_subscriptions, known_active
 from fhir_gateway.subscriptions.endpoint_safety import check_endpoint_url
 from fhir_gateway.subscriptions.model import SubscriptionSpec, parse_subscription
 
@@ -66,6 +66,13 @@ def prepare(ctx: Ctx, res_id: str, body: dict[str, Any]) -> None:
         return
     body["status"] = "requested"
     body.pop("error", None)
+
+
+def notifies_nothing(ctx: Ctx, res_type: str) -> bool:
+    """Whether ``after_store`` of a ``res_type`` resource (not a Subscription) is known, without
+    a statement, to queue nothing: no active subscription of that type as of the unit's stamp."""
+    known = known_active(ctx.conn, ctx.subscriptions_stamp)
+    return res_type != SUBSCRIPTION and known is not None and not known.get(res_type)
 
 
 @dataclass(frozen=True, slots=True)
