@@ -154,6 +154,12 @@ def unit_ended(conn: Connection) -> None:
         conn.info.pop(_ENDED, None)
 
 
+def refuse_after_last(conn: Connection) -> None:
+    """RuntimeError when ``conn``'s unit already ran its last statement (``value_of_last``)."""
+    if conn.info.get(_ENDED):
+        raise RuntimeError("a statement after the unit's last one, which committed on its own")
+
+
 def _on_asyncpg(
     conn: Connection, driver: asyncpg.Connection, sql: str, call: Any, *, begin: bool = True
 ) -> Any:
@@ -163,9 +169,11 @@ def _on_asyncpg(
     begins it before its own first statement, unless ``begin`` is False (module doc).
     Database errors are raised as SQLAlchemy's."""
     adapted: Any = conn.connection.dbapi_connection
-    if conn.info.get(_ENDED):
+    try:
+        refuse_after_last(conn)
+    except RuntimeError:
         call.close()
-        raise RuntimeError("a statement after the unit's last one, which committed on its own")
+        raise
     try:
         if begin and adapted._transaction is None and not adapted.autocommit:
             await_only(adapted._start_transaction())

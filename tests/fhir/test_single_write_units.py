@@ -66,6 +66,8 @@ def test_the_last_statement_commits_on_its_own_and_nothing_may_follow_it(databas
         seen["alone"] = direct.commits_alone(conn)
         _store_last(conn, "alone")
         seen["visible_before_the_unit_ends"] = _stored(database, "alone")
+        with pytest.raises(RuntimeError, match="after the unit's last"):  # through SQLAlchemy too
+            conn.execute(select(func.count()).select_from(resource))
         direct.first(conn, select(func.count()).select_from(resource))
 
     with pytest.raises(RuntimeError, match="after the unit's last"):
