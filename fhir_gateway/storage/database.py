@@ -287,7 +287,8 @@ class _AsyncEngines:
         )
         for kept in (self.write, self.read):
             _lost_connections_invalidated(kept.engine)
-            event.listen(kept.engine.sync_engine, "before_cursor_execute", _refused_after_last)
+            # SQLAlchemy's own statements are refused after a unit's last one, as ``direct``'s are
+            event.listen(kept.engine.sync_engine, "before_cursor_execute", direct.refuse_after_last)
 
     async def dispose(self, *, loop_ended: bool = False) -> None:
         """Close both pools' connections (``loop_ended``: they belong to a loop that has ended)."""
@@ -296,12 +297,6 @@ class _AsyncEngines:
             await kept.engine.dispose()
         if loop_ended and self.closer is not None:
             await self.closer.aclose()  # from this loop: the ended loop can no longer run it
-
-
-def _refused_after_last(conn: Connection, *_: Any) -> None:
-    """SQLAlchemy's own statements are refused after a unit's last one, as ``storage.direct``'s are
-    (``direct.value_of_last``: it committed on its own; another would begin a transaction of its own)."""
-    direct.refuse_after_last(conn)
 
 
 def _lost_connections_invalidated(engine: AsyncEngine) -> None:
@@ -460,7 +455,7 @@ class Database:
             reusable = True  # rolled back by ``_in_transaction``; the connection is sound
             raise
         finally:
-            if async_conn.sync_connection is not None:
+            if write and async_conn.sync_connection is not None:  # only a write unit ends early
                 direct.unit_ended(async_conn.sync_connection)
             await kept.give_back(async_conn, reusable)
 

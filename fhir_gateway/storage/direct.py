@@ -154,8 +154,10 @@ def unit_ended(conn: Connection) -> None:
         conn.info.pop(_ENDED, None)
 
 
-def refuse_after_last(conn: Connection) -> None:
-    """RuntimeError when ``conn``'s unit already ran its last statement (``value_of_last``)."""
+def refuse_after_last(conn: Connection, *_: object) -> None:
+    """RuntimeError when ``conn``'s unit already ran its last statement (``value_of_last``: it
+    committed on its own; another would begin a transaction of its own). Also SQLAlchemy's
+    ``before_cursor_execute`` listener on the asyncio engines (``Database``)."""
     if conn.info.get(_ENDED):
         raise RuntimeError("a statement after the unit's last one, which committed on its own")
 

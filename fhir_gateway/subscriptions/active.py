@@ -57,14 +57,11 @@ def active_subscriptions(conn: Connection, stamp: str | None) -> tuple[str | Non
     """The stamp and the active subscriptions per resource type: as of ``stamp`` (the unit's)
     when this process already read them for it; else as ``conn`` sees them now, with the
     stamp they were read with (which the unit then keeps)."""
-    database = _database(conn.engine)
-    if stamp is not None:
-        with _lock:
-            kept = _kept.get(database)
-        if kept is not None and kept[0] == stamp:
-            return kept
+    known = known_active(conn, stamp)
+    if known is not None:
+        return stamp, known
     current, by_type = subscription_repository.active_by_type(conn)
     if current is not None:
         with _lock:
-            _kept[database] = (current, by_type)
+            _kept[_database(conn.engine)] = (current, by_type)
     return current, by_type
