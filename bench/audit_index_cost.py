@@ -10,7 +10,10 @@ event's own row. This script measures, in a scratch database with the gateway's 
 - ``gin``: the ``resource`` row and one ``audit_index`` row (terms, ``recorded``, the references
   as a text array under a GIN index whose pending list is merged before the clock stops);
 - ``narrow``: the ``resource`` row, one row of terms and ``recorded``, and one two-column row per
-  reference (``param|Type/id``, event id: a single B-tree).
+  reference (``param|Type/id``, event id: a single B-tree);
+- ``moved``: what migration 0013 built (``storage.audit_refs``): the ``resource`` row and one
+  ``audit_terms`` row with the reference keys as text under a GIN index of ``string_to_array`` and
+  ``recorded_low``, ``recorded_high`` under two B-tree indexes.
 
 Each is written in batches of ``--batch`` events by ``COPY``, as the audit writer process does,
 after ``--preload`` events so that the indexes are not empty; the figure is the backend's CPU
@@ -59,6 +62,11 @@ create table audit_recorded (res_id varchar(64) primary key, recorded timestamp 
   terms text not null);
 create index on audit_recorded (recorded);
 create table audit_ref (ref varchar(140) not null, res_id varchar(64) not null, primary key (ref, res_id));
+create table audit_terms_moved (res_id varchar(64) primary key, terms text not null, refs text,
+  recorded_low timestamp, recorded_high timestamp);
+create index audit_terms_moved_refs on audit_terms_moved using gin (string_to_array(refs, E'\\x1f'));
+create index on audit_terms_moved (recorded_low);
+create index on audit_terms_moved (recorded_high);
 """
 # an event of the gateway's shape: a partner's read (1.7 KB of JSON, 37 terms)
 CONTENT = json.dumps({"resourceType": "AuditEvent", "padding": "x" * 1650})
@@ -120,11 +128,22 @@ def write_narrow(cur: Any, batch: list[Event]) -> None:
                 copy.write_row((f"{param}|{target_type}/{target_id}", res_id))
 
 
+def write_moved(cur: Any, batch: list[Event]) -> None:
+    _resources(cur, batch)
+    with cur.copy("copy audit_terms_moved from stdin") as copy:
+        for res_id, _, moment, refs in batch:
+            copy.write_row((res_id, TERMS, "\x1f".join(f"{p}|{t}/{i}" for p, t, i in refs), moment, moment))
+
+
 LAYOUTS: dict[str, Callable[[Any, list[Event]], None]] = {
     "generic": write_generic,
     "gin": write_gin,
     "narrow": write_narrow,
+    "moved": write_moved,
 }
+
+
+_GIN = {"gin": "audit_index_refs", "moved": "audit_terms_moved_refs"}
 
 
 def backend_cpu(conn: psycopg.Connection[Any]) -> float:
@@ -165,8 +184,8 @@ def main() -> None:
                     for batch in batches:
                         with conn.transaction():
                             write(conn.cursor(), batch)
-                    if name == "gin":  # the pending entries' merge is part of the cost
-                        conn.execute("select gin_clean_pending_list('audit_index_refs')")
+                    if name in _GIN:  # the pending entries' merge is part of the cost
+                        conn.execute(f"select gin_clean_pending_list('{_GIN[name]}')")
                     spent = backend_cpu(conn) - before
                     figures[name].append(round(1e6 * spent / (args.batches * args.batch), 1))
             print(json.dumps({"postgres_cpu_us_per_event": figures, "batch": args.batch}))

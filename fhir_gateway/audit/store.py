@@ -56,7 +56,7 @@ def prepare_audit_events(events: Sequence[AuditItem]) -> PreparedAudit:
     instant = fhir_instant(moment)
     writes: list[VersionWrite] = []
     indexes: list[IndexWrite] = []
-    terms: list[tuple[str, str]] = []
+    terms: list[tuple[str, str, None, None, None]] = []  # refs and date: ``storage.audit_refs``
     for item in events:
         event = event_of(item)  # an access's record: the event it describes
         res_id = str(event.get("id") or new_id())
@@ -73,11 +73,11 @@ def prepare_audit_events(events: Sequence[AuditItem]) -> PreparedAudit:
         if rows is None:  # a shape it does not know: the generic extraction, all in the index
             rows = extract_index_rows(body)
         elif known is not None:
-            terms.append((res_id, known))
+            terms.append((res_id, known, None, None, None))
         elif "token" in rows:
             with contextlib.suppress(Unfit):  # Unfit: the tokens stay in the index
                 found = terms_of(rows["token"])
-                terms.append((res_id, found))
+                terms.append((res_id, found, None, None, None))
                 rows = {name: found_rows for name, found_rows in rows.items() if name != "token"}
                 if kind is not None:
                     _kind_terms.put(kind, found)

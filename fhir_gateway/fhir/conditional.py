@@ -18,6 +18,7 @@ from fhir_gateway.search.parser import parse_search
 from fhir_gateway.search.registry import param as param_of
 from fhir_gateway.search.shape import compartment_ids
 from fhir_gateway.storage import repository
+from fhir_gateway.storage.audit_refs import AUDIT_EVENT
 from fhir_gateway.storage.repository import StoredRow
 from fhir_gateway.storage.search_repository import find_by_tokens, find_ids, find_with_references
 
@@ -96,7 +97,10 @@ _GROUP_SIZE = 500  # reference targets asked in one query
 
 def reference_group(res_type: str, query: str) -> tuple[Group, Value] | None:
     """``query``'s group and its value when it is ``param=Type/id`` on a reference parameter
-    (plain, one value) plus any criteria without chains; None otherwise."""
+    (plain, one value) plus any criteria without chains; None otherwise (and for AuditEvents,
+    whose references are not index rows on PostgreSQL: ``storage.audit_refs``)."""
+    if res_type == AUDIT_EVENT:
+        return None
     try:
         request = _request(res_type, query)
     except FhirError:

@@ -22,6 +22,7 @@ from sqlalchemy import (
     bindparam,
     exists,
     false,
+    func,
     literal,
     literal_column,
     not_,
@@ -30,6 +31,7 @@ from sqlalchemy import (
     true,
 )
 
+from fhir_gateway.search import audit_refs
 from fhir_gateway.search.audit_terms import code_term, has_term, text_match
 from fhir_gateway.search.registry import ROW_PARAMS, params_for
 from fhir_gateway.search.shape import NULL, Shape, Slot, WhereShape
@@ -201,9 +203,20 @@ def criterion_clause(
 ) -> ColumnElement[bool]:
     """SQL condition on resource alias ``row`` for one criterion (``depth``: nesting level;
     ``per_row``: tested on each row, ``_exists``)."""
-    form, (kind, code) = shape[0], shape[1]
+    kind, code = shape[1]
     if code in ROW_PARAMS:
         return _row_criterion(row, code, shape)
+    generic = _index_criterion(row, res_type, shape, visible, depth, per_row)
+    if audit_refs.moved(res_type, kind, code):  # PostgreSQL: in the event's ``audit_terms`` row
+        return audit_refs.on_postgresql(_audit_criterion(row, shape, visible, depth, per_row), generic)
+    return generic
+
+
+def _index_criterion(
+    row: Any, res_type: str, shape: Shape, visible: Visible, depth: int, per_row: bool
+) -> ColumnElement[bool]:
+    """``criterion_clause`` on the generic index tables."""
+    form, (kind, code) = shape[0], shape[1]
     i = shared_alias(INDEX_TABLES[kind], depth)
     owner = and_(i.c.res_type == res_type, i.c.res_id == row.c.res_id, i.c.param == code)
     if form == "chain":
@@ -238,6 +251,55 @@ def criterion_clause(
 
 
 AUDIT_EVENT = "AuditEvent"
+
+
+def _after(key: Any, prefix: str) -> Any:
+    """What follows ``prefix`` in ``key``."""
+    return func.substr(key, len(prefix) + 1)
+
+
+def _audit_criterion(
+    row: Any, shape: Shape, visible: Visible, depth: int, per_row: bool
+) -> ColumnElement[bool]:
+    """``criterion_clause`` for an AuditEvent reference parameter or its ``date``, read from the
+    event's ``audit_terms`` row on PostgreSQL (``search.audit_refs``): no row, no value."""
+    form, (kind, code) = shape[0], shape[1]
+    a = shared_alias(audit_terms, depth)
+    owned = a.c.res_id == row.c.res_id
+    if form == "chain":
+        _, _, target_type, inner_shape = shape
+        t = shared_alias(resource, depth)
+        keys = audit_refs.keys_of(a, depth)
+        prefix = f"{code}|{target_type}/"
+        inner = criterion_clause(t, target_type, inner_shape, visible, depth + 1)
+        return _exists(
+            select(1)
+            .select_from(a)
+            .join(keys, true())
+            .join(t, and_(t.c.res_type == target_type, t.c.res_id == _after(keys.c.value, prefix)))
+            .where(
+                owned,
+                keys.c.value.startswith(prefix, autoescape=True),
+                t.c.deleted == false(),
+                visible(t, target_type),
+                inner,
+            ),
+            per_row,
+        )
+    if form == "missing":
+        if kind == "date":
+            held = or_(a.c.recorded_low.is_not(None), a.c.recorded_high.is_not(None))
+        else:
+            held = audit_refs.has_param(a.c.refs, code)
+        found = _exists(select(1).select_from(a).where(owned, held), per_row)
+        return not_(found) if shape[2] else found
+    _, _, negated, value_shapes = shape
+    if kind == "date":
+        values = or_(*(_date_range(a.c.recorded_low, a.c.recorded_high, v) for v in value_shapes))
+    else:
+        values = or_(*(audit_refs.reference_value(a.c.refs, code, v, bound) for v in value_shapes))
+    found = _exists(select(1).select_from(a).where(owned, values), per_row)
+    return not_(found) if negated else found
 
 
 def _terms(depth: int) -> Any:
@@ -279,7 +341,7 @@ def has_clause(
         if nested is not None
         else true()
     )
-    return exists(
+    generic = exists(
         select(1)
         .select_from(s)
         .join(i, and_(i.c.res_type == s.c.res_type, i.c.res_id == s.c.res_id))
@@ -293,6 +355,23 @@ def has_clause(
             inner,
         )
     )
+    if source_type != AUDIT_EVENT:
+        return generic
+    a = shared_alias(audit_terms, depth)  # PostgreSQL: the events' keys (``search.audit_refs``)
+    key = literal(f"{reference_param}|{res_type}/") + row.c.res_id
+    moved = exists(
+        select(1)
+        .select_from(s)
+        .join(a, a.c.res_id == s.c.res_id)
+        .where(
+            s.c.res_type == source_type,
+            s.c.deleted == false(),
+            audit_refs.overlaps(a.c.refs, [key]),
+            visible(s, source_type),
+            inner,
+        )
+    )
+    return audit_refs.on_postgresql(moved, generic)
 
 
 # token parameters naming business identifiers: one value is held by a handful of resources
@@ -332,10 +411,16 @@ def driving_clause(row: Any, res_type: str, shape: Shape) -> ColumnElement[bool]
         return None
     i = _DRIVERS[kind]
     values = or_(*(_value_condition(i, kind, v) for v in value_shapes))
-    return row.c.res_id.in_(select(i.c.res_id).where(i.c.res_type == res_type, i.c.param == code, values))  # type: ignore[no-any-return]
+    generic = row.c.res_id.in_(select(i.c.res_id).where(i.c.res_type == res_type, i.c.param == code, values))
+    if not audit_refs.moved(res_type, kind, code):
+        return generic  # type: ignore[no-any-return]
+    a = _AUDIT_DRIVER  # PostgreSQL: the events' keys (``search.audit_refs``)
+    keys = or_(*(audit_refs.reference_value(a.c.refs, code, v, bound) for v in value_shapes))
+    return audit_refs.on_postgresql(row.c.res_id.in_(select(a.c.res_id).where(keys)), generic)
 
 
 _DRIVERS = {kind: table.alias(f"{table.name}_driver") for kind, table in INDEX_TABLES.items()}
+_AUDIT_DRIVER = audit_terms.alias("audit_terms_driver")
 
 
 def where_clauses(

@@ -42,6 +42,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
 from fhir_gateway.storage import direct
+from fhir_gateway.storage.audit_refs import with_audit_refs
 
 
 def _pg_type(column: Column[Any]) -> str:
@@ -171,7 +172,11 @@ def insert_many(
     batches: serialising the rows is then one orjson call, where psycopg's typed arrays are
     Python code per value, run on the event loop's thread).
     ``skip_clashes``: per table, the unique columns whose clashing rows are skipped
-    (``ON CONFLICT DO NOTHING``). Returns the number of rows the last part inserted."""
+    (``ON CONFLICT DO NOTHING``). Returns the number of rows the last part inserted. On
+    PostgreSQL, AuditEvents' reference and date rows go to their ``audit_terms`` row
+    (``storage.audit_refs``)."""
+    if conn.dialect.name == "postgresql":
+        parts = with_audit_refs(parts)
     parts = [(table, rows) for table, rows in parts if rows]
     if not parts:
         return 0
@@ -207,7 +212,7 @@ def insert_as_last(conn: Connection, owners: Part, parts: Sequence[Part], key: t
     owner leaves no row of ``parts`` behind, as a rolled back transaction would. PostgreSQL on
     asyncpg only; the number of owners inserted."""
     table, rows = owners
-    present = [(t, r) for t, r in parts if r]
+    present = [(t, r) for t, r in with_audit_refs(parts) if r]
     sql = numbered_placeholders(_inserts_owned_by(table, key, tuple(t for t, _ in present)))
     args = (_json_rows(rows), *(_json_rows(r) for _, r in present))
     return int(direct.value_of_last(conn, sql, args))

@@ -12,9 +12,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Connection, and_, case, false, func, or_, select
+from sqlalchemy import ColumnElement, Connection, and_, case, false, func, or_, select, true
 
-from fhir_gateway.storage.tables import idx_reference, resource
+from fhir_gateway.search import audit_refs
+from fhir_gateway.storage.audit_refs import AUDIT_EVENT
+from fhir_gateway.storage.tables import audit_terms, idx_reference, resource, shared_alias
 
 Row3 = tuple[str, str, str]
 
@@ -74,13 +76,39 @@ def referenced(
     by_type: dict[str, list[str]] = {}
     for res_type, res_id in sources:
         by_type.setdefault(res_type, []).append(res_id)
-    owners = or_(*(and_(i.c.res_type == t, i.c.res_id.in_(ids)) for t, ids in by_type.items()))
+    found: list[Row3] = []
+    events = by_type.pop(AUDIT_EVENT, None) if conn.dialect.name == "postgresql" else None
+    if events:  # their references are keys of their ``audit_terms`` row (``storage.audit_refs``)
+        found += _referenced_by_events(conn, events, target_types, visible, limit)
+    if by_type:
+        owners = or_(*(and_(i.c.res_type == t, i.c.res_id.in_(ids)) for t, ids in by_type.items()))
+        query = (
+            select(r.c.res_type, r.c.res_id, r.c.content)
+            .distinct()
+            .select_from(i)
+            .join(r, and_(r.c.res_type == i.c.target_type, r.c.res_id == i.c.target_id))
+            .where(owners, i.c.target_type.in_(list(target_types)), r.c.deleted == false(), visible)
+            .order_by(r.c.res_type, r.c.res_id)
+            .limit(limit)
+        )
+        found += [(row.res_type, row.res_id, row.content) for row in conn.execute(query)]
+    return sorted(set(found))[:limit]
+
+
+def _referenced_by_events(
+    conn: Connection, events: Sequence[str], types: Sequence[str], visible: ColumnElement[bool], limit: int
+) -> list[Row3]:
+    """``referenced`` from AuditEvents on PostgreSQL: the resources their keys name."""
+    r, a = resource, shared_alias(audit_terms, 0)
+    keys = audit_refs.keys_of(a, 0)
+    named = func.substr(keys.c.value, func.strpos(keys.c.value, "|") + 1)  # after ``param|``
     query = (
         select(r.c.res_type, r.c.res_id, r.c.content)
         .distinct()
-        .select_from(i)
-        .join(r, and_(r.c.res_type == i.c.target_type, r.c.res_id == i.c.target_id))
-        .where(owners, i.c.target_type.in_(list(target_types)), r.c.deleted == false(), visible)
+        .select_from(a)
+        .join(keys, true())
+        .join(r, audit_refs.names(r, named))
+        .where(a.c.res_id.in_(list(events)), r.c.res_type.in_(list(types)), r.c.deleted == false(), visible)
         .order_by(r.c.res_type, r.c.res_id)
         .limit(limit)
     )

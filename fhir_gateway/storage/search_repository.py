@@ -25,28 +25,33 @@ from sqlalchemy import (
     Integer,
     Select,
     String,
+    Text,
     and_,
     any_,
     bindparam,
     false,
     func,
     select,
+    true,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from fhir_gateway.kit.lru import Lru
+from fhir_gateway.search import audit_refs
 from fhir_gateway.search.audit_terms import min_code
 from fhir_gateway.search.compiler import AUDIT_EVENT, Viewer, Visible, where_clauses
 from fhir_gateway.search.model import Include, SearchRequest
 from fhir_gateway.search.registry import param
 from fhir_gateway.search.shape import Literals, WhereShape, where_shape
 from fhir_gateway.storage import direct
+from fhir_gateway.storage.audit_refs import key_text
 from fhir_gateway.storage.repository import CURRENT_COLUMNS, StoredRow, stored_row
 from fhir_gateway.storage.tables import (
     INDEX_TABLES,
     audit_terms,
     idx_reference,
     idx_token,
+    refs_array,
     resource,
     shared_alias,
 )
@@ -99,6 +104,14 @@ def _sort_key(res_type: str, code: str, desc: bool) -> Any:
         .where(i.c.res_type == r.c.res_type, i.c.res_id == r.c.res_id, i.c.param == code)
         .scalar_subquery()
     )
+    if audit_refs.moved(res_type, p.type, code):  # PostgreSQL: in the event's ``audit_terms`` row
+        a = shared_alias(audit_terms, 0)
+        if p.type == "date":
+            value = a.c.recorded_high if desc else a.c.recorded_low
+        else:
+            value = audit_refs.target_id(a.c.refs, code, greatest=desc)
+        moved = select(value).where(a.c.res_id == r.c.res_id).scalar_subquery()
+        return audit_refs.on_postgresql(moved, indexed)
     if res_type != AUDIT_EVENT or p.type != "token":
         return indexed
     a = shared_alias(audit_terms, 0)  # the gateway's own events: their codes are terms
@@ -224,11 +237,40 @@ def _include_statement(inc: Include, frontier_type: str, viewer: Viewer) -> Sele
     )
 
 
+def _audit_include_statement(inc: Include, viewer: Viewer) -> Select[Any]:
+    """``_include_statement`` from AuditEvents on PostgreSQL: their reference keys are in their
+    ``audit_terms`` row (``storage.audit_refs``); ``_IDS`` are then the keys sought when reverse."""
+    r, a = resource, shared_alias(audit_terms, 0)
+    columns = (r.c.res_type, r.c.res_id, r.c.content)
+    if inc.reverse:
+        query = select(*columns).select_from(r).join(a, a.c.res_id == r.c.res_id)
+        sought = bindparam(_IDS, type_=ARRAY(Text))
+        where = [r.c.res_type == AUDIT_EVENT, refs_array(a.c.refs).op("&&")(sought)]
+        vis = viewer.visible(r, AUDIT_EVENT)
+    else:
+        keys = audit_refs.keys_of(a, 0)
+        named = func.substr(keys.c.value, len(inc.param) + 2)  # after ``param|``: ``Type/id``
+        query = select(*columns).select_from(a).join(keys, true()).join(r, audit_refs.names(r, named))
+        prefix = f"{inc.param}|{inc.target_type}/" if inc.target_type else f"{inc.param}|"
+        ids = a.c.res_id.in_(bindparam(_IDS, expanding=True))
+        where = [ids, keys.c.value.startswith(prefix, autoescape=True)]
+        vis = viewer.visible(r, inc.target_type)
+    return (
+        query.distinct().where(*where, r.c.deleted == false(), vis).limit(bindparam(_LIMIT, type_=Integer()))
+    )
+
+
 def _include_rows(
     conn: Connection, inc: Include, frontier_type: str, ids: list[str], viewer: Viewer, limit: int
 ) -> list[tuple[str, str, str]]:
-    key = (inc, frontier_type, viewer.visible_key())
-    query = _include_statements.get_or_build(key, lambda: _include_statement(inc, frontier_type, viewer))
+    moved = inc.source_type == AUDIT_EVENT and conn.dialect.name == "postgresql"
+    key = (inc, frontier_type, viewer.visible_key(), moved)
+    if moved:
+        query = _include_statements.get_or_build(key, lambda: _audit_include_statement(inc, viewer))
+        if inc.reverse:  # the keys naming the frontier's resources (``storage.audit_refs``)
+            ids = [key_text(f"{inc.param}|{frontier_type}/{res_id}") for res_id in ids]
+    else:
+        query = _include_statements.get_or_build(key, lambda: _include_statement(inc, frontier_type, viewer))
     params = {_IDS: ids, _LIMIT: limit}
     return [(row.res_type, row.res_id, row.content) for row in direct.rows(conn, query, params)]
 

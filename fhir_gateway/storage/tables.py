@@ -24,6 +24,8 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    func,
+    literal_column,
 )
 
 metadata = MetaData(
@@ -143,7 +145,28 @@ audit_terms = Table(
     metadata,
     Column("res_id", String(ID_LEN), primary_key=True),
     Column("terms", Text, nullable=False),
+    # PostgreSQL: the event's reference and ``date`` parameters, not in ``idx_reference`` and
+    # ``idx_date`` (``storage.audit_refs``, migration 0013); NULL on SQLite
+    Column("refs", Text, nullable=True),
+    Column("recorded_low", DateTime, nullable=True),
+    Column("recorded_high", DateTime, nullable=True),
 )
+
+
+def refs_array(refs: Any) -> Any:
+    """The keys of an ``audit_terms.refs`` column as a text array (PostgreSQL): the expression of
+    its GIN index, which a query must repeat to use it (``storage.audit_refs.SEP``)."""
+    return func.string_to_array(refs, literal_column("E'\\x1f'"))
+
+
+# on PostgreSQL only: SQLite's AuditEvents keep generic index rows (``storage.audit_refs``)
+POSTGRESQL_ONLY_INDEXES = (
+    Index("ix_audit_terms_refs", refs_array(audit_terms.c.refs), postgresql_using="gin"),
+    Index("ix_audit_terms_recorded_low", audit_terms.c.recorded_low),
+    Index("ix_audit_terms_recorded_high", audit_terms.c.recorded_high),
+)
+for _index in POSTGRESQL_ONLY_INDEXES:
+    _index.ddl_if(dialect="postgresql")
 
 INDEX_TABLES: dict[str, Table] = {
     "token": idx_token,

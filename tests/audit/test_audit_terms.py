@@ -62,7 +62,8 @@ def stored_twice(database: Database, monkeypatch: pytest.MonkeyPatch) -> list[di
         with database.transaction(write=True) as conn:
             store_audit_events(conn, [{**e, "id": f"g-{k}"} for k, e in enumerate(events)])
     with database.transaction() as conn:
-        assert conn.execute(select(func.count()).select_from(audit_terms)).scalar_one() == len(events)
+        with_terms = select(func.count()).where(audit_terms.c.terms != "[]")  # on PostgreSQL every event
+        assert conn.execute(with_terms).scalar_one() == len(events)  # has a row (``storage.audit_refs``)
         narrow = select(func.count()).where(idx_token.c.res_id.like("n-%"))
         assert conn.execute(narrow).scalar_one() == 0  # none of their tokens in the index
     return events
