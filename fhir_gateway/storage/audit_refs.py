@@ -22,6 +22,7 @@ place (migration 0013 moved the rows already stored). SQLite keeps the generic r
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 from typing import Any
 
 from fhir_gateway.storage.tables import audit_terms, idx_date, idx_reference
@@ -39,9 +40,13 @@ def key_text(value: str) -> str:
     return value.replace(SEP, "")
 
 
-def reference_keys(param: str, target_type: str | None, target_id: str | None, url: str | None) -> list[str]:
-    """The keys of one reference index row (``search.indexing`` ``reference`` row)."""
-    keys = []
+@lru_cache(maxsize=4096)
+def reference_keys(
+    param: str, target_type: str | None, target_id: str | None, url: str | None
+) -> tuple[str, ...]:
+    """The keys of one reference index row (``search.indexing`` ``reference`` row); the events of
+    a batch name the same people, organisations and clients again and again."""
+    keys: list[str] = []
     if target_id is None:
         if target_type is None:
             keys.append(f"{param}|{NO_ID}")
@@ -49,7 +54,7 @@ def reference_keys(param: str, target_type: str | None, target_id: str | None, u
         keys.append(key_text(f"{param}|{target_type}/{target_id}"))
     if url is not None:
         keys.append(key_text(f"{param}|{url}"))
-    return keys
+    return tuple(keys)
 
 
 def with_audit_refs(parts: Sequence[Part]) -> Sequence[Part]:

@@ -375,3 +375,33 @@ def test_migration_0013_moves_the_stored_events_rows_and_back(tmp_path: Path) ->
     assert references == {*generic["reference"], task_reference}
     assert dates == set(generic["date"])
     assert left == 0  # the rows made without terms are gone with the columns
+
+
+def test_an_audit_event_a_client_stores_is_found_by_its_references(
+    fhir: TestClient, world: dict[str, str]
+) -> None:
+    """A trusted client's AuditEvent (REST create, alone and in a transaction) is searchable by its
+    references and date as the audit store's are."""
+    p2 = f"Patient/{world['p2']}"
+    alone = _event(10, "2026-05-01T09:00:00Z", [{**_who("Device/dui-1"), "name": "DUI"}], [p2])
+    del alone["id"]
+    created = fhir.post("/fhir/AuditEvent", json=alone)
+    assert created.status_code == 201, created.text
+    bundled = {**alone, "agent": [{**_who("Device/dui-2"), "name": "DUI 2"}]}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [{"resource": bundled, "request": {"method": "POST", "url": "AuditEvent"}}],
+    }
+    response = fhir.post("/fhir", json=bundle)
+    assert response.status_code == 200, response.text
+
+    def ids(query: str) -> set[str]:
+        response = fhir.get(f"/fhir/AuditEvent?{query}")
+        assert response.status_code == 200, response.text
+        return {e["resource"]["id"] for e in response.json().get("entry", [])}
+
+    stored = {created.json()["id"], response.json()["entry"][0]["response"]["location"].split("/")[1]}
+    assert ids(f"entity={p2}&date=2026-05-01") == stored
+    assert ids("agent=Device/dui-1") == {created.json()["id"]}
+    assert ids(f"patient={p2}&agent=Device/dui-2&date=ge2026-05") == stored - {created.json()["id"]}
