@@ -35,6 +35,7 @@ from fhir_gateway.search import audit_refs
 from fhir_gateway.search.audit_terms import code_term, has_term, text_match
 from fhir_gateway.search.registry import ROW_PARAMS, params_for
 from fhir_gateway.search.shape import NULL, Shape, Slot, WhereShape
+from fhir_gateway.storage.audit_refs import AUDIT_EVENT
 from fhir_gateway.storage.tables import INDEX_TABLES, audit_terms, idx_reference, resource, shared_alias
 
 Visible = Callable[[Any, str | None], ColumnElement[bool]]
@@ -248,9 +249,6 @@ def _index_criterion(
     if terms:
         found = or_(found, _in_audit_terms(row, depth, [_term_test(depth, code, v) for v in value_shapes]))
     return not_(found) if negated else found
-
-
-AUDIT_EVENT = "AuditEvent"
 
 
 def _after(key: Any, prefix: str) -> Any:

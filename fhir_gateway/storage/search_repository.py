@@ -39,12 +39,12 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from fhir_gateway.kit.lru import Lru
 from fhir_gateway.search import audit_refs
 from fhir_gateway.search.audit_terms import min_code
-from fhir_gateway.search.compiler import AUDIT_EVENT, Viewer, Visible, where_clauses
+from fhir_gateway.search.compiler import Viewer, Visible, where_clauses
 from fhir_gateway.search.model import Include, SearchRequest
 from fhir_gateway.search.registry import param
 from fhir_gateway.search.shape import Literals, WhereShape, where_shape
 from fhir_gateway.storage import direct
-from fhir_gateway.storage.audit_refs import key_text
+from fhir_gateway.storage.audit_refs import AUDIT_EVENT, key_text
 from fhir_gateway.storage.repository import CURRENT_COLUMNS, StoredRow, stored_row
 from fhir_gateway.storage.tables import (
     INDEX_TABLES,

@@ -42,7 +42,7 @@ def upgrade() -> None:
 def _move_stored_events() -> None:
     """The reference and date rows of every stored AuditEvent into its ``audit_terms`` row, as
     ``storage.audit_refs.with_audit_refs`` puts a new event's."""
-    from fhir_gateway.storage.audit_refs import AUDIT_EVENT, with_audit_refs
+    from fhir_gateway.storage.audit_refs import with_audit_refs
     from fhir_gateway.storage.tables import audit_terms, idx_date, idx_reference
 
     conn = op.get_bind()
@@ -60,22 +60,23 @@ def _move_stored_events() -> None:
         if not ids:
             return
         after = ids[-1]
-        parts = []
-        for table in (audit_terms, idx_reference, idx_date):
-            owner: sa.ColumnElement[bool] = table.c.res_id.in_(ids)
-            if table is not audit_terms:
-                owner = sa.and_(table.c.res_type == AUDIT_EVENT, owner)
-            parts.append((table, [tuple(row) for row in conn.execute(sa.select(table).where(owner))]))
+        tables = (audit_terms, idx_reference, idx_date)
+        parts = [
+            (t, [tuple(row) for row in conn.execute(sa.select(t).where(_of_events(t, ids)))]) for t in tables
+        ]
         moved = with_audit_refs(parts)
-        for table in (audit_terms, idx_reference, idx_date):
-            mine: sa.ColumnElement[bool] = table.c.res_id.in_(ids)
-            if table is not audit_terms:
-                mine = sa.and_(table.c.res_type == AUDIT_EVENT, mine)
-            conn.execute(sa.delete(table).where(mine))
+        for table in tables:
+            conn.execute(sa.delete(table).where(_of_events(table, ids)))
         for table, rows in moved:
             if rows:
                 names = [c.name for c in table.columns]
                 conn.execute(sa.insert(table), [dict(zip(names, row, strict=True)) for row in rows])
+
+
+def _of_events(table: sa.Table, ids: list[str]) -> sa.ColumnElement[bool]:
+    """The rows of ``table`` that belong to the AuditEvents ``ids``."""
+    owned: sa.ColumnElement[bool] = table.c.res_id.in_(ids)
+    return owned if "res_type" not in table.c else sa.and_(table.c.res_type == "AuditEvent", owned)
 
 
 def downgrade() -> None:
