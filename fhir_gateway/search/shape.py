@@ -272,3 +272,35 @@ def where_shape(request: SearchRequest, lit: Literals) -> WhereShape:
     lists = [lit.values[slot.index] for slot in compartments]
     person = lit.slot(lists[0][0]) if len(lists) == 1 and len(lists[0]) == 1 else None
     return WhereShape(t, ids, tuple(criteria), tuple(compartments), has, person, per_row)
+
+
+# value shapes whose selectivity depends on the value itself (a date range, a number
+# comparison, a string prefix or ``:contains``, a token's ``:text``), not only on the parameter
+_VALUE_SENSITIVE = frozenset({"date", "number", "like", "text"})
+
+
+def plans_with_values(shape: WhereShape) -> bool:
+    """Whether a search of ``shape`` should be planned with its values each time rather than run
+    on a generic plan (``storage.database.planned_with_values``): it is driven by no id and no
+    person (whose few rows any plan starts from), and one of its criteria is a range or a pattern,
+    for which the best plan depends on how many rows the value matches (a ``_lastUpdated`` of
+    the last minute: the type's ``last_updated`` index; of last year: the id order)."""
+    if shape.ids or shape.compartments or shape.person is not None:
+        return False
+    return any(_value_sensitive(c) for c in shape.criteria) or any(_has_value_sensitive(h) for h in shape.has)
+
+
+def _value_sensitive(criterion: Shape) -> bool:
+    form = criterion[0]
+    if form == "chain":
+        return _value_sensitive(criterion[3])
+    if form != "values":
+        return False
+    return any(value[0] in _VALUE_SENSITIVE for value in criterion[3])
+
+
+def _has_value_sensitive(has: Shape) -> bool:
+    _, _, criterion, nested = has
+    if criterion is not None and _value_sensitive(criterion):
+        return True
+    return nested is not None and _has_value_sensitive(nested)

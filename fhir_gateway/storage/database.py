@@ -313,15 +313,36 @@ def _lost_connections_invalidated(engine: AsyncEngine) -> None:
 
 READ_STATEMENTS_KEPT = 1024  # prepared statements an asyncpg connection keeps (asyncpg: 100)
 
-# A request's prepared statements always run on their generic plan (PostgreSQL's
+# A request's prepared statements run on their generic plan (PostgreSQL's
 # ``plan_cache_mode``). They are built once per search shape for any values (``search.compiler``:
 # per-row tests where a value's frequency would matter), and planning one with its consent filter
 # costs 1 to 2 ms, ten times its execution. Left to choose (``auto``), PostgreSQL compares the
 # estimated costs of both plans, which moved with the index tables' statistics: once the
 # AuditEvents' rows had left ``idx_reference`` (migration 0013), it planned every execution of
 # ``CarePlan?subject=…&_include=CarePlan:care-team`` again (PostgreSQL 850 instead of 193 µs per
-# search). A partner file import still plans each execution (``bulk_transaction``).
+# search). A search whose best plan depends on its values is planned with them
+# (``planned_with_values``), and a partner file import plans each execution (``bulk_transaction``).
 GENERIC_PLANS = {"plan_cache_mode": "force_generic_plan"}
+
+
+@contextmanager
+def planned_with_values(conn: Connection) -> Iterator[None]:
+    """Statements run in this block are planned with their values each time (on a request's
+    asyncpg session, whose statements otherwise run on their generic plan: ``GENERIC_PLANS``):
+    for a search whose best plan depends on its values (``search.shape.plans_with_values``: a
+    ``_lastUpdated`` of the last minute on a type of 250,000 rows took 203 ms on the generic plan,
+    which reads the type in id order, and 26 ms planned with its value). Two more round trips,
+    for searches of that kind only."""
+    if conn.dialect.driver != "asyncpg":  # other sessions keep PostgreSQL's own choice (``auto``)
+        yield
+        return
+    direct.execute(conn, "SET plan_cache_mode = force_custom_plan", ())
+    try:
+        yield
+    finally:
+        # in a transaction the failed statement aborted, its rollback undoes the SET as well
+        with contextlib.suppress(DBAPIError):
+            direct.execute(conn, f"SET plan_cache_mode = {GENERIC_PLANS['plan_cache_mode']}", ())
 
 
 async def _asyncpg_connect(url: URL) -> Any:

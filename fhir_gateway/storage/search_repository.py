@@ -15,6 +15,7 @@ with each search's values.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,9 +43,10 @@ from fhir_gateway.search.audit_terms import min_code
 from fhir_gateway.search.compiler import Viewer, Visible, where_clauses
 from fhir_gateway.search.model import Include, SearchRequest
 from fhir_gateway.search.registry import param
-from fhir_gateway.search.shape import Literals, WhereShape, where_shape
+from fhir_gateway.search.shape import Literals, WhereShape, plans_with_values, where_shape
 from fhir_gateway.storage import direct
 from fhir_gateway.storage.audit_refs import AUDIT_EVENT, key_text
+from fhir_gateway.storage.database import planned_with_values
 from fhir_gateway.storage.repository import CURRENT_COLUMNS, StoredRow, stored_row
 from fhir_gateway.storage.tables import (
     INDEX_TABLES,
@@ -73,6 +75,7 @@ class _Statements:
     page: Select[Any]
     count: Select[Any]
     ids: Select[Any]
+    with_values: bool  # planned with its values each time (``search.shape.plans_with_values``)
 
 
 # Statements per (search shape, sort, caller filter): built once, executed with each search's
@@ -140,6 +143,7 @@ def _build(shape: WhereShape, sort: tuple[tuple[str, bool], ...], viewer: Viewer
         .offset(offset),
         count=select(func.count()).select_from(r).where(*conditions),
         ids=select(r.c.res_id).where(*conditions).limit(limit),
+        with_values=plans_with_values(shape),
     )
 
 
@@ -159,15 +163,16 @@ def execute_search(
 ) -> SearchResult:
     """The page of ``request`` for ``viewer``, whose rows are filtered by ``viewer.visible``."""
     statements, params = _prepared(conn, request, viewer)
-    total: int | None = None
-    if request.summary == "count" or request.count == 0:
-        return SearchResult([], [], int(direct.scalar(conn, statements.count, params)))
-    params[_LIMIT], params[_OFFSET] = request.count, request.offset
-    matches: list[tuple[str, str, str]] = direct.tuples(conn, statements.page, params)
-    if request.offset == 0 and len(matches) < request.count:
-        total = len(matches)
-    elif request.total in COUNTED:
-        total = int(direct.scalar(conn, statements.count, params))
+    with _planned(conn, statements):
+        if request.summary == "count" or request.count == 0:
+            return SearchResult([], [], int(direct.scalar(conn, statements.count, params)))
+        params[_LIMIT], params[_OFFSET] = request.count, request.offset
+        matches: list[tuple[str, str, str]] = direct.tuples(conn, statements.page, params)
+        total: int | None = None
+        if request.offset == 0 and len(matches) < request.count:
+            total = len(matches)
+        elif request.total in COUNTED:
+            total = int(direct.scalar(conn, statements.count, params))
     included = _includes(conn, request, matches, viewer, max_include) if request.includes else []
     return SearchResult(matches, included, total)
 
@@ -279,7 +284,13 @@ def find_ids(conn: Connection, request: SearchRequest, viewer: Viewer, limit: in
     """Ids matching ``request`` (conditional interactions), at most ``limit``."""
     statements, params = _prepared(conn, request, viewer)
     params[_LIMIT] = limit
-    return [(request.resource_type, row.res_id) for row in direct.rows(conn, statements.ids, params)]
+    with _planned(conn, statements):
+        return [(request.resource_type, row.res_id) for row in direct.rows(conn, statements.ids, params)]
+
+
+def _planned(conn: Connection, statements: _Statements) -> AbstractContextManager[None]:
+    """Where ``statements`` run: planned with their values when their shape asks for it."""
+    return planned_with_values(conn) if statements.with_values else nullcontext()
 
 
 _REFERENCES = idx_reference.alias("idx_reference_found")
