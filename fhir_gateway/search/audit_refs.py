@@ -29,6 +29,8 @@ from fhir_gateway.search.shape import NULL, Shape, Slot
 from fhir_gateway.storage.audit_refs import AUDIT_EVENT, NO_ID, SEP
 from fhir_gateway.storage.tables import refs_array
 
+TYPED = "'^[A-Z][^/?]*/[^/?]*$'"  # ``Type/id``: a key naming a resource (``storage.audit_refs``)
+
 
 class _OnPostgresql(ColumnElement[Any]):
     """``postgresql`` on PostgreSQL, ``other`` elsewhere (chosen as the statement compiles)."""
@@ -82,7 +84,7 @@ def reference_value(refs: Any, code: str, shape: Shape, bound: Any) -> ColumnEle
         elif targets := _targets(code):
             keys += [_key_text(literal(f"{code}|{t}/") + bound(target_id)) for t in targets]
         else:  # a parameter of any type: a key of it naming a resource with that id
-            tests.append(_KeyTest(refs, code, bound(target_id)))
+            tests.append(_OverKeys(refs, code, "id", bound(target_id)))
     elif target_type is None:
         assert target_id == NULL
         keys.append(literal(f"{code}|{NO_ID}"))
@@ -93,7 +95,7 @@ def reference_value(refs: Any, code: str, shape: Shape, bound: Any) -> ColumnEle
 
 def has_param(refs: Any, code: str) -> ColumnElement[bool]:
     """``refs`` hold a key of parameter ``code`` (``:missing``)."""
-    return _KeyTest(refs, code, None)
+    return _OverKeys(refs, code, "any")
 
 
 def _targets(code: str) -> list[str]:
@@ -106,38 +108,47 @@ def _key_text(value: ColumnElement[Any]) -> ColumnElement[Any]:
     return func.replace(value, literal(SEP), literal(""))
 
 
-class _KeyTest(ColumnElement[bool]):
-    """``refs`` hold a key of parameter ``code``: any (``target_id`` None), or one naming a
-    resource of any type with id ``target_id`` (``param|Type/id``, as the generic index's
-    ``target_id`` matches whatever the ``target_type``). A test of each key of the row."""
+class _OverKeys(ColumnElement[Any]):
+    """A sub-query over the keys of parameter ``code`` in ``refs`` (PostgreSQL): whether one is
+    there (``any``), whether one names a resource of any type with id ``target_id`` (``id``: the
+    generic index's ``target_id`` matches whatever the ``target_type``), or the least or greatest
+    id they name (``min``, ``max``: ``_sort`` by a reference parameter)."""
 
-    __visit_name__ = "audit_refs_key_test"
+    __visit_name__ = "audit_refs_over_keys"
     inherit_cache = True
     _traverse_internals = [
         ("refs", InternalTraversal.dp_clauseelement),
         ("prefix", InternalTraversal.dp_clauseelement),
+        ("kind", InternalTraversal.dp_string),
         ("target_id", InternalTraversal.dp_clauseelement),
-        ("by_id", InternalTraversal.dp_boolean),
     ]
-    type = Boolean()
 
-    def __init__(self, refs: Any, code: str, target_id: ColumnElement[Any] | None) -> None:
+    def __init__(self, refs: Any, code: str, kind: str, target_id: ColumnElement[Any] | None = None) -> None:
         self.refs = refs
         self.prefix = literal(f"{code}|")
-        self.by_id = target_id is not None
+        self.kind = kind
         self.target_id = target_id if target_id is not None else literal("")
+        self.type = String() if kind in ("min", "max") else Boolean()
 
 
-@compiles(_KeyTest)
-def _key_test(element: _KeyTest, compiler: SQLCompiler, **kw: Any) -> str:
-    keys = compiler.process(refs_array(element.refs), **kw)
+@compiles(_OverKeys)
+def _over_keys(element: _OverKeys, compiler: SQLCompiler, **kw: Any) -> str:
+    keys = f"unnest({compiler.process(refs_array(element.refs), **kw)}) AS k(value)"
     prefix = compiler.process(element.prefix, **kw)
-    test = f"starts_with(k.value, {prefix})"
-    if element.by_id:
+    named_id = f"split_part(substr(k.value, length({prefix}) + 1), '/', 2)"
+    where = f"starts_with(k.value, {prefix})"
+    if element.kind == "any":
+        return f"EXISTS (SELECT 1 FROM {keys} WHERE {where})"
+    where += f" AND substr(k.value, length({prefix}) + 1) ~ {TYPED}"
+    if element.kind == "id":
         target_id = compiler.process(element.target_id, **kw)
-        rest = f"substr(k.value, length({prefix}) + 1)"
-        test += f" AND {rest} ~ {TYPED} AND split_part({rest}, '/', 2) = {target_id}"
-    return f"EXISTS (SELECT 1 FROM unnest({keys}) AS k(value) WHERE {test})"
+        return f"EXISTS (SELECT 1 FROM {keys} WHERE {where} AND {named_id} = {target_id})"
+    return f"(SELECT {element.kind}({named_id}) FROM {keys} WHERE {where})"
+
+
+def target_id(refs: Any, code: str, *, greatest: bool = False) -> ColumnElement[str]:
+    """The id a sort by reference parameter ``code`` orders by (``_OverKeys``)."""
+    return _OverKeys(refs, code, "max" if greatest else "min")
 
 
 @cache
@@ -148,43 +159,11 @@ def keys_of(terms: Any, depth: int) -> Any:
     return keys.lateral(f"audit_keys_{depth}")
 
 
-TYPED = "'^[A-Z][^/?]*/[^/?]*$'"  # ``Type/id``: a key naming a resource (``storage.audit_refs``)
-
-
-class _TargetId(ColumnElement[str]):
-    """The least (``greatest``: the greatest) id that parameter ``code``'s keys name (``_sort``
-    by a reference parameter: the generic index's ``target_id``)."""
-
-    __visit_name__ = "audit_refs_target_id"
-    inherit_cache = True
-    _traverse_internals = [
-        ("refs", InternalTraversal.dp_clauseelement),
-        ("prefix", InternalTraversal.dp_clauseelement),
-        ("greatest", InternalTraversal.dp_boolean),
-    ]
-    type = String()
-
-    def __init__(self, refs: Any, code: str, greatest: bool) -> None:
-        self.refs = refs
-        self.prefix = literal(f"{code}|")
-        self.greatest = greatest
-
-
-@compiles(_TargetId)
-def _target_id(element: _TargetId, compiler: SQLCompiler, **kw: Any) -> str:
-    keys = compiler.process(refs_array(element.refs), **kw)
-    prefix = compiler.process(element.prefix, **kw)
-    rest = f"substr(k.value, length({prefix}) + 1)"
-    agg = "max" if element.greatest else "min"
-    return (
-        f"(SELECT {agg}(split_part({rest}, '/', 2)) FROM unnest({keys}) AS k(value)"
-        f" WHERE starts_with(k.value, {prefix}) AND {rest} ~ {TYPED})"
-    )
-
-
-def target_id(refs: Any, code: str, *, greatest: bool = False) -> ColumnElement[str]:
-    """``_TargetId``: the id a sort by reference parameter ``code`` orders by."""
-    return _TargetId(refs, code, greatest)
+def after_param(key: ColumnElement[Any], param: str | None = None) -> ColumnElement[Any]:
+    """What follows ``param|`` in ``key`` (``Type/id`` for a key naming a resource); ``param``
+    None: whatever the parameter."""
+    start = func.strpos(key, "|") + 1 if param is None else len(param) + 2
+    return func.substr(key, start)
 
 
 def names(row: Any, named: ColumnElement[Any]) -> ColumnElement[bool]:

@@ -22,7 +22,6 @@ from sqlalchemy import (
     bindparam,
     exists,
     false,
-    func,
     literal,
     literal_column,
     not_,
@@ -251,11 +250,6 @@ def _index_criterion(
     return not_(found) if negated else found
 
 
-def _after(key: Any, prefix: str) -> Any:
-    """What follows ``prefix`` in ``key``."""
-    return func.substr(key, len(prefix) + 1)
-
-
 def _audit_criterion(
     row: Any, shape: Shape, visible: Visible, depth: int, per_row: bool
 ) -> ColumnElement[bool]:
@@ -268,16 +262,16 @@ def _audit_criterion(
         _, _, target_type, inner_shape = shape
         t = shared_alias(resource, depth)
         keys = audit_refs.keys_of(a, depth)
-        prefix = f"{code}|{target_type}/"
         inner = criterion_clause(t, target_type, inner_shape, visible, depth + 1)
         return _exists(
             select(1)
             .select_from(a)
             .join(keys, true())
-            .join(t, and_(t.c.res_type == target_type, t.c.res_id == _after(keys.c.value, prefix)))
+            .join(t, audit_refs.names(t, audit_refs.after_param(keys.c.value, code)))
             .where(
                 owned,
-                keys.c.value.startswith(prefix, autoescape=True),
+                keys.c.value.startswith(f"{code}|{target_type}/", autoescape=True),
+                t.c.res_type == target_type,
                 t.c.deleted == false(),
                 visible(t, target_type),
                 inner,

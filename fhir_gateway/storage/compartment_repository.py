@@ -101,7 +101,7 @@ def _referenced_by_events(
     """``referenced`` from AuditEvents on PostgreSQL: the resources their keys name."""
     r, a = resource, shared_alias(audit_terms, 0)
     keys = audit_refs.keys_of(a, 0)
-    named = func.substr(keys.c.value, func.strpos(keys.c.value, "|") + 1)  # after ``param|``
+    named = audit_refs.after_param(keys.c.value)
     query = (
         select(r.c.res_type, r.c.res_id, r.c.content)
         .distinct()

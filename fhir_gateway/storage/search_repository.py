@@ -254,7 +254,7 @@ def _audit_include_statement(inc: Include, viewer: Viewer) -> Select[Any]:
         vis = viewer.visible(r, AUDIT_EVENT)
     else:
         keys = audit_refs.keys_of(a, 0)
-        named = func.substr(keys.c.value, len(inc.param) + 2)  # after ``param|``: ``Type/id``
+        named = audit_refs.after_param(keys.c.value, inc.param)
         query = select(*columns).select_from(a).join(keys, true()).join(r, audit_refs.names(r, named))
         prefix = f"{inc.param}|{inc.target_type}/" if inc.target_type else f"{inc.param}|"
         ids = a.c.res_id.in_(bindparam(_IDS, expanding=True))
