@@ -31,7 +31,7 @@ def all_matches(ctx: Ctx, res_type: str, items: list[tuple[str, str]]) -> Iterat
         request.offset = offset  # internal paging: no cursor, no client-given _offset
         request.total = "none"
         result = execute_search(ctx.conn, request, ctx, 0)
-        for _type, _id, content in result.matches:
+        for _type, _id, content, _person in result.matches:
             yield jsonutil.loads(content)
         if len(result.matches) < PAGE:
             return

@@ -17,7 +17,7 @@ served.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -227,6 +227,34 @@ class Ctx:
             CONSENT_DENIALS.labels(res_type or "").inc()
         if decided_by is None:
             decided_by = self.decided_by_now(interaction, res_type, patient_id, ok=ok)
+        self._record(interaction, res_type, res_id, patient_id, ok, query, decided_by)
+
+    def audit_people(
+        self, interaction: str, res_type: str | None, people: Iterable[str | None], *, query: Query
+    ) -> None:
+        """Record an access that answered resources of many persons (a search, an export): one
+        AuditEvent per person among ``people`` (their resources' ``patient_id``), each naming its
+        person, so that a person's own audit trail (``AuditEvent?patient=``) shows every
+        access that returned their data without revealing the others'; one naming no person
+        when none was answered. IHE Basic Audit Log Patterns (BALP), "Query": one AuditEvent
+        per Patient the results are about; FHIR R4 auditevent.html (entity, role Patient).
+        What decided is the consent filter every row passed in SQL: the deciding Consent of one
+        person is recorded by the reads (``decided_read``), not looked up again here."""
+        decided_by = "trusted client" if self.access.trusted else None
+        persons: list[str | None] = list(dict.fromkeys(p for p in people if p is not None))
+        for person in persons or [None]:
+            self._record(interaction, res_type, None, person, True, query, decided_by)
+
+    def _record(
+        self,
+        interaction: str,
+        res_type: str | None,
+        res_id: str | None,
+        patient_id: str | None,
+        ok: bool,
+        query: Query | None,
+        decided_by: str | None,
+    ) -> None:
         if self.grouped_writes is not None and ok and query is None and interaction in WRITE_INTERACTIONS:
             assert res_type is not None
             assert res_id is not None

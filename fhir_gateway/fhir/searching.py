@@ -41,7 +41,8 @@ def search(ctx: Ctx, res_type: str, items: list[tuple[str, str]], prefer: str | 
     result = execute_search(ctx.conn, request, ctx, ctx.settings.max_include)
     ctx.rows_returned(len(result.matches))
     result.included = [row for row in result.included if ctx.access.allows(row[0], "r")]
-    ctx.audit("search-type", res_type, None, None, query=tuple(request.kept))  # encoded by the audit writer
+    answered = (row[3] for rows in (result.matches, result.included) for row in rows)
+    ctx.audit_people("search-type", res_type, answered, query=tuple(request.kept))  # encoded by the writer
     return searchset(request, result, paging, base)
 
 
@@ -67,7 +68,7 @@ def searchset(request: SearchRequest, result: SearchResult, paging: Paging, base
     subsetting = bool(request.summary or request.elements)
     for mode, rows in (("match", result.matches), ("include", result.included)):
         end = _MODE_ENDS[mode]
-        for res_type, res_id, content in rows:
+        for res_type, res_id, content, _person in rows:
             if subsetting:
                 body = jsonutil.dumps(subset(jsonutil.loads(content), request.summary, request.elements))
             else:

@@ -37,17 +37,19 @@ def _search(ctx: Ctx, res_type: str, query: str, since: date | None) -> Iterator
     if since is not None:
         items.append(("_lastUpdated", f"ge{since.isoformat()}"))
     offset = 0
+    people: dict[str | None, None] = {}  # the persons whose data the file carries, for the audit trail
     while True:
         page = [*items, ("_sort", "_id"), ("_count", str(PAGE))]
         request = parse_search(res_type, page, default_count=PAGE, max_count=PAGE, strict=True)
         request.offset = offset  # internal paging: no cursor, no client-given _offset
         result = execute_search(ctx.conn, request, ctx, 0)
-        for _type, _id, content in result.matches:
+        for _type, _id, content, person in result.matches:
+            people[person] = None
             yield jsonutil.loads(content)
         if len(result.matches) < PAGE:
             break
         offset += PAGE
-    ctx.audit("search-type", res_type, None, None, query=query)
+    ctx.audit_people("search-type", res_type, people, query=query)
 
 
 def _part(value: Any, part: str | None) -> Any:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     BindParameter,
@@ -58,13 +58,17 @@ from fhir_gateway.storage.tables import (
     shared_alias,
 )
 
+Found = tuple[str, str, str, str | None]
+"""A resource found: its type, id, stored JSON and the person it is about (``patient_id``),
+whom the search's audit trail names (``fhir.searching``)."""
+
 
 @dataclass
 class SearchResult:
-    """Matched rows (type, id, content), included rows, and the total when known."""
+    """Matched rows, included rows (``Found``), and the total when known."""
 
-    matches: list[tuple[str, str, str]]
-    included: list[tuple[str, str, str]] = field(default_factory=list)
+    matches: list[Found]
+    included: list[Found] = field(default_factory=list)
     total: int | None = None
 
 
@@ -136,7 +140,7 @@ def _build(shape: WhereShape, sort: tuple[tuple[str, bool], ...], viewer: Viewer
     order.append(r.c.res_id)
     limit, offset = bindparam(_LIMIT, type_=Integer()), bindparam(_OFFSET, type_=Integer())
     return _Statements(
-        page=select(r.c.res_type, r.c.res_id, r.c.content)
+        page=select(r.c.res_type, r.c.res_id, r.c.content, r.c.patient_id)
         .where(*conditions)
         .order_by(*order)
         .limit(limit)
@@ -167,7 +171,7 @@ def execute_search(
         if request.summary == "count" or request.count == 0:
             return SearchResult([], [], int(direct.scalar(conn, statements.count, params)))
         params[_LIMIT], params[_OFFSET] = request.count, request.offset
-        matches: list[tuple[str, str, str]] = direct.tuples(conn, statements.page, params)
+        matches = cast(list[Found], direct.tuples(conn, statements.page, params))
         total: int | None = None
         if request.offset == 0 and len(matches) < request.count:
             total = len(matches)
@@ -180,16 +184,16 @@ def execute_search(
 def _includes(
     conn: Connection,
     request: SearchRequest,
-    matches: list[tuple[str, str, str]],
+    matches: list[Found],
     viewer: Viewer,
     limit: int,
-) -> list[tuple[str, str, str]]:
+) -> list[Found]:
     """``_include``/``_revinclude`` rows for the page, with ``:iterate`` up to three rounds."""
-    seen = {(t, i) for t, i, _ in matches}
-    found: list[tuple[str, str, str]] = []
+    seen = {(t, i) for t, i, *_ in matches}
+    found: list[Found] = []
     frontier = list(seen)
     for round_ in range(3):
-        new: list[tuple[str, str, str]] = []
+        new: list[Found] = []
         for inc in request.includes:
             if round_ > 0 and not inc.iterate:
                 continue
@@ -206,7 +210,7 @@ def _includes(
         if not new:
             break
         found += new
-        frontier = [(t, i) for t, i, _ in new]
+        frontier = [(t, i) for t, i, *_ in new]
     return found
 
 
@@ -233,7 +237,7 @@ def _include_statement(inc: Include, frontier_type: str, viewer: Viewer) -> Sele
             where.append(i.c.target_type == inc.target_type)
         vis = viewer.visible(r, inc.target_type)
     return (
-        select(r.c.res_type, r.c.res_id, r.c.content)
+        select(r.c.res_type, r.c.res_id, r.c.content, r.c.patient_id)
         .distinct()
         .select_from(i)
         .join(r, join)
@@ -246,7 +250,7 @@ def _audit_include_statement(inc: Include, viewer: Viewer) -> Select[Any]:
     """``_include_statement`` from AuditEvents on PostgreSQL: their reference keys are in their
     ``audit_terms`` row (``storage.audit_refs``); ``_IDS`` are then the keys sought when reverse."""
     r, a = resource, shared_alias(audit_terms, 0)
-    columns = (r.c.res_type, r.c.res_id, r.c.content)
+    columns = (r.c.res_type, r.c.res_id, r.c.content, r.c.patient_id)
     if inc.reverse:
         query = select(*columns).select_from(r).join(a, a.c.res_id == r.c.res_id)
         sought = bindparam(_IDS, type_=ARRAY(Text))
@@ -267,7 +271,7 @@ def _audit_include_statement(inc: Include, viewer: Viewer) -> Select[Any]:
 
 def _include_rows(
     conn: Connection, inc: Include, frontier_type: str, ids: list[str], viewer: Viewer, limit: int
-) -> list[tuple[str, str, str]]:
+) -> list[Found]:
     moved = inc.source_type == AUDIT_EVENT and conn.dialect.name == "postgresql"
     key = (inc, frontier_type, viewer.visible_key(), moved)
     if moved:
@@ -277,7 +281,8 @@ def _include_rows(
     else:
         query = _include_statements.get_or_build(key, lambda: _include_statement(inc, frontier_type, viewer))
     params = {_IDS: ids, _LIMIT: limit}
-    return [(row.res_type, row.res_id, row.content) for row in direct.rows(conn, query, params)]
+    found = direct.rows(conn, query, params)
+    return [(row.res_type, row.res_id, row.content, row.patient_id) for row in found]
 
 
 def find_ids(conn: Connection, request: SearchRequest, viewer: Viewer, limit: int) -> list[tuple[str, str]]:

@@ -180,3 +180,25 @@ def test_a_partner_import_writes_only_organisations_it_owns(
     assert "neither this client's Organization nor part of it" in errors[0], errors
     finess = "urn:oid:1.2.250.1.71.4.2.2|420009999"
     assert fhir.get("/fhir/Organization", params={"identifier": finess}).json()["total"] == 0
+
+
+def test_a_partner_export_is_audited_once_per_person_in_the_file(
+    fhir: TestClient, make_client: ClientFactory, organizations: None, database: Database
+) -> None:
+    """The export answers many persons' data: one AuditEvent per person whose visits are in
+    the file, each naming that person (``Ctx.audit_people``), so each finds it in their trail."""
+    _setup(fhir)
+    saad = make_client("system/Task.cruds system/Patient.rs system/CareTeam.rs", organization=SAAD)
+    status, outcome = _import(saad, "saad-interventions", (SAMPLES / "saad-interventions.csv").read_bytes())
+    assert status == 200, outcome
+    assert saad.get("/fhir/$export-partner", params={"format": "saad-interventions"}).status_code == 200
+    events = fhir.get("/fhir/AuditEvent", params={"agent": SAAD, "subtype": "search-type", "_count": "100"})
+    exports = [e["resource"] for e in events.json().get("entry", [])]
+    persons = [
+        [x["what"]["reference"] for x in e["entity"] if x.get("role", {}).get("code") == "1"] for e in exports
+    ]
+    visited = {
+        t["for"]["reference"] for t in stored(database, "Task") if t.get("owner") == {"reference": SAAD}
+    }
+    assert len(visited) == 2
+    assert sorted(p for named in persons for p in named) == sorted(visited)  # one event each

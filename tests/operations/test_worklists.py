@@ -217,3 +217,24 @@ def test_people_with_an_expired_plan_or_no_coordinator(fhir: TestClient, saad: T
     pages, totals = walk(fhir, "/fhir/Patient/$follow-up-gaps?_count=3")
     assert totals == {4}
     assert len(set(pages)) == 4
+
+
+def test_a_worklist_is_audited_once_per_person_on_its_page(fhir: TestClient, saad: TestClient) -> None:
+    """A worklist answers many persons' data: one AuditEvent per person on the page, naming them
+    (``Ctx.audit_people``), none for the persons it found but did not answer."""
+    for pid in ("wl-1", "wl-2", "wl-3"):
+        patient(fhir, pid)
+        permit(fhir, pid, SAAD, f"c-{pid}")
+        task(fhir, f"late-{pid}", pid, "requested", restriction=planned(-10, -3 + int(pid[-1])))
+    assert ids(saad.get("/fhir/Task/$late", params={"_count": "2"}).json()) == [
+        "Task/late-wl-1",
+        "Task/late-wl-2",
+    ]
+    events = fhir.get("/fhir/AuditEvent", params={"subtype": "operation", "agent": SAAD}).json()
+    named = sorted(
+        entity["what"]["reference"]
+        for event in events["entry"]
+        for entity in event["resource"]["entity"]
+        if entity.get("role", {}).get("code") == "1"
+    )
+    assert named == ["Patient/wl-1", "Patient/wl-2"]

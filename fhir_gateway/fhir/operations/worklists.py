@@ -43,6 +43,7 @@ from fhir_gateway.kit.errors import BadRequest
 from fhir_gateway.kit.query_string import urlencode
 from fhir_gateway.kit.timeutil import utcnow
 from fhir_gateway.search.dates import parse_date_range
+from fhir_gateway.search.indexing import patient_compartment_id
 from fhir_gateway.storage import compartment_repository
 from fhir_gateway.storage.tables import resource
 
@@ -136,7 +137,8 @@ def late_tasks(ctx: Ctx, params: dict[str, str], base: str, prefer: str | None =
     found.sort(key=lambda f: (f[0], str(f[2].get("id"))))
     chosen = found[page.offset : page.offset + page.count]
     entries = [PageEntry("Task", str(t["id"]), _content(t), "match", _reason(r)) for _due, r, t in chosen]
-    ctx.audit("operation", "Task", None, None, query=urlencode({"_operation": "late", "owner": owner}))
+    persons = (patient_compartment_id(task) for _due, _reason_code, task in chosen)
+    ctx.audit_people("operation", "Task", persons, query=urlencode({"_operation": "late", "owner": owner}))
     return searchset(base, page, entries + _patients_included(ctx, entries), len(found))
 
 
@@ -238,11 +240,10 @@ def follow_up_gaps(ctx: Ctx, params: dict[str, str], base: str, prefer: str | No
         entries += [
             PageEntry("CarePlan", str(p["id"]), _content(p), "include") for p in expired_plans.get(pid, [])
         ]
-    ctx.audit(
+    ctx.audit_people(
         "operation",
         "Patient",
-        None,
-        None,
+        chosen,
         query=urlencode({"_operation": "follow-up-gaps", "reason": ",".join(sorted(wanted))}),
     )
     return searchset(base, page, entries, len(listed))
