@@ -230,16 +230,21 @@ class Ctx:
         self._record(interaction, res_type, res_id, patient_id, ok, query, decided_by)
 
     def audit_people(
-        self, interaction: str, res_type: str | None, people: Iterable[str | None], *, query: Query
+        self,
+        interaction: str,
+        res_type: str | None,
+        people: Iterable[str | None],
+        *,
+        query: Query | None = None,
     ) -> None:
-        """Record an access that answered resources of many persons (a search, an export): one
-        AuditEvent per person among ``people`` (their resources' ``patient_id``), each naming its
-        person, so that a person's own audit trail (``AuditEvent?patient=``) shows every
-        access that returned their data without revealing the others'; one naming no person
-        when none was answered. IHE Basic Audit Log Patterns (BALP), "Query": one AuditEvent
-        per Patient the results are about; FHIR R4 auditevent.html (entity, role Patient).
-        What decided is the consent filter every row passed in SQL: the deciding Consent of one
-        person is recorded by the reads (``decided_read``), not looked up again here."""
+        """Record an access that answered resources of many persons (a search, an export, a
+        worklist): one AuditEvent per person among ``people`` (their resources' ``patient_id``),
+        each naming its person, so that a person's own audit trail (``AuditEvent?patient=``)
+        shows every access that returned their data without revealing the others'; one naming
+        no person when ``people`` is empty. IHE Basic Audit Log Patterns (BALP), "Query": one
+        AuditEvent per Patient the results are about; FHIR R4 auditevent.html (entity, role
+        Patient). What decided is the consent filter every row passed in SQL: the deciding
+        Consent of one person is recorded by the reads (``decided_read``), not looked up again."""
         decided_by = "trusted client" if self.access.trusted else None
         persons: list[str | None] = list(dict.fromkeys(p for p in people if p is not None))
         for person in persons or [None]:

@@ -18,6 +18,8 @@ from fhir_gateway.kit import jsonutil
 from fhir_gateway.kit.errors import Issue, operation_outcome
 from fhir_gateway.search.model import SearchRequest
 from fhir_gateway.search.parser import parse_search
+from fhir_gateway.search.shape import compartment_ids
+from fhir_gateway.storage.audit_refs import AUDIT_EVENT
 from fhir_gateway.storage.search_repository import SearchResult, execute_search
 
 
@@ -41,9 +43,24 @@ def search(ctx: Ctx, res_type: str, items: list[tuple[str, str]], prefer: str | 
     result = execute_search(ctx.conn, request, ctx, ctx.settings.max_include)
     ctx.rows_returned(len(result.matches))
     result.included = [row for row in result.included if ctx.access.allows(row[0], "r")]
-    answered = (row[3] for rows in (result.matches, result.included) for row in rows)
-    ctx.audit_people("search-type", res_type, answered, query=tuple(request.kept))  # encoded by the writer
+    ctx.audit_people("search-type", res_type, persons_of(request, result), query=tuple(request.kept))
     return searchset(request, result, paging, base)
+
+
+def persons_of(request: SearchRequest, result: SearchResult) -> list[str | None]:
+    """The persons whose trail shows a search (``Ctx.audit_people``): those its matches and
+    includes are about, then those it names (its person criteria, ``patient``, ``subject``…
+    ``=Patient/id``, and a ``Patient?_id=``'s), who see it even when it answered nothing of
+    theirs (none stored, or their consent hid it): IHE BALP's PatientQuery records the requested
+    person when no result is returned. AuditEvents are the trail itself: reading them names no
+    one (each review of a person's trail would grow it and shift the pages being read)."""
+    if request.resource_type == AUDIT_EVENT:
+        return []
+    rows = (row for found in (result.matches, result.included) for row in found if row[0] != AUDIT_EVENT)
+    named = [i for c in request.criteria for i in compartment_ids(request.resource_type, c) or ()]
+    if request.resource_type == "Patient":
+        named += [i for ids in request.ids for i in ids]
+    return [*(row[3] for row in rows), *named]
 
 
 def _paging(ctx: Ctx, request: SearchRequest, base: str) -> Paging:

@@ -115,3 +115,38 @@ def test_a_person_sees_a_partners_search_of_their_data_and_no_one_elses(
     assert "sa-p2" not in json.dumps(seen)  # the other person answered by the same search is not shown
     assert [_persons(e) for e in seen_by("sa-p2")] == [["Patient/sa-p2"]]
     assert seen_by("sa-p3") == []
+    hidden = partner.get("/fhir/Task", params={"patient": "Patient/sa-p3"}).json()
+    assert hidden["total"] == 0  # no consent: nothing of sa-p3's is answered...
+    (tried,) = seen_by("sa-p3")  # ...and sa-p3 still sees that the partner searched their file
+    assert tried["agent"][0]["who"]["reference"] == PARTNER
+    assert _persons(tried) == ["Patient/sa-p3"]
+
+
+def test_a_search_naming_a_person_is_in_their_trail_even_when_it_answered_nothing(fhir: TestClient) -> None:
+    _person(fhir, "sa-f")
+    assert (
+        fhir.get("/fhir/Task", params={"patient": "Patient/sa-f", "status": "cancelled"}).json()["total"] == 0
+    )
+    assert fhir.get("/fhir/Patient", params={"_id": "sa-g,sa-f", "name": "nobody"}).json()["total"] == 0
+    (task_search,) = _searches(fhir)
+    assert _persons(task_search) == ["Patient/sa-f"]
+    assert sorted(_persons(e)[0] for e in _searches(fhir, "Patient")) == ["Patient/sa-f", "Patient/sa-g"]
+
+
+def test_reading_the_trail_is_recorded_naming_no_one(fhir: TestClient) -> None:
+    """AuditEvents are the trail itself: a search of them is recorded, naming no person (naming
+    theirs would grow a person's trail at each review of it, and shift the pages being read)."""
+    _person(fhir, "sa-t")
+    fhir.get("/fhir/Task", params={"patient": "Patient/sa-t"})
+    for _ in range(3):
+        about = fhir.get(
+            "/fhir/AuditEvent", params={"patient": "Patient/sa-t", "_count": "1", "_total": "accurate"}
+        ).json()
+        assert about["total"] == 3  # the PUTs of the person and their Task, the Task search
+    reviews = [
+        e["resource"]
+        for e in fhir.get("/fhir/AuditEvent", params={"subtype": "search-type"}).json()["entry"]
+        if _query(e["resource"]).startswith("AuditEvent?")
+    ]
+    assert len(reviews) == 3
+    assert all(_persons(e) == [] for e in reviews)
