@@ -150,3 +150,12 @@ def test_reading_the_trail_is_recorded_naming_no_one(fhir: TestClient) -> None:
     ]
     assert len(reviews) == 3
     assert all(_persons(e) == [] for e in reviews)
+
+
+def test_a_type_history_is_audited_once_per_person_it_answered(fhir: TestClient) -> None:
+    _person(fhir, "sa-h1")
+    _person(fhir, "sa-h2")
+    versions = fhir.get("/fhir/Task/_history").json()
+    assert {e["resource"]["id"] for e in versions["entry"]} == {"sa-h1-t0", "sa-h2-t0"}
+    events = fhir.get("/fhir/AuditEvent", params={"subtype": "history-type"}).json()["entry"]
+    assert sorted(p for e in events for p in _persons(e["resource"])) == ["Patient/sa-h1", "Patient/sa-h2"]
