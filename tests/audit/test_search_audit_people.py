@@ -14,31 +14,15 @@ from starlette.testclient import TestClient
 
 from tests.conftest import ClientFactory
 from tests.consent.support import consent, provision
+from tests.operations.support import person, put
 
 FHIR = {"Content-Type": "application/fhir+json"}
 PARTNER = "Organization/saad-search"
 
 
-def _put(client: TestClient, body: dict[str, Any]) -> None:
-    response = client.put(f"/fhir/{body['resourceType']}/{body['id']}", json=body, headers=FHIR)
-    assert response.status_code in (200, 201), response.text
-
-
-def _person(fhir: TestClient, pid: str, tasks: int = 1, **task: Any) -> None:
-    _put(fhir, {"resourceType": "Patient", "id": pid, "name": [{"family": f"Nom-{pid}"}]})
-    for k in range(tasks):
-        _put(
-            fhir,
-            {
-                "resourceType": "Task",
-                "id": f"{pid}-t{k}",
-                "status": "requested",
-                "intent": "order",
-                "for": {"reference": f"Patient/{pid}"},
-                "owner": {"reference": PARTNER},
-                **task,
-            },
-        )
+def _person(fhir: TestClient, pid: str, tasks: int = 1) -> None:
+    """``pid`` with ``tasks`` Tasks owned by the partner, and a CarePlan (tests/operations/support.py)."""
+    person(fhir, pid, tasks, owner=PARTNER)
 
 
 def _searches(fhir: TestClient, of: str = "Task", **params: str) -> list[dict[str, Any]]:
@@ -87,7 +71,9 @@ def test_a_search_answering_no_one_is_one_event_naming_no_one(fhir: TestClient) 
 
 def test_the_persons_of_included_resources_are_audited_too(fhir: TestClient) -> None:
     _person(fhir, "sa-d", tasks=0)
-    _person(fhir, "sa-e", focus={"reference": "Patient/sa-d"})  # a Task for sa-e about sa-d
+    _person(fhir, "sa-e", tasks=0)
+    task = {"resourceType": "Task", "id": "sa-e-t0", "status": "requested", "intent": "order"}
+    put(fhir, {**task, "for": {"reference": "Patient/sa-e"}, "focus": {"reference": "Patient/sa-d"}})
     bundle = fhir.get("/fhir/Task", params={"_id": "sa-e-t0", "_include": "Task:focus"}).json()
     assert [e["search"]["mode"] for e in bundle["entry"]] == ["match", "include"]
     assert sorted(p for e in _searches(fhir) for p in _persons(e)) == ["Patient/sa-d", "Patient/sa-e"]
@@ -99,7 +85,7 @@ def test_a_person_sees_a_partners_search_of_their_data_and_no_one_elses(
     for pid in ("sa-p1", "sa-p2", "sa-p3"):
         _person(fhir, pid)
     for pid in ("sa-p1", "sa-p2"):  # sa-p3 has not consented: the partner never gets their Task
-        _put(fhir, {**consent(pid, provision("permit", actors=[PARTNER])), "id": f"c-{pid}"})
+        put(fhir, {**consent(pid, provision("permit", actors=[PARTNER])), "id": f"c-{pid}"})
     partner = make_client("system/*.rs", organization=PARTNER)
     found = partner.get("/fhir/Task", params={"owner": PARTNER}).json()
     assert sorted(e["resource"]["id"] for e in found["entry"]) == ["sa-p1-t0", "sa-p2-t0"]
@@ -142,7 +128,7 @@ def test_reading_the_trail_is_recorded_naming_no_one(fhir: TestClient) -> None:
         about = fhir.get(
             "/fhir/AuditEvent", params={"patient": "Patient/sa-t", "_count": "1", "_total": "accurate"}
         ).json()
-        assert about["total"] == 3  # the PUTs of the person and their Task, the Task search
+        assert about["total"] == 4  # the PUTs of the person, their Task and CarePlan; the Task search
     reviews = [
         e["resource"]
         for e in fhir.get("/fhir/AuditEvent", params={"subtype": "search-type"}).json()["entry"]
