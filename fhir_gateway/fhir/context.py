@@ -38,6 +38,7 @@ from fhir_gateway.kit.lru import Lru
 from fhir_gateway.observability.metrics import CONSENT_DENIALS
 from fhir_gateway.settings import Settings
 from fhir_gateway.storage import client_repository, repository
+from fhir_gateway.storage.audit_refs import AUDIT_EVENT
 from fhir_gateway.storage.database import Database
 from fhir_gateway.storage.repository import StoredRow
 from fhir_gateway.storage.write_opening import open_write
@@ -244,9 +245,13 @@ class Ctx:
         no person when ``people`` is empty. IHE Basic Audit Log Patterns (BALP), "Query": one
         AuditEvent per Patient the results are about; FHIR R4 auditevent.html (entity, role
         Patient). What decided is the consent filter every row passed in SQL: the deciding
-        Consent of one person is recorded by the reads (``decided_read``), not looked up again."""
+        Consent of one person is recorded by the reads (``decided_read``), not looked up again.
+        An access to AuditEvents names no one: they are the trail itself, and naming their
+        persons would grow a person's trail at each review of it (and move back the pages of a
+        newest-first reading of it by as many events as each page adds)."""
         decided_by = "trusted client" if self.access.trusted else None
-        persons: list[str | None] = list(dict.fromkeys(p for p in people if p is not None))
+        named = () if res_type == AUDIT_EVENT else people
+        persons: list[str | None] = list(dict.fromkeys(p for p in named if p is not None))
         for person in persons or [None]:
             self._record(interaction, res_type, None, person, True, query, decided_by)
 

@@ -14,7 +14,6 @@ from fhir_gateway.fhir.requests import parse_instant
 from fhir_gateway.kit.cursor import PARAM, CursorIssuer
 from fhir_gateway.kit.errors import BadRequest, Forbidden, Gone, NotFound
 from fhir_gateway.storage import repository
-from fhir_gateway.storage.audit_refs import AUDIT_EVENT
 from fhir_gateway.storage.repository import StoredRow
 from fhir_gateway.storage.tables import resource
 
@@ -125,11 +124,11 @@ def history(
         raise NotFound(f"{res_type}/{res_id} is not known")
     if res_id is not None:
         ctx.audit("history-instance", res_type, res_id, rows[0].patient_id if rows else None)
-    elif res_type is not None and res_type != AUDIT_EVENT:  # versions of many persons' resources
+    elif res_type is not None:  # versions of many persons' resources
         ctx.audit_people("history-type", res_type, (row.patient_id for row in rows))
     else:  # the system's history lists the AuditEvents its own pages add: naming persons would
-        # add as many per page as it reads (its offset pages would never end); AuditEvents name no one
-        ctx.audit("history-type" if res_type else "history-system", res_type, None, None)
+        # add as many per page as it reads (its offset pages would never end)
+        ctx.audit("history-system", None, None, None)
     return HistoryPage(list(rows), total, count, offset, url, cursors, kept)
 
 

@@ -52,10 +52,7 @@ def persons_of(request: SearchRequest, result: SearchResult) -> list[str | None]
     includes are about, then those it names (its person criteria, ``patient``, ``subject``…
     ``=Patient/id``, and a ``Patient?_id=``'s), who see it even when it answered nothing of
     theirs (none stored, or their consent hid it): IHE BALP's PatientQuery records the requested
-    person when no result is returned. AuditEvents are the trail itself: reading them names no
-    one (each review of a person's trail would grow it and shift the pages being read)."""
-    if request.resource_type == AUDIT_EVENT:
-        return []
+    person when no result is returned. Included AuditEvents name no one (``Ctx.audit_people``)."""
     rows = (row for found in (result.matches, result.included) for row in found if row[0] != AUDIT_EVENT)
     named = [i for c in request.criteria for i in compartment_ids(request.resource_type, c) or ()]
     if request.resource_type == "Patient":
