@@ -30,7 +30,8 @@ from sqlalchemy import insert, text
 
 from fhir_gateway.consent.careteam import compile_careteam
 from fhir_gateway.kit import jsonutil
-from fhir_gateway.search.indexing import patient_compartment_id
+from fhir_gateway.search.indexing import extract_index_rows, patient_compartment_id
+from fhir_gateway.search.row_tokens import tokens_of
 from fhir_gateway.storage.consent_tables import careteam_member
 from fhir_gateway.storage.database import Database
 from fhir_gateway.storage.index_repository import insert_index_rows
@@ -83,7 +84,8 @@ def load(database: Database, first: int, last: int, tasks: int) -> float:
         for body in batch:
             body["meta"] = {"versionId": "1", "lastUpdated": stamp.isoformat() + "Z"}
             rows.append(NewVersion(body["resourceType"], body["id"], jsonutil.dumps_str(body),
-                                   patient_compartment_id(body), stamp))  # fmt: skip
+                                   patient_compartment_id(body), stamp,
+                                   tokens_of(extract_index_rows(body))))  # fmt: skip
             if body["resourceType"] == "CareTeam":
                 members += compile_careteam(body["id"], body)
         with database.transaction(write=True) as conn:

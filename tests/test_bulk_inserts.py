@@ -173,7 +173,7 @@ def test_several_tables_skip_their_clashing_rows_and_count_the_last(database: Da
     moment = datetime(2026, 11, 26, 8, 0, 0, 123456)
 
     def resources(ids: list[str]) -> list[tuple[Any, ...]]:
-        return [("Task", i, 1, moment, False, "{}", None, "POST") for i in ids]
+        return [("Task", i, 1, moment, False, "{}", None, "POST", None) for i in ids]
 
     def history(ids: list[str]) -> list[tuple[Any, ...]]:
         return [("Task", i, 1, moment, False, "POST", "{}", None) for i in ids]

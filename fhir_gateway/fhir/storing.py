@@ -22,6 +22,7 @@ from fhir_gateway.kit import jsonutil
 from fhir_gateway.kit.errors import PreconditionFailed
 from fhir_gateway.kit.timeutil import fhir_instant, utcnow
 from fhir_gateway.search.indexing import extract_index_rows, patient_compartment_id
+from fhir_gateway.search.row_tokens import tokens_of
 from fhir_gateway.storage.bulk import Part, insert_many
 from fhir_gateway.storage.index_repository import IndexWrite, delete_indexes, index_inserts
 from fhir_gateway.storage.repository import StoredRow
@@ -83,8 +84,9 @@ def prepare(
     body["meta"] = meta
     content = jsonutil.dumps_str(body)
     naive = moment.replace(tzinfo=None)
-    write = VersionWrite(res_type, res_id, content, patient_id, naive, method, current)
-    index = IndexWrite(res_type, res_id, extract_index_rows(body), fresh=current is None)
+    rows = extract_index_rows(body)
+    write = VersionWrite(res_type, res_id, content, patient_id, naive, method, current, tokens_of(rows))
+    index = IndexWrite(res_type, res_id, rows, fresh=current is None)
     row = StoredRow(res_type, res_id, version, naive, False, content, patient_id, method)
     created = current is None or current.deleted
     return Pending(write, index, body, "create" if created else interaction, WriteResult(row, created))

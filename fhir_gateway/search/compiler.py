@@ -30,7 +30,7 @@ from sqlalchemy import (
     true,
 )
 
-from fhir_gateway.search import audit_refs
+from fhir_gateway.search import audit_refs, row_tokens
 from fhir_gateway.search.audit_terms import code_term, has_term, text_match
 from fhir_gateway.search.registry import ROW_PARAMS, params_for
 from fhir_gateway.search.shape import NULL, Shape, Slot, WhereShape
@@ -199,14 +199,24 @@ def _exists(query: Any, per_row: bool) -> ColumnElement[bool]:
 
 
 def criterion_clause(
-    row: Any, res_type: str, shape: Shape, visible: Visible, depth: int = 0, *, per_row: bool = False
+    row: Any,
+    res_type: str,
+    shape: Shape,
+    visible: Visible,
+    depth: int = 0,
+    *,
+    per_row: bool = False,
+    in_row: bool = False,
 ) -> ColumnElement[bool]:
     """SQL condition on resource alias ``row`` for one criterion (``depth``: nesting level;
-    ``per_row``: tested on each row, ``_exists``)."""
+    ``per_row``: tested on each row, ``_exists``; ``in_row``: the row is one of a person's,
+    read by its own index: a token criterion tests the row's ``tokens``, ``_in_row_tokens``)."""
     kind, code = shape[1]
     if code in ROW_PARAMS:
         return _row_criterion(row, code, shape)
     generic = _index_criterion(row, res_type, shape, visible, depth, per_row)
+    if in_row and kind == "token" and res_type != AUDIT_EVENT:
+        return _in_row_tokens(row, shape, generic)
     if audit_refs.moved(res_type, kind, code):  # PostgreSQL: in the event's ``audit_terms`` row
         return audit_refs.on_postgresql(_audit_criterion(row, shape, visible, depth, per_row), generic)
     return generic
@@ -248,6 +258,27 @@ def _index_criterion(
     if terms:
         found = or_(found, _in_audit_terms(row, depth, [_term_test(depth, code, v) for v in value_shapes]))
     return not_(found) if negated else found
+
+
+def _in_row_tokens(row: Any, shape: Shape, generic: ColumnElement[bool]) -> ColumnElement[bool]:
+    """A token criterion on a person's row as a test of its ``tokens`` (``search.row_tokens``),
+    the index rows' test ``generic`` for a row without them; ``generic`` alone for the forms the
+    terms do not answer (``:missing``, ``:text``, ``|`` without a code)."""
+    if shape[0] != "values" or not all(row_tokens.plain(v, no_system=NULL) for v in shape[3]):
+        return generic
+    _, (_, code), negated, value_shapes = shape
+    tests = [
+        row_tokens.holds(
+            row.c.tokens,
+            code,
+            bound(v[1]) if v[1] is not None else None,
+            bound(v[2]) if isinstance(v[2], Slot) else None,
+            no_system=v[2] == NULL,
+        )
+        for v in value_shapes
+    ]
+    in_row = not_(or_(*tests)) if negated else or_(*tests)
+    return row_tokens.with_index_fallback(row.c.tokens, in_row, generic)
 
 
 def _audit_criterion(
@@ -436,7 +467,8 @@ def where_clauses(
     conditions: list[ColumnElement[bool]] = [r.c.res_type == t, r.c.deleted == false(), caller_filter]
     conditions += [r.c.res_id.in_(bound(ids, expanding=True)) for ids in shape.ids]
     per_row = shape.per_row and not drive  # PostgreSQL (SQLite tests an EXISTS on each row anyway)
-    conditions += [criterion_clause(r, t, c, visible, per_row=per_row) for c in shape.criteria]
+    in_row = shape.per_row  # the person's rows, read by ``patient_id`` on either engine
+    conditions += [criterion_clause(r, t, c, visible, per_row=per_row, in_row=in_row) for c in shape.criteria]
     conditions += [r.c.patient_id.in_(bound(ids, expanding=True)) for ids in shape.compartments]
     conditions += [has_clause(r, t, h, visible) for h in shape.has]
     if drive and not shape.ids and not shape.compartments:

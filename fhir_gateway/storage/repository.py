@@ -207,6 +207,7 @@ class NewVersion:
     content: str
     patient_id: str | None
     last_updated: datetime
+    tokens: str | None = None  # ``search.row_tokens.tokens_of`` its index rows (None: the index's)
 
 
 def insert_first_versions(conn: Connection, rows: Sequence[NewVersion], method: str = "POST") -> None:
@@ -223,6 +224,7 @@ def insert_first_versions(conn: Connection, rows: Sequence[NewVersion], method: 
             "content": r.content,
             "patient_id": r.patient_id,
             "method": method,
+            "tokens": r.tokens,
         }
         for r in rows
     ]

@@ -51,6 +51,9 @@ resource = Table(
     Column("patient_id", String(ID_LEN), nullable=True),
     # POST, PUT, PATCH or DELETE: the current version's history entry (``request.method``)
     Column("method", String(8), nullable=False, server_default="POST"),  # migration 0012
+    # the token values as terms, for a search of one person's rows (``search.row_tokens``,
+    # migration 0014); NULL: the search tests the ``idx_token`` rows
+    Column("tokens", Text, nullable=True),
     Index("ix_resource_type_patient", "res_type", "patient_id", "res_id"),  # migration 0011
     Index("ix_resource_type_updated", "res_type", "last_updated"),
 )

@@ -40,6 +40,7 @@ class VersionWrite(NamedTuple):
     last_updated: datetime
     method: str
     current: StoredRow | None
+    tokens: str | None = None  # ``search.row_tokens.tokens_of`` its index rows
 
     @property
     def version(self) -> int:
@@ -69,6 +70,7 @@ def write_versions(conn: Connection, writes: Sequence[VersionWrite]) -> list[Ver
             "content": w.content,
             "patient_id": w.patient_id,
             "method": w.method,
+            "tokens": w.tokens,
         }
 
     if fresh:
@@ -124,12 +126,13 @@ def _created_concurrently(clash: VersionWrite) -> Conflict:
 def new_resources_part(writes: Sequence[VersionWrite]) -> Part:
     """The ``resource`` rows of new resources ``writes`` (version 1), for ``bulk.insert_many``."""
     return resource, [
-        (w.res_type, w.res_id, 1, w.last_updated, False, w.content, w.patient_id, w.method) for w in writes
+        (w.res_type, w.res_id, 1, w.last_updated, False, w.content, w.patient_id, w.method, w.tokens)
+        for w in writes
     ]
 
 
 if column_names(resource) != (
-    "res_type", "res_id", "version", "last_updated", "deleted", "content", "patient_id", "method"
+    "res_type", "res_id", "version", "last_updated", "deleted", "content", "patient_id", "method", "tokens"
 ):  # fmt: skip
     raise RuntimeError("resource's columns moved: update new_resources_part")
 
