@@ -19,18 +19,11 @@ from fhir_gateway.search.row_tokens import TS, tokens_of
 from fhir_gateway.storage.database import Database
 from fhir_gateway.storage.migrate import alembic_config, upgrade
 from fhir_gateway.storage.tables import idx_token, resource
+from tests.operations.support import put
 from tests.support.databases import temporary_database_url
 
-FHIR = "application/fhir+json"
 CODES = "urn:fhir-gateway:test:codes"
 VISITS = "urn:fhir-gateway:test:visits"
-
-
-def _put(fhir: TestClient, body: dict[str, Any]) -> None:
-    response = fhir.put(
-        f"/fhir/{body['resourceType']}/{body['id']}", json=body, headers={"Content-Type": FHIR}
-    )
-    assert response.status_code in (200, 201), response.text
 
 
 def _task(
@@ -58,12 +51,12 @@ def _ids(fhir: TestClient, query: str) -> list[str]:
 @pytest.fixture
 def tasks(fhir: TestClient) -> TestClient:
     for person in ("p1", "p2"):
-        _put(fhir, {"resourceType": "Patient", "id": person})
+        put(fhir, {"resourceType": "Patient", "id": person})
     toilette = {"system": CODES, "code": "toilette", "display": "Aide à la toilette"}
-    _put(fhir, _task("t1", "p1", "requested", toilette, visit="V1"))
-    _put(fhir, _task("t2", "p1", "accepted", {"code": "toilette"}))
-    _put(fhir, _task("t3", "p1", "completed", {"system": CODES, "code": "repas"}, visit="V3"))
-    _put(fhir, _task("t4", "p2", "requested", {"system": CODES, "code": "toilette"}, visit="V1"))
+    put(fhir, _task("t1", "p1", "requested", toilette, visit="V1"))
+    put(fhir, _task("t2", "p1", "accepted", {"code": "toilette"}))
+    put(fhir, _task("t3", "p1", "completed", {"system": CODES, "code": "repas"}, visit="V3"))
+    put(fhir, _task("t4", "p2", "requested", {"system": CODES, "code": "toilette"}, visit="V1"))
     return fhir
 
 
@@ -103,7 +96,7 @@ def test_rows_without_tokens_are_answered_from_the_index(tasks: TestClient, data
 
 
 def test_an_update_moves_the_row_to_its_new_values(tasks: TestClient) -> None:
-    _put(tasks, _task("t1", "p1", "completed", {"system": CODES, "code": "repas"}))
+    put(tasks, _task("t1", "p1", "completed", {"system": CODES, "code": "repas"}))
     assert _ids(tasks, "patient=Patient/p1&status=requested") == []
     assert _ids(tasks, "patient=Patient/p1&status=completed") == ["t1", "t3"]
     assert _ids(tasks, f"patient=Patient/p1&identifier={VISITS}|V1") == []
