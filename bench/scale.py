@@ -34,7 +34,7 @@ from fhir_gateway.search.indexing import extract_index_rows, patient_compartment
 from fhir_gateway.search.row_tokens import tokens_of
 from fhir_gateway.storage.consent_tables import careteam_member
 from fhir_gateway.storage.database import Database
-from fhir_gateway.storage.index_repository import insert_index_rows
+from fhir_gateway.storage.index_repository import IndexWrite, replace_indexes
 from fhir_gateway.storage.migrate import upgrade
 from fhir_gateway.storage.repository import NewVersion, insert_first_versions
 
@@ -80,17 +80,18 @@ def load(database: Database, first: int, last: int, tasks: int) -> float:
     batch: list[dict[str, Any]] = []
 
     def flush() -> None:
-        rows, members = [], []
+        rows, indexes, members = [], [], []
         for body in batch:
             body["meta"] = {"versionId": "1", "lastUpdated": stamp.isoformat() + "Z"}
+            index = IndexWrite(body["resourceType"], body["id"], extract_index_rows(body), fresh=True)
             rows.append(NewVersion(body["resourceType"], body["id"], jsonutil.dumps_str(body),
-                                   patient_compartment_id(body), stamp,
-                                   tokens_of(extract_index_rows(body))))  # fmt: skip
+                                   patient_compartment_id(body), stamp, tokens_of(index.rows)))  # fmt: skip
+            indexes.append(index)
             if body["resourceType"] == "CareTeam":
                 members += compile_careteam(body["id"], body)
         with database.transaction(write=True) as conn:
             insert_first_versions(conn, rows)
-            insert_index_rows(conn, [(b["resourceType"], b["id"], b) for b in batch])
+            replace_indexes(conn, indexes)  # all fresh: inserts only
             if members:
                 conn.execute(insert(careteam_member), members)
         batch.clear()

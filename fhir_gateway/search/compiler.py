@@ -264,18 +264,11 @@ def _in_row_tokens(row: Any, shape: Shape, generic: ColumnElement[bool]) -> Colu
     """A token criterion on a person's row as a test of its ``tokens`` (``search.row_tokens``),
     the index rows' test ``generic`` for a row without them; ``generic`` alone for the forms the
     terms do not answer (``:missing``, ``:text``, ``|`` without a code)."""
-    if shape[0] != "values" or not all(row_tokens.plain(v, no_system=NULL) for v in shape[3]):
+    if shape[0] != "values" or not all(row_tokens.plain(v) for v in shape[3]):
         return generic
     _, (_, code), negated, value_shapes = shape
     tests = [
-        row_tokens.holds(
-            row.c.tokens,
-            code,
-            bound(v[1]) if v[1] is not None else None,
-            bound(v[2]) if isinstance(v[2], Slot) else None,
-            no_system=v[2] == NULL,
-        )
-        for v in value_shapes
+        row_tokens.holds(row.c.tokens, _value_term(code, v), whole=v[1] is not None) for v in value_shapes
     ]
     in_row = not_(or_(*tests)) if negated else or_(*tests)
     return row_tokens.with_index_fallback(row.c.tokens, in_row, generic)
@@ -340,14 +333,18 @@ def _term_test(depth: int, code: str, shape: Shape) -> ColumnElement[bool]:
     """One value of token parameter ``code`` (search.html#token) as a test of the terms."""
     if shape[0] == "text":
         return text_match(_terms(depth), code, bound(shape[1]))
+    return has_term(_terms(depth), _value_term(code, shape))
+
+
+def _value_term(code: str, shape: Shape) -> ColumnElement[Any]:
+    """The term a token value ``shape`` (``("token", code, system)``) of parameter ``code`` looks for."""
     _, value, system = shape
-    term = code_term(
+    return code_term(
         code,
         bound(value) if value is not None else None,
         bound(system) if isinstance(system, Slot) else None,
         no_system=system == NULL,
     )
-    return has_term(_terms(depth), term)
 
 
 def has_clause(

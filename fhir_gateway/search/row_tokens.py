@@ -34,10 +34,11 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
-from fhir_gateway.search.audit_terms import FS, RS
+from fhir_gateway.search.audit_terms import FS, GS, RS
+from fhir_gateway.search.shape import NULL
 
 TS = "\x1c"  # between two terms
-_SEPARATORS = re.compile(f"[{TS}{FS}{RS}\x1d]")
+_SEPARATORS = re.compile(f"[{TS}{FS}{RS}{GS}]")
 
 
 def tokens_of(rows: dict[str, list[dict[str, Any]]]) -> str | None:
@@ -61,41 +62,22 @@ def tokens_of(rows: dict[str, list[dict[str, Any]]]) -> str | None:
     return TS + TS.join(terms) + TS
 
 
-def plain(value_shape: tuple[Any, ...], *, no_system: Any) -> bool:
+def plain(value_shape: tuple[Any, ...]) -> bool:
     """Whether ``value_shape`` (``search.shape``: ``("token", code, system)``) is a value the
-    terms answer: a code (with any, a given or no system), or a system with any code.
-    ``no_system``: the marker of ``|code`` (``shape.NULL``)."""
+    terms answer: a code (with any, a given or no system), or a system with any code."""
     if value_shape[0] != "token":
         return False
     _, code, system = value_shape
-    return code is not None or (system is not None and system != no_system)
+    return code is not None or (system is not None and system != NULL)
 
 
-def holds(
-    tokens: Any,
-    param: str,
-    code: ColumnElement[Any] | None,
-    system: ColumnElement[Any] | None,
-    *,
-    no_system: bool,
-) -> ColumnElement[bool]:
-    """``tokens`` holds the value of token parameter ``param`` given by the criterion's bound
-    ``code`` and ``system`` (None: not given; ``no_system``: the ``|code`` form). A bound value
-    holding 0x1C could reach across two terms: it finds nothing, as no stored value holds one."""
-    if system is None and not no_system:
-        assert code is not None
-        needle = literal(TS + param + FS) + code + literal(TS)
-    else:
-        needle = literal(TS + param + RS)
-        if system is not None:
-            needle = needle + system + literal(RS)
-        else:
-            needle = needle + literal(RS)
-        if code is not None:
-            needle = needle + code + literal(TS)
-    found: ColumnElement[bool] = _Position(tokens, needle) > 0
-    values = [v for v in (code, system) if v is not None]
-    return and_(found, *(_Position(v, literal(TS)) == 0 for v in values))
+def holds(tokens: Any, term: ColumnElement[Any], *, whole: bool) -> ColumnElement[bool]:
+    """``tokens`` holds ``term`` (``audit_terms.code_term`` of the criterion's bound values);
+    ``whole``: as a whole term, otherwise as the start of one (``[system]|``, any code). A term
+    holding 0x1C (from a searched value) could reach across two stored terms: it finds nothing,
+    as no stored value holds one."""
+    needle = literal(TS) + term + literal(TS) if whole else literal(TS) + term
+    return and_(_Position(tokens, needle) > 0, _Position(term, literal(TS)) == 0)
 
 
 def with_index_fallback(

@@ -111,8 +111,3 @@ def _value_columns(kind: str) -> tuple[str, ...]:
     names = column_names(INDEX_TABLES[kind])
     assert names[:2] == ("res_type", "res_id")
     return names[2:]
-
-
-def insert_index_rows(conn: Connection, resources: list[tuple[str, str, dict[str, Any]]]) -> None:
-    """Index rows of new resources ``(type, id, body)``, one multi-row insert per kind."""
-    replace_indexes(conn, [IndexWrite(t, i, extract_index_rows(body), True) for t, i, body in resources])
