@@ -79,12 +79,8 @@ def _rows(event: dict[str, Any], tokens: _Tokens) -> Rows:
         dates.append(_date("date", event["recorded"]))
     for agent in event.get("agent", ()):
         _known(agent, _AGENT_KEYS)
-        if "who" in agent:
-            _reference("agent", agent["who"], references, patients)
     for entity in event.get("entity", ()):
         _known(entity, _ENTITY_KEYS)
-        if "what" in entity:
-            _reference("entity", entity["what"], references, patients)
         if "type" in entity:
             tokens.add(_coding, "entity-type", entity["type"])
         if "role" in entity:
@@ -94,8 +90,7 @@ def _rows(event: dict[str, Any], tokens: _Tokens) -> Rows:
         _known(source, _SOURCE_KEYS)
         if "site" in source:
             tokens.add(_token, "site", None, _text(source["site"]), None)
-        if "observer" in source:
-            _reference("source", source["observer"], references, [])
+    _references(event, references, patients)
     meta = event.get("meta")
     if meta is not None:
         _known(meta, _META_KEYS)
@@ -109,6 +104,37 @@ def _rows(event: dict[str, Any], tokens: _Tokens) -> Rows:
     if dates:
         rows["date"] = dates
     return rows
+
+
+def event_references(event: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ``reference`` rows alone of ``audit_index_rows(event)``, for an event of a shape it
+    indexes, unchecked: ``audit.store`` asks for those of the events of a kind of access record
+    whose first event it indexed whole (every event of a kind has the same shape)."""
+    references: list[dict[str, Any]] = []
+    patients: list[dict[str, Any]] = []
+    _references(event, references, patients)
+    return references + patients
+
+
+def recorded_range(event: dict[str, Any]) -> tuple[Any, Any]:
+    """The (low, high) of the ``date`` row of ``audit_index_rows(event)`` (``recorded``)."""
+    row = _date("date", event["recorded"])
+    return row["low"], row["high"]
+
+
+def _references(
+    event: dict[str, Any], references: list[dict[str, Any]], patients: list[dict[str, Any]]
+) -> None:
+    """The rows of ``agent.who``, ``entity.what`` and ``source.observer``, in that order."""
+    for agent in event.get("agent", ()):
+        if "who" in agent:
+            _reference("agent", agent["who"], references, patients)
+    for entity in event.get("entity", ()):
+        if "what" in entity:
+            _reference("entity", entity["what"], references, patients)
+    source = event.get("source")
+    if source is not None and "observer" in source:
+        _reference("source", source["observer"], references, [])
 
 
 def _known(element: Any, keys: frozenset[str]) -> None:

@@ -21,13 +21,14 @@ from typing import Any
 from sqlalchemy import Connection
 
 from fhir_gateway.audit.events import AuditItem, audit_patient, event_of, record_kind
-from fhir_gateway.audit.index_rows import audit_index_rows
+from fhir_gateway.audit.index_rows import audit_index_rows, event_references, recorded_range
 from fhir_gateway.kit import jsonutil
 from fhir_gateway.kit.ids import new_id
 from fhir_gateway.kit.lru import Lru
 from fhir_gateway.kit.timeutil import fhir_instant, utcnow
 from fhir_gateway.search.audit_terms import Unfit, terms_of
 from fhir_gateway.search.indexing import extract_index_rows
+from fhir_gateway.storage.audit_refs import audit_terms_row
 from fhir_gateway.storage.bulk import Part, insert_many
 from fhir_gateway.storage.database import Database
 from fhir_gateway.storage.index_repository import IndexWrite, index_inserts
@@ -49,14 +50,18 @@ class PreparedAudit:
         return [row[1] for row in self.parts[0][1]] if self.parts else []
 
 
-def prepare_audit_events(events: Sequence[AuditItem]) -> PreparedAudit:
-    """The rows of ``events`` as new AuditEvent resources, version 1 (CPU only, no database)."""
+def prepare_audit_events(events: Sequence[AuditItem], *, refs_in_terms: bool = False) -> PreparedAudit:
+    """The rows of ``events`` as new AuditEvent resources, version 1 (CPU only, no database).
+
+    ``refs_in_terms`` (for PostgreSQL, where ``storage.bulk`` moves an AuditEvent's reference and
+    date rows into its ``audit_terms`` row: ``storage.audit_refs``): the events of a kind whose
+    terms are known get that row whole at once, without index rows to move."""
     moment = utcnow()
     naive = moment.replace(tzinfo=None)
     instant = fhir_instant(moment)
     writes: list[VersionWrite] = []
     indexes: list[IndexWrite] = []
-    terms: list[tuple[str, str, None, None, None]] = []  # refs and date: ``storage.audit_refs``
+    terms: list[Sequence[Any]] = []  # refs and date: ``storage.audit_refs``
     for item in events:
         event = event_of(item)  # an access's record: the event it describes
         res_id = str(event.get("id") or new_id())
@@ -69,6 +74,10 @@ def prepare_audit_events(events: Sequence[AuditItem]) -> PreparedAudit:
         )
         kind = record_kind(item) if isinstance(item, list) else None
         known = _kind_terms.get(kind) if kind is not None else None
+        if known is not None and refs_in_terms:
+            low, high = recorded_range(body)
+            terms.append(audit_terms_row(res_id, known, event_references(body), low, high))
+            continue
         rows = audit_index_rows(body, tokens=known is None)
         if rows is None:  # a shape it does not know: the generic extraction, all in the index
             rows = extract_index_rows(body)
@@ -120,7 +129,8 @@ def store_audit_events(
     conn: Connection, events: Sequence[AuditItem], *, one_statement: bool = True
 ) -> list[str]:
     """Store ``events`` as new AuditEvent resources in ``conn``'s transaction; their ids."""
-    return insert_audit_events(conn, prepare_audit_events(events), one_statement=one_statement)
+    prepared = prepare_audit_events(events, refs_in_terms=conn.dialect.name == "postgresql")
+    return insert_audit_events(conn, prepared, one_statement=one_statement)
 
 
 def write_audit_events(database: Database, events: Sequence[AuditItem]) -> None:

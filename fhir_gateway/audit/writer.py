@@ -106,7 +106,7 @@ class AuditWriter:
             if not batch:
                 return
             try:
-                prepared = await prepared_in_steps(batch)
+                prepared = await prepared_in_steps(batch, refs_in_terms=self.database.dialect == "postgresql")
                 await self.database.run(functools.partial(insert_audit_events, prepared=prepared), write=True)
             except ServiceUnavailable as exc:
                 log.error("audit_write_failed: %s", exc, extra={"audit_events": len(batch)})
@@ -196,13 +196,13 @@ def _batch(events: list[dict[str, Any]]) -> Batch:
 PREPARE_STEP = 25  # events turned into rows between two turns of the event loop
 
 
-async def prepared_in_steps(events: list[dict[str, Any]]) -> PreparedAudit:
-    """``prepare_audit_events`` of ``events``, letting the event loop serve requests between
-    steps: a batch of a few hundred events is tens of milliseconds of CPU, which in one go
-    held every request waiting meanwhile (it was the p99 of reads)."""
+async def prepared_in_steps(events: list[dict[str, Any]], *, refs_in_terms: bool = False) -> PreparedAudit:
+    """``prepare_audit_events`` of ``events`` (with ``refs_in_terms``), letting the event loop
+    serve requests between steps: a batch of a few hundred events is tens of milliseconds of
+    CPU, which in one go held every request waiting meanwhile (it was the p99 of reads)."""
     steps = []
     for start in range(0, len(events), PREPARE_STEP):
         if start:
             await asyncio.sleep(0)
-        steps.append(prepare_audit_events(events[start : start + PREPARE_STEP]))
+        steps.append(prepare_audit_events(events[start : start + PREPARE_STEP], refs_in_terms=refs_in_terms))
     return joined(steps)
