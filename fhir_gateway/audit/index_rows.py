@@ -18,13 +18,20 @@ An event with any other element (an agent's ``name`` or ``role``, an entity's ``
 or a code or system too long for the index, returns None: the generic extraction then
 indexes it (and refuses what it refuses). tests/audit/test_index_rows.py checks that both
 give the same rows for every kind of event the gateway writes.
+
+On PostgreSQL the reference and date rows end up as the keys and range of the event's
+``audit_terms`` row (``storage.audit_refs``): for an event of a kind whose first event was
+indexed whole, ``audit.store`` asks for those keys alone (``event_reference_keys``) and makes
+no rows to move.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from fhir_gateway.search.indexing import TOKEN_CHARS, Rows, date_range, reference_parts
+from fhir_gateway.storage.audit_refs import reference_keys
 
 _EVENT_KEYS = frozenset(
     {"resourceType", "id", "meta", "type", "subtype", "action", "recorded", "outcome", "outcomeDesc",
@@ -106,14 +113,29 @@ def _rows(event: dict[str, Any], tokens: _Tokens) -> Rows:
     return rows
 
 
-def event_references(event: dict[str, Any]) -> list[dict[str, Any]]:
-    """The ``reference`` rows alone of ``audit_index_rows(event)``, for an event of a shape it
-    indexes, unchecked: ``audit.store`` asks for those of the events of a kind of access record
-    whose first event it indexed whole (every event of a kind has the same shape)."""
-    references: list[dict[str, Any]] = []
-    patients: list[dict[str, Any]] = []
-    _references(event, references, patients)
-    return references + patients
+def event_reference_keys(event: dict[str, Any]) -> list[str]:
+    """The ``refs`` keys (``storage.audit_refs``) of the ``reference`` rows of
+    ``audit_index_rows(event)``, in their order, for an event of a shape it indexes, unchecked:
+    ``audit.store`` asks for those of the events of a kind of access record whose first event
+    it indexed whole (every event of a kind has the same shape)."""
+    keys: list[str] = []
+    patient_keys: list[str] = []
+    for param, value in _reference_values(event):
+        ref = value.get("reference")
+        if ref is not None:
+            own, patient = _reference_keys(param, ref)
+            keys += own
+            patient_keys += patient
+    return keys + patient_keys
+
+
+def _reference_keys(param: str, ref: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The keys of the rows ``_reference`` makes of ``ref``: its own, and those for ``patient``."""
+    parts = reference_parts(ref)
+    if parts is None:
+        return (), ()
+    own = reference_keys(param, *parts)
+    return own, reference_keys("patient", *parts) if param != "source" and _is_patient(ref) else ()
 
 
 def recorded_range(event: dict[str, Any]) -> tuple[Any, Any]:
@@ -126,15 +148,21 @@ def _references(
     event: dict[str, Any], references: list[dict[str, Any]], patients: list[dict[str, Any]]
 ) -> None:
     """The rows of ``agent.who``, ``entity.what`` and ``source.observer``, in that order."""
+    for param, value in _reference_values(event):
+        _reference(param, value, references, patients if param != "source" else [])
+
+
+def _reference_values(event: dict[str, Any]) -> Iterator[tuple[str, Any]]:
+    """(parameter, Reference) of ``agent.who``, ``entity.what`` and ``source.observer``."""
     for agent in event.get("agent", ()):
         if "who" in agent:
-            _reference("agent", agent["who"], references, patients)
+            yield "agent", agent["who"]
     for entity in event.get("entity", ()):
         if "what" in entity:
-            _reference("entity", entity["what"], references, patients)
+            yield "entity", entity["what"]
     source = event.get("source")
     if source is not None and "observer" in source:
-        _reference("source", source["observer"], references, [])
+        yield "source", source["observer"]
 
 
 def _known(element: Any, keys: frozenset[str]) -> None:
@@ -181,6 +209,11 @@ def _reference(
         return
     target_type, target_id, url = parts
     references.append({"target_type": target_type, "target_id": target_id, "url": url, "param": param})
-    tail = ref.split("/_history/")[0]
-    if tail.startswith("Patient/") or "/Patient/" in tail:
+    if _is_patient(ref):
         patients.append({"target_type": target_type, "target_id": target_id, "url": url, "param": "patient"})
+
+
+def _is_patient(ref: str) -> bool:
+    """``ref`` names a Patient (``where(resolve() is Patient)``, read from the reference)."""
+    tail = ref.split("/_history/")[0]
+    return tail.startswith("Patient/") or "/Patient/" in tail

@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from fhir_gateway.audit.events import AuditItem, audit_patient, event_of, record_kind
-from fhir_gateway.audit.index_rows import audit_index_rows, event_references, recorded_range
+from fhir_gateway.audit.index_rows import audit_index_rows, event_reference_keys, recorded_range
 from fhir_gateway.kit import jsonutil
 from fhir_gateway.kit.ids import new_id
 from fhir_gateway.kit.lru import Lru
@@ -76,7 +76,7 @@ def prepare_audit_events(events: Sequence[AuditItem], *, refs_in_terms: bool = F
         known = _kind_terms.get(kind) if kind is not None else None
         if known is not None and refs_in_terms:
             low, high = recorded_range(body)
-            terms.append(audit_terms_row(res_id, known, event_references(body), low, high))
+            terms.append(audit_terms_row(res_id, known, event_reference_keys(body), low, high))
             continue
         rows = audit_index_rows(body, tokens=known is None)
         if rows is None:  # a shape it does not know: the generic extraction, all in the index

@@ -21,7 +21,7 @@ place (migration 0013 moved the rows already stored). SQLite keeps the generic r
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -90,17 +90,10 @@ def with_audit_refs(parts: Sequence[Part]) -> Sequence[Part]:
     return out
 
 
-def audit_terms_row(
-    res_id: str, terms: str, references: Iterable[Mapping[str, Any]], low: Any, high: Any
-) -> Sequence[Any]:
-    """The ``audit_terms`` row of an AuditEvent with ``terms`` that ``with_audit_refs`` makes
-    from its ``reference`` index rows (``search.indexing`` rows) and ``date`` range, made
-    directly from them (``audit.store``: the events of a kind whose terms are known)."""
-    keys = [
-        key
-        for row in references
-        for key in reference_keys(row["param"], row["target_type"], row["target_id"], row["url"])
-    ]
+def audit_terms_row(res_id: str, terms: str, keys: list[str], low: Any, high: Any) -> Sequence[Any]:
+    """The ``audit_terms`` row of an AuditEvent with ``terms`` that ``with_audit_refs`` makes from
+    its ``reference`` and ``date`` index rows, made from their keys and range directly
+    (``audit.store``: the events of a kind whose terms are known)."""
     return _filled((res_id, terms, None, None, None), [keys, low, high])
 
 

@@ -45,7 +45,8 @@ ACCESSES: dict[str, st.SearchStrategy[Any]] = {
     "query": st.sampled_from(
         [None, "", "patient=Patient/p1&status=requested,accepted", "name=Dupont&_count=20"]
     ),
-    "practitioner": st.sampled_from([None, "Practitioner/pr-1"]),
+    # who acts for the client: a professional, or a person using a patient-facing app
+    "practitioner": st.sampled_from([None, "Practitioner/pr-1", "https://annuaire.example/fhir/Patient/p9"]),
     "break_glass": st.sampled_from([None, "urgence vitale, personne inconsciente"]),
 }
 
