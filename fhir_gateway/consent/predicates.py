@@ -12,11 +12,12 @@ a person is:
 
 In ``permitted`` each step is an EXISTS correlated with the person (and resource) of the
 row: an index probe of ``consent_grant (patient_id, effect)`` or ``careteam_member
-(patient_id, member)`` per row. ``permitted_of_person`` (a search of one person's compartment)
-and ``deciding_consents`` (what decided, for the audit trail) take steps 1 and 2 in one pass
-over the person's matching grants (``_deciding_key``). The cost follows the rows read, not
-the number of people who consented to the caller (a set of all of them, hashed once per
-query, cost a read 0.4 ms per 500 people).
+(patient_id, member)`` per row, and for a grant to a CareTeam one probe of ``careteam_member
+(member, careteam_ref)`` (``_team_of``). ``permitted_of_person`` (a search of one person's
+compartment) and ``deciding_consents`` (what decided, for the audit trail) take steps 1 and 2
+in one pass over the person's matching grants (``_deciding_key``). The cost follows the rows
+read, not the number of people who consented to the caller (a set of all of them, hashed once
+per query, cost a read 0.4 ms per 500 people) nor that of the teams it belongs to.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from sqlalchemy import (
     exists,
     false,
     func,
+    literal,
     literal_column,
     not_,
     or_,
@@ -63,10 +65,18 @@ def _covers(table: Any, now: Moment) -> ColumnElement[bool]:
     )
 
 
-def current_teams(actors: list[str], now: Moment) -> Select[Any]:
-    """``CareTeam/<id>`` of the teams one of ``actors`` currently belongs to."""
+def _team_of(actor: ColumnElement[Any], actors: list[str], now: Moment) -> ColumnElement[bool]:
+    """A grant's ``actor`` is a CareTeam one of ``actors`` currently belongs to: a probe of
+    ``careteam_member (member, careteam_ref)`` for that grant alone. The set of every team of
+    the caller, hashed once per statement, cost each read and search in proportion to the
+    teams the caller is in, and a home-care service is in the team of every person it visits."""
     m = careteam_member.alias()
-    return select(m.c.careteam_ref).where(any_of(m.c.member, actors), _covers(m, now))
+    # a scalar subquery: PostgreSQL may plan an EXISTS or an IN as that hashed set (it did)
+    found = select(literal(1)).where(m.c.careteam_ref == actor, any_of(m.c.member, actors), _covers(m, now))
+    return and_(actor.startswith(TEAM_PREFIX), found.limit(1).scalar_subquery().is_not(None))
+
+
+TEAM_PREFIX = "CareTeam/"  # of a grant's actor that is a team (``consent.careteam``)
 
 
 def _class_matches(g: Any, cls: ClassExpr) -> ColumnElement[bool]:
@@ -81,7 +91,7 @@ def _matches(
     """Grant row ``g`` applies to this actor, purpose, action, class, now."""
     actor_ok: ColumnElement[bool] = any_of(g.c.actor, ["*", *actors])
     if actors:
-        actor_ok = or_(actor_ok, g.c.actor.in_(current_teams(actors, now)))
+        actor_ok = or_(actor_ok, _team_of(g.c.actor, actors, now))
     return and_(
         actor_ok,
         _class_matches(g, cls),
