@@ -6,7 +6,10 @@
    multi-row inserts of resources (their one version: no history row) and search index, CareTeam
    membership compiled as on the API path; load rate reported;
 2. at 10,000 resources: ANALYZE, start ``fhir-gateway serve``, run fhirload ``read`` and
-   ``search`` (latency with 1 connection, throughput with 16); stop;
+   ``search`` (latency with 1 connection, throughput with 16) as a trusted client and as a
+   partner under consent (``run_bench.PARTNER``, a member of every person's CareTeam, as a
+   home-care service is of each person it visits: its reads are decided by the care-team
+   policy, among as many teams as there are people); stop;
 3. load up to ``--total`` resources and measure again; print one JSON with both and ratios.
 
     python bench/scale.py [--total 1000000] [--tasks 20] [--seconds 8]
@@ -25,7 +28,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from run_bench import BIN, ROOT, fhirload, free_port, new_database, wait_ready
+from run_bench import BIN, PARTNER, ROOT, fhirload, free_port, new_database, wait_ready
 from sqlalchemy import insert, text
 
 from fhir_gateway.consent.careteam import compile_careteam
@@ -39,6 +42,7 @@ from fhir_gateway.storage.migrate import upgrade
 from fhir_gateway.storage.repository import NewVersion, insert_first_versions
 
 STATUSES = ("requested", "accepted", "in-progress", "completed")
+CLIENTS = {"trusted": ["--trusted"], "partner": ["--organization", PARTNER]}  # who reads, and as what
 
 
 def person(n: int, tasks: int) -> list[dict[str, Any]]:
@@ -52,7 +56,8 @@ def person(n: int, tasks: int) -> list[dict[str, Any]]:
          "birthDate": f"19{40 + n % 50:02d}-0{1 + n % 9}-1{n % 9}", "gender": ("female", "male")[n % 2]},
         {"resourceType": "CareTeam", "id": team, "status": "active",
          "subject": {"reference": f"Patient/{pat}"},
-         "participant": [{"member": {"reference": f"Organization/{org}"}}]},
+         "participant": [{"member": {"reference": f"Organization/{org}"}},
+                         {"member": {"reference": PARTNER}}]},
         {"resourceType": "CarePlan", "id": plan, "status": "active", "intent": "plan",
          "subject": {"reference": f"Patient/{pat}"}, "careTeam": [{"reference": f"CareTeam/{team}"}]},
     ]  # fmt: skip
@@ -114,17 +119,16 @@ def measure(url: str, people: int, tasks: int, seconds: float, workdir: Path) ->
     env = {**os.environ, "FHIR_GATEWAY_DATABASE_URL": url, "FHIR_GATEWAY_BASE_URL": base,
            "FHIR_GATEWAY_DEMO_CLIENT": "false"}  # fmt: skip
     cli = str(BIN / "fhir-gateway")
-    name = f"scale-{uuid.uuid4().hex[:6]}"
-    subprocess.run([cli, "clients", "add", name, "--scope", "system/*.cruds", "--secret", "scale-secret",
-                    "--trusted"], env=env, check=True, capture_output=True)  # fmt: skip
+    names = {client: f"scale-{client}-{uuid.uuid4().hex[:6]}" for client in CLIENTS}
+    for client, actor in CLIENTS.items():
+        subprocess.run([cli, "clients", "add", names[client], "--scope", "system/*.cruds", "--secret",
+                        "scale-secret", *actor], env=env, check=True, capture_output=True)  # fmt: skip
     server = subprocess.Popen([cli, "serve", "--port", str(port), "--no-migrate"], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         wait_ready(f"{base}/health/live", server)
         import httpx
 
-        token = httpx.post(f"{base}/auth/token", auth=(name, "scale-secret"),
-                           data={"grant_type": "client_credentials"}).json()["access_token"]  # fmt: skip
         sample = range(0, people, max(1, people // 2000))
         state = workdir / f"state-{port}.json"
         state.write_text(json.dumps({
@@ -132,10 +136,13 @@ def measure(url: str, people: int, tasks: int, seconds: float, workdir: Path) ->
             "Task": [f"task{n}-{k}" for n in sample for k in range(min(tasks, 3))],
         }))  # fmt: skip
         out: dict[str, Any] = {}
-        for connections in (1, 16):
-            run = fhirload(base + "/fhir", token, state, "run", "--only", "read,search", "--seconds",
-                           str(seconds), "--concurrency", str(connections))  # fmt: skip
-            out[f"c{connections}"] = run
+        for client in CLIENTS:
+            token = httpx.post(f"{base}/auth/token", auth=(names[client], "scale-secret"),
+                               data={"grant_type": "client_credentials"}).json()["access_token"]  # fmt: skip
+            for connections in (1, 16):
+                run = fhirload(base + "/fhir", token, state, "run", "--only", "read,search", "--seconds",
+                               str(seconds), "--concurrency", str(connections))  # fmt: skip
+                out.setdefault(client, {})[f"c{connections}"] = run
         return out
     finally:
         server.terminate()
@@ -169,10 +176,12 @@ def main() -> None:
     result["at_1m"] = {"resources": large * per_person, "database_size": size,
                        **measure(url, large, args.tasks, args.seconds, workdir)}  # fmt: skip
     ratios: dict[str, float] = {}
-    for scenario in ("read", "search"):
-        for key in ("p50_ms", "p99_ms"):
-            a, b = result["at_10k"]["c1"][scenario][key], result["at_1m"]["c1"][scenario][key]
-            ratios[f"{scenario}_{key}_1m_over_10k"] = round(b / a, 2) if a else float("nan")
+    for client in CLIENTS:
+        for scenario in ("read", "search"):
+            for key in ("p50_ms", "p99_ms"):
+                a = result["at_10k"][client]["c1"][scenario][key]
+                b = result["at_1m"][client]["c1"][scenario][key]
+                ratios[f"{client}_{scenario}_{key}_1m_over_10k"] = round(b / a, 2) if a else float("nan")
     result["latency_ratios"] = ratios
     database.dispose()
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
