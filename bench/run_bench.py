@@ -270,7 +270,8 @@ def run_scenario(target: Target, scenario: str, args: argparse.Namespace) -> dic
     return figures
 
 
-def _consent(patient_id: str, actor: str, kind: str) -> dict[str, object]:
+def consent_body(patient_id: str, actor: str, kind: str) -> dict[str, object]:
+    """A FHIR R4 Consent of ``patient_id`` (patient-privacy) whose provision ``kind`` names ``actor``."""
     return {
         "resourceType": "Consent",
         "status": "active",
@@ -307,7 +308,7 @@ def add_consents(base: str, token: str, state: dict[str, list[str]]) -> dict[str
         for actor, kind in ((PARTNER, "permit"), ("Organization/bench-other", "deny")):
             entries.append(
                 {
-                    "resource": _consent(patient_id, actor, kind),
+                    "resource": consent_body(patient_id, actor, kind),
                     "request": {"method": "POST", "url": "Consent"},
                 }
             )

@@ -2,14 +2,15 @@
 """Scale (issue 9): read and search latency at 10,000 and at 1,000,000 resources.
 
 1. a fresh PostgreSQL database; people loaded in the shape of ../shared/bench/fhirload.py's seed
-   (Organization, Patient, CareTeam, CarePlan and ``--tasks`` Tasks each) by the bulk path:
+   (Organization, Patient, CareTeam, CarePlan and ``--tasks`` Tasks each), with two Consents each
+   (a permit for the person's CareTeam, a deny for another organisation), by the bulk path:
    multi-row inserts of resources (their one version: no history row) and search index, CareTeam
-   membership compiled as on the API path; load rate reported;
+   membership and consent grants compiled as on the API path; load rate reported;
 2. at 10,000 resources: ANALYZE, start ``fhir-gateway serve``, run fhirload ``read`` and
    ``search`` (latency with 1 connection, throughput with 16) as a trusted client and as a
    partner under consent (``run_bench.PARTNER``, a member of every person's CareTeam, as a
-   home-care service is of each person it visits: its reads are decided by the care-team
-   policy, among as many teams as there are people); stop;
+   home-care service is of each person it visits: its reads are permitted by the grant to the
+   person's team, asked among as many teams as there are people); stop;
 3. load up to ``--total`` resources and measure again; print one JSON with both and ratios.
 
     python bench/scale.py [--total 1000000] [--tasks 20] [--seconds 8]
@@ -28,14 +29,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from run_bench import BIN, PARTNER, ROOT, fhirload, free_port, new_database, wait_ready
+from run_bench import BIN, PARTNER, ROOT, consent_body, fhirload, free_port, new_database, wait_ready
 from sqlalchemy import insert, text
 
 from fhir_gateway.consent.careteam import compile_careteam
+from fhir_gateway.consent.compile import compile_consent
 from fhir_gateway.kit import jsonutil
 from fhir_gateway.search.indexing import extract_index_rows, patient_compartment_id
 from fhir_gateway.search.row_tokens import tokens_of
-from fhir_gateway.storage.consent_tables import careteam_member
+from fhir_gateway.storage.consent_tables import careteam_member, consent_grant
 from fhir_gateway.storage.database import Database
 from fhir_gateway.storage.index_repository import IndexWrite, replace_indexes
 from fhir_gateway.storage.migrate import upgrade
@@ -43,10 +45,16 @@ from fhir_gateway.storage.repository import NewVersion, insert_first_versions
 
 STATUSES = ("requested", "accepted", "in-progress", "completed")
 CLIENTS = {"trusted": ["--trusted"], "partner": ["--organization", PARTNER]}  # who reads, and as what
+OTHER = "Organization/bench-other"
+
+
+CONSENTS = (("{team}", "permit"), (OTHER, "deny"))  # each person's: their circle of care, another service
 
 
 def person(n: int, tasks: int) -> list[dict[str, Any]]:
-    """One person's coordination file, as fhirload's seed makes it (ids fixed here)."""
+    """One person's coordination file, as fhirload's seed makes it (ids fixed here), and two
+    Consents, as ``run_bench.add_consents`` gives each person: a permit, here for the person's
+    CareTeam, and a deny for another organisation."""
     org, pat, team, plan = f"org{n}", f"pat{n}", f"team{n}", f"plan{n}"
     resources: list[dict[str, Any]] = [
         {"resourceType": "Organization", "id": org, "name": f"SAAD Bench {n}",
@@ -61,6 +69,9 @@ def person(n: int, tasks: int) -> list[dict[str, Any]]:
         {"resourceType": "CarePlan", "id": plan, "status": "active", "intent": "plan",
          "subject": {"reference": f"Patient/{pat}"}, "careTeam": [{"reference": f"CareTeam/{team}"}]},
     ]  # fmt: skip
+    for number, (actor, kind) in enumerate(CONSENTS):
+        consent = consent_body(pat, actor.format(team=f"CareTeam/{team}"), kind)
+        resources.append({**consent, "id": f"consent{n}-{number}"})
     for k in range(tasks):
         resources.append(
             {
@@ -85,7 +96,7 @@ def load(database: Database, first: int, last: int, tasks: int) -> float:
     batch: list[dict[str, Any]] = []
 
     def flush() -> None:
-        rows, indexes, members = [], [], []
+        rows, indexes, members, grants = [], [], [], []
         for body in batch:
             body["meta"] = {"versionId": "1", "lastUpdated": stamp.isoformat() + "Z"}
             index = IndexWrite(body["resourceType"], body["id"], extract_index_rows(body), fresh=True)
@@ -94,11 +105,15 @@ def load(database: Database, first: int, last: int, tasks: int) -> float:
             indexes.append(index)
             if body["resourceType"] == "CareTeam":
                 members += compile_careteam(body["id"], body)
+            if body["resourceType"] == "Consent":
+                grants += compile_consent(body["id"], body)
         with database.transaction(write=True) as conn:
             insert_first_versions(conn, rows)
             replace_indexes(conn, indexes)  # all fresh: inserts only
             if members:
                 conn.execute(insert(careteam_member), members)
+            if grants:
+                conn.execute(insert(consent_grant), grants)
         batch.clear()
 
     for n in range(first, last):
@@ -160,7 +175,7 @@ def main() -> None:
     url, plain = new_database("postgresql", workdir)
     database = Database(url)
     upgrade(database)
-    per_person = 4 + args.tasks
+    per_person = 4 + len(CONSENTS) + args.tasks
     small, large = max(1, 10_000 // per_person), max(1, args.total // per_person)
     result: dict[str, Any] = {"resources_per_person": per_person}
     result["load_small_per_s"] = load(database, 0, small, args.tasks)
