@@ -72,9 +72,14 @@ def decide(
 ) -> Decision:
     """The decision for ``actors`` on ``patient_id``'s ``res_type`` data (None: any class)."""
     now = now or now_naive()
-    teams = consent_repository.current_teams(conn, actors, now) if actors else []
-    who = set(actors) | {ref for ref, _ in teams}
     grants = consent_repository.grants_of_patient(conn, patient_id)
+    named = sorted({str(g["actor"]) for g in grants})
+    teams = (
+        consent_repository.current_teams(conn, actors, now, of_person=patient_id, named=named)
+        if actors
+        else []
+    )
+    who = set(actors) | {ref for ref, _ in teams}
     reasons = [f"member of {ref} (current)" for ref, _ in teams]
 
     def hit(g: Grant) -> bool:

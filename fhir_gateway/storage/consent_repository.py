@@ -43,13 +43,18 @@ def grants_of_patient(conn: Connection, patient_id: str) -> list[dict[str, Any]]
     return [dict(r._mapping) for r in conn.execute(query)]
 
 
-def current_teams(conn: Connection, members: Sequence[str], now: datetime) -> list[tuple[str, str | None]]:
-    """``(CareTeam/<id>, patient id)`` of the teams one of ``members`` currently belongs to."""
+def current_teams(
+    conn: Connection, members: Sequence[str], now: datetime, *, of_person: str, named: Sequence[str]
+) -> list[tuple[str, str | None]]:
+    """``(CareTeam/<id>, patient id)`` of the teams one of ``members`` currently belongs to
+    among those of person ``of_person`` and those ``named`` (the actors of the person's grants):
+    the only teams that can decide on that person, of the thousands a service may be in."""
     m = careteam_member
     query = (
         select(m.c.careteam_ref, m.c.patient_id)
         .where(
             m.c.member.in_(list(members)),
+            or_(m.c.patient_id == of_person, m.c.careteam_ref.in_(list(named))),
             or_(m.c.period_start.is_(None), m.c.period_start <= now),
             or_(m.c.period_end.is_(None), m.c.period_end > now),
         )

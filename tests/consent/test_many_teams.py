@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, text
 
-from fhir_gateway.consent.decision import decision_for
+from fhir_gateway.consent.decision import decision_for, explain
 from fhir_gateway.consent.predicates import CARE_TEAM_OPT_OUT, OPT_IN
 from fhir_gateway.consent.visibility import decided_read_query
 from fhir_gateway.storage import repository
@@ -88,3 +88,15 @@ def test_a_team_grant_still_decides_for_its_current_members_only(consent_db: Dat
         store(conn, "CareTeam", "ct1", careteam("p1", [("Organization/other", None, None)]))
     with consent_db.transaction() as conn:
         assert _decisions(conn, OPT_IN) == [False, False, "default policy: opt-in", set()]
+
+
+def test_access_explains_a_decision_by_the_teams_that_can_decide_it_only(consent_db: Database) -> None:
+    """``$access`` (``decision.explain``) names the caller's teams that decide on the person (the
+    person's own and those the person's grants name), not every team the caller is in."""
+    with consent_db.transaction(write=True) as conn:
+        _world(conn, teams=40)
+    with consent_db.transaction() as conn:
+        decision = explain(conn, "p1", SAAD, "TREAT", "Task", OPT_IN)
+    assert (decision.permit, decision.decided_by) == (True, "Consent/c1")
+    memberships = [reason for reason in decision.reasons if reason.startswith("member of")]
+    assert memberships == ["member of CareTeam/ct1 (current)"]
