@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from fhir_gateway.auth.context import AccessContext
-from fhir_gateway.consent.predicates import CARE_TEAM_OPT_OUT, decided_values
+from fhir_gateway.consent.predicates import CARE_TEAM_OPT_OUT, TEAM_PREFIX, decided_values
 from fhir_gateway.consent.visibility import caller_actors, deciding_consents_query, now_naive
 from fhir_gateway.storage import consent_repository
 
@@ -73,7 +73,7 @@ def decide(
     """The decision for ``actors`` on ``patient_id``'s ``res_type`` data (None: any class)."""
     now = now or now_naive()
     grants = consent_repository.grants_of_patient(conn, patient_id)
-    named = sorted({str(g["actor"]) for g in grants})
+    named = sorted({str(g["actor"]) for g in grants if str(g["actor"]).startswith(TEAM_PREFIX)})
     teams = (
         consent_repository.current_teams(conn, actors, now, of_person=patient_id, named=named)
         if actors

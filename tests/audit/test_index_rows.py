@@ -180,16 +180,18 @@ def _token_terms(item: Any) -> list[Any]:
     return [row[1] for table, rows in prepared.parts if table is audit_terms for row in rows]
 
 
-def _two_of_one_kind(
-    a: dict[str, Any],
-    other_id: str,
-    other_person: str,
-    other_decider: str,
-    other_query: str,
-    organization: str | None,
-) -> tuple[list[Any], list[Any]]:
+ORGANIZATIONS = [None, "Organization/saad-1", "https://annuaire.example/Organization/o9"]
+
+
+@st.composite
+def _two_of_one_kind(draw: st.DrawFn) -> tuple[list[Any], list[Any]]:
     """Two access records of one kind (``events.record_kind``) differing in everything the kind
     leaves out (ids, person, decider, query, caller)."""
+    a = draw(st.fixed_dictionaries(ACCESSES))
+    other_id, other_person = draw(ids), draw(ids)
+    other_decider = draw(st.sampled_from(["Consent/c-2", "default policy: care-team-opt-out"]))
+    other_query = draw(st.sampled_from(["", "code=x", "_count=5"]))
+    organization = draw(st.sampled_from(ORGANIZATIONS))
     args = (
         a["interaction"],
         a["res_type"],
@@ -224,26 +226,14 @@ def _two_of_one_kind(
 
 
 @settings(max_examples=200, deadline=None)
-@given(
-    access=st.fixed_dictionaries(ACCESSES),
-    other_id=ids,
-    other_person=ids,
-    other_decider=st.sampled_from(["Consent/c-2", "default policy: care-team-opt-out"]),
-    other_query=st.sampled_from(["", "code=x", "_count=5"]),
-    organization=st.sampled_from([None, "Organization/saad-1"]),
-)
+@given(records=_two_of_one_kind())
 def test_records_of_one_kind_store_the_same_terms_as_their_events(
-    access: dict[str, Any],
-    other_id: str,
-    other_person: str,
-    other_decider: str,
-    other_query: str,
-    organization: str | None,
+    records: tuple[list[Any], list[Any]],
 ) -> None:
     """An access record's token terms are looked up by its kind (``events.record_kind``) once a
     record of that kind was stored: they are those its own event gets, for a record differing in
     everything its kind leaves out (ids, person, decider, query, caller)."""
-    first, other = _two_of_one_kind(access, other_id, other_person, other_decider, other_query, organization)
+    first, other = records
     _token_terms(first)  # its kind's terms are kept
     assert _token_terms(other) == _token_terms(event_of(other))  # an event is never looked up by kind
 
@@ -253,27 +243,15 @@ def _rows_of(parts: Any, table: Any) -> list[Any]:
 
 
 @settings(max_examples=200, deadline=None)
-@given(
-    access=st.fixed_dictionaries(ACCESSES),
-    other_id=ids,
-    other_person=ids,
-    other_decider=st.sampled_from(["Consent/c-2", "default policy: care-team-opt-out"]),
-    other_query=st.sampled_from(["", "code=x", "_count=5"]),
-    organization=st.sampled_from([None, "Organization/saad-1", "https://annuaire.example/Organization/o9"]),
-)
+@given(records=_two_of_one_kind())
 def test_for_postgresql_a_record_of_a_known_kind_gets_its_whole_audit_terms_row_at_once(
-    access: dict[str, Any],
-    other_id: str,
-    other_person: str,
-    other_decider: str,
-    other_query: str,
-    organization: str | None,
+    records: tuple[list[Any], list[Any]],
 ) -> None:
     """``refs_in_terms``: once a record of its kind was stored, a record's event gets the
     ``audit_terms`` row (terms, reference keys, ``recorded`` range) that
     ``storage.audit_refs.with_audit_refs`` makes of the index rows of the same event stored as
     an AuditEvent, and no index rows at all."""
-    first, other = _two_of_one_kind(access, other_id, other_person, other_decider, other_query, organization)
+    first, other = records
     prepare_audit_events([first], refs_in_terms=True)  # its kind's terms are kept
     direct = prepare_audit_events([other], refs_in_terms=True)
     moved = with_audit_refs(prepare_audit_events([event_of(other)]).parts)  # an event: the index rows
