@@ -48,9 +48,6 @@ CLIENTS = {"trusted": ["--trusted"], "partner": ["--organization", PARTNER]}  # 
 OTHER = "Organization/bench-other"
 
 
-CONSENTS = (("{team}", "permit"), (OTHER, "deny"))  # each person's: their circle of care, another service
-
-
 def person(n: int, tasks: int) -> list[dict[str, Any]]:
     """One person's coordination file, as fhirload's seed makes it (ids fixed here), and two
     Consents, as ``run_bench.add_consents`` gives each person: a permit, here for the person's
@@ -69,9 +66,8 @@ def person(n: int, tasks: int) -> list[dict[str, Any]]:
         {"resourceType": "CarePlan", "id": plan, "status": "active", "intent": "plan",
          "subject": {"reference": f"Patient/{pat}"}, "careTeam": [{"reference": f"CareTeam/{team}"}]},
     ]  # fmt: skip
-    for number, (actor, kind) in enumerate(CONSENTS):
-        consent = consent_body(pat, actor.format(team=f"CareTeam/{team}"), kind)
-        resources.append({**consent, "id": f"consent{n}-{number}"})
+    for number, (actor, kind) in enumerate(((f"CareTeam/{team}", "permit"), (OTHER, "deny"))):
+        resources.append({**consent_body(pat, actor, kind), "id": f"consent{n}-{number}"})
     for k in range(tasks):
         resources.append(
             {
@@ -175,7 +171,7 @@ def main() -> None:
     url, plain = new_database("postgresql", workdir)
     database = Database(url)
     upgrade(database)
-    per_person = 4 + len(CONSENTS) + args.tasks
+    per_person = len(person(0, args.tasks))
     small, large = max(1, 10_000 // per_person), max(1, args.total // per_person)
     result: dict[str, Any] = {"resources_per_person": per_person}
     result["load_small_per_s"] = load(database, 0, small, args.tasks)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from fhir_gateway.consent.periods import intersect, period_bounds, reference_parts
+from fhir_gateway.storage.consent_tables import TEAM_PREFIX
 
 MEMBER_TYPES = frozenset({"Organization", "Practitioner", "PractitionerRole", "RelatedPerson"})
 
@@ -42,7 +43,7 @@ def compile_careteam(careteam_id: str, team: dict[str, Any]) -> list[dict[str, A
             seen.add((member, start, end))
             rows.append(
                 {
-                    "careteam_ref": f"CareTeam/{careteam_id}",
+                    "careteam_ref": TEAM_PREFIX + careteam_id,
                     "patient_id": patient_id,
                     "member": member,
                     "period_start": start,

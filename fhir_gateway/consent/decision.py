@@ -14,9 +14,10 @@ from typing import Any
 from sqlalchemy import Connection
 
 from fhir_gateway.auth.context import AccessContext
-from fhir_gateway.consent.predicates import CARE_TEAM_OPT_OUT, TEAM_PREFIX, decided_values
+from fhir_gateway.consent.predicates import CARE_TEAM_OPT_OUT, decided_values
 from fhir_gateway.consent.visibility import caller_actors, deciding_consents_query, now_naive
 from fhir_gateway.storage import consent_repository
+from fhir_gateway.storage.consent_tables import TEAM_PREFIX
 
 Grant = dict[str, Any]
 

@@ -42,7 +42,7 @@ from sqlalchemy import (
     true,
 )
 
-from fhir_gateway.storage.consent_tables import careteam_member, consent_grant
+from fhir_gateway.storage.consent_tables import TEAM_PREFIX, careteam_member, consent_grant
 
 CARE_TEAM_OPT_OUT = "care-team-opt-out"
 OPT_IN = "opt-in"
@@ -74,9 +74,6 @@ def _team_of(actor: ColumnElement[Any], actors: list[str], now: Moment) -> Colum
     # a scalar subquery: PostgreSQL may plan an EXISTS or an IN as that hashed set (it did)
     found = select(literal(1)).where(m.c.careteam_ref == actor, any_of(m.c.member, actors), _covers(m, now))
     return and_(actor.startswith(TEAM_PREFIX), found.limit(1).scalar_subquery().is_not(None))
-
-
-TEAM_PREFIX = "CareTeam/"  # of a grant's actor that is a team (``consent.careteam``)
 
 
 def _class_matches(g: Any, cls: ClassExpr) -> ColumnElement[bool]:

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, or_, select
 
 from fhir_gateway.storage.bulk import insert_numbered
-from fhir_gateway.storage.consent_tables import careteam_member, consent_grant
+from fhir_gateway.storage.consent_tables import TEAM_PREFIX, careteam_member, consent_grant
 
 
 def replace_grants(
@@ -31,7 +31,7 @@ def replace_members(
     """Drop the member rows of ``CareTeam/careteam_id`` (none when ``fresh``) and store ``rows``
     instead."""
     if not fresh:
-        ref = f"CareTeam/{careteam_id}"
+        ref = TEAM_PREFIX + careteam_id
         conn.execute(delete(careteam_member).where(careteam_member.c.careteam_ref == ref))
     insert_numbered(conn, careteam_member, rows)
 

@@ -43,11 +43,13 @@ consent_grant = Table(
     Index("ix_consent_grant_consent", "consent_id", "effect"),
 )
 
+TEAM_PREFIX = "CareTeam/"  # of a ``careteam_ref``, and of a grant's ``actor`` that is a team
+
 careteam_member = Table(
     "careteam_member",
     metadata,
     Column("member_row", Integer, primary_key=True, autoincrement=True),
-    Column("careteam_ref", String(REF_LEN), nullable=False),  # CareTeam/<id>
+    Column("careteam_ref", String(REF_LEN), nullable=False),  # TEAM_PREFIX + <id>
     Column("patient_id", String(ID_LEN), nullable=True),  # CareTeam.subject when a Patient
     Column("member", String(REF_LEN), nullable=False),  # Organization/<id>, Practitioner/<id>...
     Column("period_start", DateTime, nullable=True),
