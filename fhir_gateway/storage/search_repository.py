@@ -301,12 +301,19 @@ def _planned(conn: Connection, statements: _Statements) -> AbstractContextManage
 _REFERENCES = idx_reference.alias("idx_reference_found")
 
 
-def _among(conn: Connection, column: Any, values: Sequence[str]) -> ColumnElement[bool]:
-    """``column IN values``; on PostgreSQL ``column = ANY(array)``, one parameter instead of one
-    per value (the driver converts a 1,000-value list at a fraction of the cost)."""
+_AMONG = "q_among"  # the values of ``_among``, bound at execution
+_TEXT_ARRAY = ARRAY(String)
+
+
+def _among(conn: Connection, column: Any) -> ColumnElement[bool]:
+    """``column IN :q_among``; on PostgreSQL ``column = ANY(array)``, one parameter instead of one
+    per value (the driver converts a 1,000-value list at a fraction of the cost). The values are
+    given at execution, never held by the statement: a SQLAlchemy bind parameter sits in a
+    reference cycle with its comparator, so a value list bound into it stayed in memory until a
+    garbage collection, one per lookup of a bulk import that runs with few of them."""
     if conn.dialect.name == "postgresql":
-        return column == any_(bindparam(None, list(values), type_=ARRAY(String)))  # type: ignore[no-any-return]
-    return column.in_(list(values))  # type: ignore[no-any-return]
+        return column == any_(bindparam(_AMONG, type_=_TEXT_ARRAY))  # type: ignore[no-any-return]
+    return column.in_(bindparam(_AMONG, expanding=True))  # type: ignore[no-any-return]
 
 
 def find_with_references(
@@ -332,12 +339,13 @@ def find_with_references(
                 i.c.res_id == r.c.res_id,
                 i.c.param == param_code,
                 i.c.target_type == target_type,
-                _among(conn, i.c.target_id, target_ids),
+                _among(conn, i.c.target_id),
             ),
         )
         .where(*where_clauses(where_shape(request, lit := Literals()), visible))
     )
-    return [(row.target_id, stored_row(row)) for row in conn.execute(query, lit.params())]
+    params = {**lit.params(), _AMONG: list(target_ids)}
+    return [(row.target_id, stored_row(row)) for row in conn.execute(query, params)]
 
 
 def find_by_tokens(
@@ -369,10 +377,11 @@ def find_by_tokens(
                 i.c.res_type == res_type,
                 i.c.param == param_code,
                 i.c.system == system,
-                _among(conn, i.c.code, unique[start : start + 1000]),
+                _among(conn, i.c.code),
             )
         )
         if for_update and conn.dialect.name == "postgresql":
             query = query.with_for_update(of=r)
-        found += [(row.code, stored_row(row)) for row in conn.execute(query)]
+        params = {_AMONG: unique[start : start + 1000]}
+        found += [(row.code, stored_row(row)) for row in conn.execute(query, params)]
     return found

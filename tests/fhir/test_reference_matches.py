@@ -4,6 +4,7 @@ caller and through a partner's consent filter."""
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ from fhir_gateway.fhir.context import unit_of_work
 from fhir_gateway.search.model import Value
 from fhir_gateway.settings import Settings
 from fhir_gateway.storage.database import Database
-from fhir_gateway.storage.search_repository import find_ids
+from fhir_gateway.storage.search_repository import find_by_tokens, find_ids, find_with_references
 from tests.mappings.conftest import put
 
 PERSONS = [f"p{n}" for n in range(1, 8)]
@@ -108,3 +109,36 @@ def test_same_answers_as_each_search_alone(database: Database, settings: Setting
 )
 def test_other_searches_are_left_alone(query: str) -> None:
     assert reference_group("CareTeam", query) is None
+
+
+@pytest.mark.usefixtures("teams")
+def test_values_sought_are_not_left_to_the_garbage_collector(database: Database, settings: Settings) -> None:
+    """A bulk import runs with rare garbage collections (``kit.gc_tuning.fewer_collections``):
+    a lookup's list of values must be freed when the lookup ends, not kept by a reference cycle
+    of the statement it was bound into until a collection comes (memory grew with file size)."""
+    sentinel = "value-sought-by-the-garbage-test"
+    group, value = reference_group("CareTeam", "subject=Patient/p1&status=active") or pytest.fail("no group")
+    gc.collect()
+    gc.disable()
+    try:
+        with unit_of_work(
+            database, settings, ACCESS["partner"], write=False, audit_sink=lambda _e: None
+        ) as ctx:
+            find_reference_matches(ctx, group, {"subject=Patient/p1&status=active": value})
+            find_with_references(
+                ctx.conn,
+                _request("CareTeam", "status=active"),
+                "subject",
+                "Patient",
+                ["p1", sentinel],
+                ctx.visible,
+            )
+            find_by_tokens(ctx.conn, "Patient", "identifier", "urn:system", ["c1", sentinel], ctx.visible)
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.collect()
+        kept = [o for o in gc.garbage if isinstance(o, (list, tuple)) and sentinel in o]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert kept == []
