@@ -26,6 +26,7 @@ from fhir_gateway.audit.store import store_audit_events
 from fhir_gateway.fhir.background_flush import BackgroundFlushFailed
 from fhir_gateway.fhir.context import Ctx
 from fhir_gateway.kit.errors import FhirError
+from fhir_gateway.kit.gc_tuning import bulk_checkpoint
 from fhir_gateway.mapping.csvio import CsvProblem, CsvSink, CsvSource
 from fhir_gateway.mapping.report import FileRefused, Problem, Summary
 from fhir_gateway.mapping.rows import ParsedRow, RowParser, check_header
@@ -149,6 +150,7 @@ def _run(
                 if len(chunk) >= CHUNK:
                     _run_chunk(ctx, writer, chunk, before, summary, options, rejects)
                     chunk, before = [], chunk
+                    bulk_checkpoint()
                     if statistics is not None:
                         _refresh(ctx, writer, statistics, summary)
             _run_chunk(ctx, writer, chunk, before, summary, options, rejects)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import gc
+import weakref
 
-from fhir_gateway.kit.gc_tuning import BULK_THRESHOLD, fewer_collections
+from fhir_gateway.kit.gc_tuning import BULK_COLLECT_EVERY, BULK_THRESHOLD, bulk_checkpoint, fewer_collections
 
 
 def test_threshold_and_freeze_restored_after_nested_blocks() -> None:
@@ -35,3 +36,45 @@ def test_cycles_are_still_collected() -> None:
         cycle.append(cycle)
         del cycle
         assert gc.collect() >= 1
+
+
+def test_cycles_made_during_bulk_work_are_freed_every_few_checkpoints() -> None:
+    """Young collections are rare in bulk work: the checkpoints free the cycles, so memory
+    stays flat over a long import (one checkpoint per chunk of rows)."""
+    freed: list[bool] = []
+
+    class Node:
+        pass
+
+    with fewer_collections():
+        gc.collect()
+        node = Node()
+        node.self = node  # type: ignore[attr-defined]
+        weakref.finalize(node, freed.append, True)
+        del node
+        for _ in range(BULK_COLLECT_EVERY - 1):
+            bulk_checkpoint()
+        assert freed == []  # no young collection came: 500,000 allocations not reached
+        bulk_checkpoint()
+        assert freed == [True]
+
+
+def test_checkpoints_do_nothing_outside_bulk_work() -> None:
+    freed: list[bool] = []
+
+    class Node:
+        pass
+
+    gc.disable()
+    try:
+        node = Node()
+        node.self = node  # type: ignore[attr-defined]
+        weakref.finalize(node, freed.append, True)
+        del node
+        for _ in range(2 * BULK_COLLECT_EVERY):
+            bulk_checkpoint()
+        assert freed == []
+    finally:
+        gc.enable()
+        gc.collect()
+    assert freed == [True]
