@@ -18,7 +18,7 @@ less often; cycles are still collected, a little later.
   import's CPU and found almost nothing to free. Young collections now wait for 500,000 net
   allocations, more than a chunk holds, so an import of 100,000 rows runs none. The cycles an
   import still makes (SQLAlchemy builds a few per lookup statement) are freed by a full
-  collection every ``BULK_COLLECT_EVERY`` chunks (``bulk_checkpoint``), a few milliseconds
+  collection every ``BULK_COLLECT_EVERY`` chunks (``bulk_checkpoint``), about a tenth of a second
   each, so memory stays flat however long the file; no value list may hang on such a cycle
   meanwhile (``storage.search_repository._among``).
   Inside a server it would undo the server's own setting when it ends, and rarer
