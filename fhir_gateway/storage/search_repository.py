@@ -363,25 +363,25 @@ def find_by_tokens(
     ``param=system|code`` searches (FHIR R4 search.html#token) in one query per 1,000 codes.
     ``for_update``: the rows are locked until the transaction ends (PostgreSQL)."""
     r, i = resource, shared_alias(idx_token, 0)
+    query = (
+        select(i.c.code, *CURRENT_COLUMNS)
+        .select_from(r)
+        .join(i, and_(i.c.res_type == r.c.res_type, i.c.res_id == r.c.res_id))
+        .where(
+            r.c.res_type == res_type,
+            r.c.deleted == false(),
+            visible(r, res_type),
+            i.c.res_type == res_type,
+            i.c.param == param_code,
+            i.c.system == system,
+            _among(conn, i.c.code),
+        )
+    )
+    if for_update and conn.dialect.name == "postgresql":
+        query = query.with_for_update(of=r)
     found: list[tuple[str, StoredRow]] = []
     unique = list(dict.fromkeys(codes))
-    for start in range(0, len(unique), 1000):
-        query = (
-            select(i.c.code, *CURRENT_COLUMNS)
-            .select_from(r)
-            .join(i, and_(i.c.res_type == r.c.res_type, i.c.res_id == r.c.res_id))
-            .where(
-                r.c.res_type == res_type,
-                r.c.deleted == false(),
-                visible(r, res_type),
-                i.c.res_type == res_type,
-                i.c.param == param_code,
-                i.c.system == system,
-                _among(conn, i.c.code),
-            )
-        )
-        if for_update and conn.dialect.name == "postgresql":
-            query = query.with_for_update(of=r)
+    for start in range(0, len(unique), 1000):  # one statement, its codes 1,000 at a time
         params = {_AMONG: unique[start : start + 1000]}
         found += [(row.code, stored_row(row)) for row in conn.execute(query, params)]
     return found

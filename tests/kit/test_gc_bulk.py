@@ -38,20 +38,25 @@ def test_cycles_are_still_collected() -> None:
         assert gc.collect() >= 1
 
 
-def test_cycles_made_during_bulk_work_are_freed_every_few_checkpoints() -> None:
-    """Young collections are rare in bulk work: the checkpoints free the cycles, so memory
-    stays flat over a long import (one checkpoint per chunk of rows)."""
+def _watched_cycle() -> list[bool]:
+    """A new unreachable reference cycle; the list returned gets True when it is freed."""
     freed: list[bool] = []
 
     class Node:
         pass
 
+    node = Node()
+    node.self = node  # type: ignore[attr-defined]
+    weakref.finalize(node, freed.append, True)
+    return freed
+
+
+def test_cycles_made_during_bulk_work_are_freed_every_few_checkpoints() -> None:
+    """Young collections are rare in bulk work: the checkpoints free the cycles, so memory
+    stays flat over a long import (one checkpoint per chunk of rows)."""
     with fewer_collections():
         gc.collect()
-        node = Node()
-        node.self = node  # type: ignore[attr-defined]
-        weakref.finalize(node, freed.append, True)
-        del node
+        freed = _watched_cycle()
         for _ in range(BULK_COLLECT_EVERY - 1):
             bulk_checkpoint()
         assert freed == []  # no young collection came: 500,000 allocations not reached
@@ -60,17 +65,9 @@ def test_cycles_made_during_bulk_work_are_freed_every_few_checkpoints() -> None:
 
 
 def test_checkpoints_do_nothing_outside_bulk_work() -> None:
-    freed: list[bool] = []
-
-    class Node:
-        pass
-
     gc.disable()
     try:
-        node = Node()
-        node.self = node  # type: ignore[attr-defined]
-        weakref.finalize(node, freed.append, True)
-        del node
+        freed = _watched_cycle()
         for _ in range(2 * BULK_COLLECT_EVERY):
             bulk_checkpoint()
         assert freed == []
