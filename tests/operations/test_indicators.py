@@ -56,18 +56,23 @@ def _groups(report: dict[str, Any]) -> dict[str, tuple[int, float | None]]:
     return out
 
 
-PERIOD = {"periodStart": day(-30), "periodEnd": day(0)}
+def _period() -> dict[str, str]:
+    """The last thirty days, ending today: taken after the data is written, so that a run
+    crossing midnight still counts what was written today (``day(0)`` of a module-level
+    constant would be yesterday by then)."""
+    return {"periodStart": day(-30), "periodEnd": day(0)}
 
 
 def test_measure_report_of_a_period(fhir: TestClient) -> None:
     _data(fhir)
-    response = fhir.get("/fhir/Measure/activity-indicators/$evaluate-measure", params=PERIOD)
+    period = _period()
+    response = fhir.get("/fhir/Measure/activity-indicators/$evaluate-measure", params=period)
     assert response.status_code == 200, response.text
     report = response.json()
     assert report["resourceType"] == "MeasureReport"
     assert report["type"] == "summary"
     assert report["measure"] == "https://fhir-gateway.org/fhir/Measure/activity-indicators"
-    assert report["period"] == {"start": PERIOD["periodStart"], "end": PERIOD["periodEnd"]}
+    assert report["period"] == {"start": period["periodStart"], "end": period["periodEnd"]}
     figures = _groups(report)
     assert figures["people-followed"] == (2, None)
     assert figures["new-plans"] == (1, None)
@@ -87,8 +92,9 @@ def test_measure_report_of_a_period(fhir: TestClient) -> None:
 
 def test_csv_with_a_header_row(fhir: TestClient) -> None:
     _data(fhir)
+    period = _period()
     response = fhir.get(
-        "/fhir/Measure/activity-indicators/$evaluate-measure", params={**PERIOD, "_format": "csv"}
+        "/fhir/Measure/activity-indicators/$evaluate-measure", params={**period, "_format": "csv"}
     )
     assert response.headers["content-type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(response.text)))
@@ -97,7 +103,7 @@ def test_csv_with_a_header_row(fhir: TestClient) -> None:
     assert by_code["people-followed"]["count"] == "2"
     assert by_code["orientations-waiting"]["unit"] == "d"
     accept = fhir.get(
-        "/fhir/Measure/activity-indicators/$evaluate-measure", params=PERIOD, headers={"Accept": "text/csv"}
+        "/fhir/Measure/activity-indicators/$evaluate-measure", params=period, headers={"Accept": "text/csv"}
     )
     assert accept.text == response.text
 
@@ -106,7 +112,8 @@ def test_partner_counts_only_what_consent_lets_it_see(fhir: TestClient, make_cli
     _data(fhir)
     permit(fhir, "p1", SAAD, "c1")
     saad = make_client("system/*.rs", organization=SAAD)
-    figures = _groups(saad.get("/fhir/Measure/activity-indicators/$evaluate-measure", params=PERIOD).json())
+    period = _period()
+    figures = _groups(saad.get("/fhir/Measure/activity-indicators/$evaluate-measure", params=period).json())
     assert figures["people-followed"] == (1, None)
     assert figures["alerts-raised"] == (1, None)
     assert figures["orientations-waiting"][0] == 1
