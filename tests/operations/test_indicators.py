@@ -5,18 +5,32 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from starlette.testclient import TestClient
 
 from tests.conftest import ClientFactory
-from tests.consent.support import day
 from tests.operations.support import SAAD, TASK_CODES, permit, put
 
 INDICATORS = "https://fhir-gateway.org/fhir/CodeSystem/activity-indicator"
 
 
-def _data(fhir: TestClient) -> None:
+def _today() -> date:
+    return datetime.now(UTC).date()
+
+
+def _day(anchor: date, offset: int) -> str:
+    return (anchor + timedelta(days=offset)).isoformat()
+
+
+def _data(fhir: TestClient, anchor: date) -> None:
+    """The people, plans and Tasks, dated from ``anchor`` (one day taken once, so that a run
+    crossing midnight does not date some of them from one day and some from the next)."""
+
+    def day(offset: int) -> str:
+        return _day(anchor, offset)
+
     for pid in ("p1", "p2", "p3"):
         put(fhir, {"resourceType": "Patient", "id": pid})
     plans = [
@@ -56,16 +70,17 @@ def _groups(report: dict[str, Any]) -> dict[str, tuple[int, float | None]]:
     return out
 
 
-def _period() -> dict[str, str]:
-    """The last thirty days, ending today: taken after the data is written, so that a run
-    crossing midnight still counts what was written today (``day(0)`` of a module-level
-    constant would be yesterday by then)."""
-    return {"periodStart": day(-30), "periodEnd": day(0)}
+def _period(anchor: date) -> dict[str, str]:
+    """The thirty days before ``anchor`` to the day after it. The alert without ``authoredOn``
+    counts on its first version's date, which the server takes from its own clock: ``anchor``
+    or, in a run crossing midnight, the day after; both are in the period."""
+    return {"periodStart": _day(anchor, -30), "periodEnd": _day(anchor, 1)}
 
 
 def test_measure_report_of_a_period(fhir: TestClient) -> None:
-    _data(fhir)
-    period = _period()
+    anchor = _today()
+    _data(fhir, anchor)
+    period = _period(anchor)
     response = fhir.get("/fhir/Measure/activity-indicators/$evaluate-measure", params=period)
     assert response.status_code == 200, response.text
     report = response.json()
@@ -76,23 +91,21 @@ def test_measure_report_of_a_period(fhir: TestClient) -> None:
     figures = _groups(report)
     assert figures["people-followed"] == (2, None)
     assert figures["new-plans"] == (1, None)
-    assert figures["alerts-raised"] == (2, None)  # no authoredOn: the first version's date (today)
+    assert figures["alerts-raised"] == (2, None)  # no authoredOn: the first version's date
     assert figures["alerts-handled"] == (1, None)
-    count, mean = figures["orientations-waiting"]
-    assert count == 2
-    longest = figures["orientation-delay-max"][1]
-    assert mean is not None
-    assert longest is not None
-    assert 24 <= mean <= 26  # 10 and 40 days, to the end of today
-    assert 39 <= longest <= 41
+    # authored 10 and 40 days before the anchor, waiting to the end of the period (the day after
+    # the anchor): 12 and 42 days
+    assert figures["orientations-waiting"] == (2, 27.0)
+    assert figures["orientation-delay-max"] == (2, 42.0)
     measure = fhir.get("/fhir/Measure/activity-indicators").json()
     assert measure["resourceType"] == "Measure"
     assert {g["code"]["coding"][0]["code"] for g in measure["group"]} == set(figures)
 
 
 def test_csv_with_a_header_row(fhir: TestClient) -> None:
-    _data(fhir)
-    period = _period()
+    anchor = _today()
+    _data(fhir, anchor)
+    period = _period(anchor)
     response = fhir.get(
         "/fhir/Measure/activity-indicators/$evaluate-measure", params={**period, "_format": "csv"}
     )
@@ -109,14 +122,15 @@ def test_csv_with_a_header_row(fhir: TestClient) -> None:
 
 
 def test_partner_counts_only_what_consent_lets_it_see(fhir: TestClient, make_client: ClientFactory) -> None:
-    _data(fhir)
+    anchor = _today()
+    _data(fhir, anchor)
     permit(fhir, "p1", SAAD, "c1")
     saad = make_client("system/*.rs", organization=SAAD)
-    period = _period()
+    period = _period(anchor)
     figures = _groups(saad.get("/fhir/Measure/activity-indicators/$evaluate-measure", params=period).json())
     assert figures["people-followed"] == (1, None)
     assert figures["alerts-raised"] == (1, None)
     assert figures["orientations-waiting"][0] == 1
     assert fhir.get("/fhir/Measure/activity-indicators/$evaluate-measure").status_code == 400
-    bad = {"periodStart": day(0), "periodEnd": day(-30)}
+    bad = {"periodStart": _day(anchor, 0), "periodEnd": _day(anchor, -30)}
     assert fhir.get("/fhir/Measure/activity-indicators/$evaluate-measure", params=bad).status_code == 400
