@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PG_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 
-.PHONY: run test test-sqlite test-postgres test-long lint typecheck bench migrate clean
+.PHONY: run test test-sqlite test-postgres test-long test-midnight lint typecheck bench migrate clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,14 @@ test-postgres: $(STAMP)
 
 test-long: $(STAMP)
 	FHIR_GATEWAY_TEST_DATABASE=postgresql FHIR_GATEWAY_TEST_PG_URL=$(PG_URL) $(BIN)/pytest -m long $(PYTEST_ARGS)
+
+FAKETIME_LIB ?= /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1
+
+test-midnight: $(STAMP)  ## the SQLite suite, each test started just before midnight (needs Debian's faketime)
+	clock=$$(mktemp) && echo +0s > $$clock && \
+	PYTHONPATH=. FAKETIME_TIMESTAMP_FILE=$$clock FAKETIME_NO_CACHE=1 LD_PRELOAD=$(FAKETIME_LIB) \
+	FHIR_GATEWAY_TEST_DATABASE=sqlite $(BIN)/pytest -p tests.support.midnight_clock -m "not long" $(PYTEST_ARGS); \
+	status=$$?; rm -f $$clock; exit $$status
 
 lint: $(STAMP)
 	$(BIN)/ruff check fhir_gateway tests bench

@@ -19,7 +19,7 @@ from fhirpy import SyncFHIRClient
 from fhir_gateway.subscriptions.worker import ACK_BATCH
 from tests.e2e.conftest import BIN, LiveServer, running_gateway
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.real_clock]
 FAST = {"subscription_allow_private_endpoints": "true", "subscription_poll_seconds": "0.1"}
 
 

@@ -7,6 +7,7 @@ import base64
 import time
 from typing import Any
 
+import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
 from starlette.testclient import TestClient
@@ -69,6 +70,7 @@ def test_refused_read_is_audited_as_a_denial(fhir: TestClient, make_client: Clie
     assert denials[0]["agent"][0]["who"]["reference"] == "Organization/saad"  # type: ignore[index]
 
 
+@pytest.mark.real_clock  # the writer thread's timed waits
 def test_batched_writer_writes_after_the_response(settings: Settings, database: Database) -> None:
     app: FastAPI = create_app(
         settings.model_copy(update={"audit_mode": "batched", "audit_flush_seconds": 0.05}), database

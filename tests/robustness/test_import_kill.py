@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import create_engine, select, text
 
 from fhir_gateway.kit import jsonutil
@@ -301,6 +302,7 @@ def _kill_mid_import(url: str, phase: float, alive: Callable[[], bool], kill: Ca
     _wait(lambda: not _writing(url), "the killed import's transaction to end")
 
 
+@pytest.mark.real_clock  # its child process's handshake timers
 def test_cli_import_killed_leaves_nothing_and_a_rerun_completes(tmp_path: Path) -> None:
     path = tmp_path / "beneficiaires.csv"
     _write_file(path)
@@ -342,6 +344,7 @@ def _post_import(server: LiveServer, headers: dict[str, str], body: bytes) -> ht
     )
 
 
+@pytest.mark.real_clock  # its child process's handshake timers
 def test_http_import_killed_with_its_server_leaves_nothing_and_a_rerun_completes(tmp_path: Path) -> None:
     body = _write_file(tmp_path / "beneficiaires.csv")
     with _prepared(tmp_path) as url:
