@@ -21,23 +21,16 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 _FILE = os.environ.get("FAKETIME_TIMESTAMP_FILE")
+_offset = 0.0  # seconds libfaketime's clock is ahead of the real one (``make test-midnight`` starts at 0)
 
 
-def _offset() -> float:
-    """The offset written last (seconds), read back from the file."""
+def _move_clock(offset: float) -> None:
+    """Set libfaketime's clock to the real time plus ``offset`` (seconds)."""
+    global _offset
     assert _FILE is not None
-    try:
-        with open(_FILE) as text:
-            return float(text.read().strip().lstrip("+").rstrip("s") or 0)
-    except (OSError, ValueError):
-        return 0.0
-
-
-def _write(offset: float) -> None:
-    """Move libfaketime's clock to the real time plus ``offset`` (seconds)."""
-    assert _FILE is not None
+    _offset = round(offset, 3)
     with open(_FILE + ".new", "w") as text:
-        text.write(f"{offset:+.3f}s")
+        text.write(f"{_offset:+.3f}s")
     os.replace(_FILE + ".new", _FILE)
 
 
@@ -46,7 +39,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         return
     if item.get_closest_marker("real_clock") is not None:
         pytest.skip("needs the real clock: libfaketime's breaks its timed waits across threads or processes")
-    real = time.time() - _offset()
+    real = time.time() - _offset
     tomorrow = datetime.fromtimestamp(real, UTC).date() + timedelta(days=1)
     midnight = datetime(tomorrow.year, tomorrow.month, tomorrow.day, tzinfo=UTC).timestamp()
-    _write(midnight - random.uniform(0.05, 0.6) - real)
+    _move_clock(midnight - random.uniform(0.05, 0.6) - real)
