@@ -76,8 +76,18 @@ def serve(
 
 @app.command()
 def worker() -> None:
-    """Deliver Subscription notifications and run bulk $export jobs (run as many as needed)."""
+    """Deliver Subscription notifications and run bulk $export jobs (run as many as needed).
+
+    Stops at SIGINT or SIGTERM once the current rounds end; SIGUSR1 writes every thread's
+    stack to stderr (a worker that seems stuck).
+    """
+    import faulthandler
     import signal
+
+    from fhir_gateway.kit.worker_loop import block_stop_signals, run_until_signalled
+
+    block_stop_signals()  # before any thread starts (the loops', the delivery pool's)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
 
     from fhir_gateway.audit.writer import AuditWriter
     from fhir_gateway.auth.bootstrap import check_production_settings
@@ -93,21 +103,12 @@ def worker() -> None:
     audit_writer = AuditWriter(database, mode="sync")
     delivery = SubscriptionWorker(database, settings, audit_sink=audit_writer.submit)
     exporter = ExportWorker(database, settings, audit_sink=audit_writer.submit)
-
-    def stop(*_: object) -> None:
-        delivery.request_stop()
-        exporter.request_stop()
-
-    for number in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(number, stop)
     typer.echo(f"subscription worker {delivery.name}, export worker {exporter.name}")
     typer.echo(f"on {_safe_url(settings.database_url)}")
-    exporter.start()
-    delivery.run_forever()
-    delivery.stop()
-    exporter.stop()
+    received = run_until_signalled([delivery, exporter])
     audit_writer.close()
     database.dispose()
+    typer.echo(f"stopped ({signal.Signals(received).name})")
 
 
 def _refuse_if(problems: list[str]) -> None:

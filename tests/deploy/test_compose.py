@@ -12,7 +12,10 @@ import subprocess
 import pytest
 
 from fhir_gateway import __version__
+from fhir_gateway.exports.worker import ExportWorker
 from fhir_gateway.settings import Settings
+from fhir_gateway.storage.database import Database
+from fhir_gateway.subscriptions.worker import SubscriptionWorker
 from tests.deploy.files import COMPOSE, PREFIX, REALM, ROOT, environment, services
 
 
@@ -75,6 +78,28 @@ def test_migrations_run_once_before_the_replicas_and_the_worker() -> None:
     assert all_services["worker"]["command"] == ["fhir-gateway", "worker"]
     for name in ("migrate", "gateway", "worker"):  # one configuration for the whole deployment
         assert environment(name) == environment("gateway")
+
+
+def test_the_worker_is_given_the_time_to_end_its_rounds_when_stopped(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``docker stop`` waits ``stop_grace_period`` after SIGTERM, then kills: long enough for the
+    worker to end its delivery round then its export round (each loop's ``join_seconds``)."""
+    for key in [k for k in os.environ if k.startswith(PREFIX)]:
+        monkeypatch.delenv(key)
+    for key, value in environment("worker").items():
+        monkeypatch.setenv(key, value)
+    settings = Settings()
+    loops = [
+        SubscriptionWorker(database, settings, audit_sink=lambda _: None),
+        ExportWorker(database, settings, audit_sink=lambda _: None),
+    ]
+    needed = sum(loop.join_seconds for loop in loops)
+    for loop in loops:
+        loop.close()
+    grace = re.fullmatch(r"(\d+)s", services()["worker"]["stop_grace_period"])
+    assert grace is not None
+    assert int(grace.group(1)) >= needed + 2  # and the process's own exit
 
 
 def test_keycloak_imports_the_realm_file() -> None:

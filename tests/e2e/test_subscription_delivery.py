@@ -17,7 +17,8 @@ import pytest
 from fhirpy import SyncFHIRClient
 
 from fhir_gateway.subscriptions.worker import ACK_BATCH
-from tests.e2e.conftest import BIN, LiveServer, running_gateway
+from tests.e2e.conftest import LiveServer, running_gateway
+from tests.support.worker_process import start_worker, stop_worker
 
 pytestmark = [pytest.mark.e2e, pytest.mark.real_clock]
 FAST = {"subscription_allow_private_endpoints": "true", "subscription_poll_seconds": "0.1"}
@@ -121,26 +122,17 @@ def test_the_worker_inside_serve_delivers(tmp_path: Path, receiver: Receiver) ->
 
 def test_a_separate_worker_process_delivers(tmp_path: Path, receiver: Receiver) -> None:
     with running_gateway(tmp_path, subscription_worker_in_serve="false", **FAST) as server:
-        worker = subprocess.Popen(
-            [str(BIN / "fhir-gateway"), "worker"],
-            env=server.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
+        log = tmp_path / "worker.log"
+        worker = start_worker(server.env, log)
         try:
             _subscribe_and_change(_client(server), receiver)
         finally:
-            worker.terminate()
-            assert worker.wait(timeout=20) == 0
+            assert stop_worker(worker, log) == 0, log.read_text()
 
 
-def _worker(server: LiveServer) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [str(BIN / "fhir-gateway"), "worker"],
-        env=server.env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+def _worker(server: LiveServer, log_dir: Path) -> tuple[subprocess.Popen[str], Path]:
+    log = log_dir / f"worker-{len(list(log_dir.glob('worker-*.log')))}.log"
+    return start_worker(server.env, log), log
 
 
 def _tasks_bundle(patient_ref: str, first: int, count: int) -> dict[str, Any]:
@@ -178,7 +170,7 @@ def test_two_workers_deliver_1000_changes_once_each_in_order_across_a_worker_cra
                 "subscription_timeout_seconds": "2"}  # fmt: skip
     with running_gateway(tmp_path, **settings) as server:
         client = _client(server)
-        workers = [_worker(server), _worker(server)]
+        workers = [_worker(server, tmp_path), _worker(server, tmp_path)]
         try:
             patient = client.resource("Patient", name=[{"family": "Moreau"}])
             patient.save()
@@ -213,9 +205,9 @@ def test_two_workers_deliver_1000_changes_once_each_in_order_across_a_worker_cra
                 assert answer.status_code == 200, answer.text
                 if first == 300:  # a worker dies in the middle of the run, then comes back
                     _wait_for(lambda: sum(len(v) for v in _notifications(receiver).values()) > 200)
-                    workers[0].kill()
-                    workers[0].wait()
-                    workers[0] = _worker(server)
+                    workers[0][0].kill()
+                    workers[0][0].wait()
+                    workers[0] = _worker(server, tmp_path)
 
             def complete() -> bool:
                 seen = _notifications(receiver)
@@ -223,9 +215,10 @@ def test_two_workers_deliver_1000_changes_once_each_in_order_across_a_worker_cra
 
             _wait_for(complete, seconds=180)
         finally:
-            for worker in workers:
-                worker.terminate()
-                worker.wait(timeout=20)
+            for worker, _ in workers:
+                worker.terminate()  # both at once; a hung one is then reported with its stacks
+            for worker, log in workers:
+                assert stop_worker(worker, log) == 0, log.read_text()
     for numbers in _notifications(receiver).values():
         first_seen = list(dict.fromkeys(numbers))
         assert first_seen == list(range(1, changes + 1))  # in order; a re-sent one is a duplicate
