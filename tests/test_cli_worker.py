@@ -53,10 +53,11 @@ def test_sigusr1_writes_every_threads_stack_and_the_worker_goes_on(
     process = start_worker(worker_env, log, wait=True)
     process.send_signal(signal.SIGUSR1)
     deadline = time.monotonic() + 10
-    while "run_forever" not in log.read_text() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    functions = ("run_forever", "run_until_signalled")  # the loops' threads, the main thread's wait
+    while not all(name in log.read_text() for name in functions) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the stacks are written one frame at a time
     stacks = log.read_text()
-    assert "run_forever" in stacks, stacks  # the loops' threads
-    assert "run_until_signalled" in stacks, stacks  # the main thread, waiting for a signal
+    for name in functions:
+        assert name in stacks, stacks
     assert process.poll() is None
     assert stop_worker(process, log) == 0, log.read_text()
