@@ -49,13 +49,15 @@ def test_the_worker_stops_cleanly_at_each_signal(
 def test_sigusr1_writes_every_threads_stack_and_the_worker_goes_on(
     worker_env: dict[str, str], tmp_path: Path
 ) -> None:
+    """The banner comes just before the loops' threads start: a dump sent at once may show only
+    the main thread, so SIGUSR1 goes again, every half second, until a dump shows them all."""
     log = tmp_path / "worker.log"
     process = start_worker(worker_env, log, wait=True)
-    process.send_signal(signal.SIGUSR1)
-    deadline = time.monotonic() + 10
     functions = ("run_forever", "run_until_signalled")  # the loops' threads, the main thread's wait
+    deadline = time.monotonic() + 15
     while not all(name in log.read_text() for name in functions) and time.monotonic() < deadline:
-        time.sleep(0.05)  # the stacks are written one frame at a time
+        process.send_signal(signal.SIGUSR1)
+        time.sleep(0.5)
     stacks = log.read_text()
     for name in functions:
         assert name in stacks, stacks
