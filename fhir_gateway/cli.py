@@ -78,16 +78,12 @@ def serve(
 def worker() -> None:
     """Deliver Subscription notifications and run bulk $export jobs (run as many as needed).
 
-    Stops at SIGINT or SIGTERM once the current rounds end; SIGUSR1 writes every thread's
-    stack to stderr (a worker that seems stuck).
+    SIGINT or SIGTERM stops it once its current rounds end; SIGUSR1 writes every thread's
+    stack to stderr (``kit.worker_signals``).
     """
-    import faulthandler
-    import signal
+    from fhir_gateway.kit.worker_signals import block_worker_signals, run_until_signalled
 
-    from fhir_gateway.kit.worker_loop import block_stop_signals, run_until_signalled
-
-    block_stop_signals()  # before any thread starts (the loops', the delivery pool's)
-    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    block_worker_signals()  # before any thread starts (the loops', the delivery pool's)
 
     from fhir_gateway.audit.writer import AuditWriter
     from fhir_gateway.auth.bootstrap import check_production_settings
@@ -105,10 +101,13 @@ def worker() -> None:
     exporter = ExportWorker(database, settings, audit_sink=audit_writer.submit)
     typer.echo(f"subscription worker {delivery.name}, export worker {exporter.name}")
     typer.echo(f"on {_safe_url(settings.database_url)}")
-    received = run_until_signalled([delivery, exporter])
-    audit_writer.close()
-    database.dispose()
-    typer.echo(f"stopped ({signal.Signals(received).name})")
+
+    def release() -> None:
+        audit_writer.close()
+        database.dispose()
+
+    received = run_until_signalled([delivery, exporter], release)
+    typer.echo(f"stopped ({received.name})")
 
 
 def _refuse_if(problems: list[str]) -> None:

@@ -17,6 +17,7 @@ from fhir_gateway.storage.database import Database
 from fhir_gateway.storage.migrate import upgrade
 from tests.support.auth import issue_token, register_client
 from tests.support.databases import empty_all_tables, temporary_database_url
+from tests.support.worker_process import WorkerProcesses
 
 # Property tests check behaviour, never speed (speed is measured in bench/): no per-example
 # deadline, which a busy CI machine would turn into random failures.
@@ -114,3 +115,11 @@ def make_client(app: FastAPI, database: Database, http: TestClient) -> Iterator[
 def fhir(make_client: ClientFactory) -> TestClient:
     """A trusted system client (platform integration) with every scope."""
     return make_client("system/*.cruds", trusted=True)
+
+
+@pytest.fixture
+def worker_processes(tmp_path: Path) -> Iterator[WorkerProcesses]:
+    """Start ``fhir-gateway worker`` processes; those left running are killed at the test's end."""
+    started = WorkerProcesses(tmp_path)
+    yield started
+    started.kill_left()

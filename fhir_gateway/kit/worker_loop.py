@@ -1,7 +1,7 @@
 """The lifecycle the background workers share: rounds until stopped (subscriptions, exports).
 
 A worker runs its ``run_once`` rounds in a daemon thread (``start`` / ``stop``), inside
-``fhir-gateway serve`` or in ``fhir-gateway worker`` (``run_until_signalled``). A round that
+``fhir-gateway serve`` or in ``fhir-gateway worker`` (``kit.worker_signals``). A round that
 fails (the database may be restarting) is logged (``<thread name>_round_failed``, by the
 worker module's logger) and the loop goes on after the idle wait.
 """
@@ -9,11 +9,7 @@ worker module's logger) and the loop goes on after the idle wait.
 from __future__ import annotations
 
 import logging
-import signal
 import threading
-from collections.abc import Sequence
-
-STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})  # Ctrl-C, a service manager's stop
 
 
 class WorkerLoop:
@@ -50,7 +46,7 @@ class WorkerLoop:
 
     def request_stop(self) -> None:
         """Ask ``run_forever`` to return after the current round (never from a signal handler:
-        ``run_until_signalled``)."""
+        ``kit.worker_signals``)."""
         self._stop.set()
 
     def stop(self) -> None:
@@ -62,33 +58,3 @@ class WorkerLoop:
 
     def close(self) -> None:
         """Release what the worker holds once stopped (nothing by default)."""
-
-
-def block_stop_signals() -> None:
-    """Hold SIGINT and SIGTERM pending in this thread and every thread it starts from now on.
-
-    Call it first thing, before any thread exists, then ``run_until_signalled``: a signal then
-    reaches the process only through ``signal.sigwait``, never through a Python handler.
-    """
-    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-
-
-def run_until_signalled(loops: Sequence[WorkerLoop]) -> int:
-    """Run ``loops`` in their threads until SIGINT or SIGTERM, then stop them; the signal.
-
-    The signal is taken by ``signal.sigwait`` in this thread rather than by a handler: Python
-    runs a handler in the main thread between two bytecodes, and one that sets a
-    ``threading.Event`` needs the lock of that Event's condition. Should the main thread hold
-    it at that moment (inside its own ``Event.wait``), the process would wait for itself
-    forever and a service manager's stop would hang (the ``signal`` module's documentation
-    warns against locks in handlers). ``block_stop_signals`` must have run before any thread
-    started.
-    """
-    for loop in loops:
-        loop.start()
-    received = signal.sigwait(STOP_SIGNALS)
-    for loop in loops:
-        loop.request_stop()  # all at once: their current rounds end together
-    for loop in loops:
-        loop.stop()
-    return int(received)

@@ -13,6 +13,7 @@ import pytest
 
 from fhir_gateway import __version__
 from fhir_gateway.exports.worker import ExportWorker
+from fhir_gateway.kit.worker_signals import STOP_MARGIN_SECONDS
 from fhir_gateway.settings import Settings
 from fhir_gateway.storage.database import Database
 from fhir_gateway.subscriptions.worker import SubscriptionWorker
@@ -83,8 +84,9 @@ def test_migrations_run_once_before_the_replicas_and_the_worker() -> None:
 def test_the_worker_is_given_the_time_to_end_its_rounds_when_stopped(
     database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``docker stop`` waits ``stop_grace_period`` after SIGTERM, then kills: long enough for the
-    worker to end its delivery round then its export round (each loop's ``join_seconds``)."""
+    """``docker stop`` waits ``stop_grace_period`` after SIGTERM, then kills: longer than the
+    worker's own bound on a stop (its loops' ``join_seconds`` and the margin), so that a worker
+    whose stop hangs still writes its threads' stacks before it goes."""
     for key in [k for k in os.environ if k.startswith(PREFIX)]:
         monkeypatch.delenv(key)
     for key, value in environment("worker").items():
@@ -99,7 +101,7 @@ def test_the_worker_is_given_the_time_to_end_its_rounds_when_stopped(
         loop.close()
     grace = re.fullmatch(r"(\d+)s", services()["worker"]["stop_grace_period"])
     assert grace is not None
-    assert int(grace.group(1)) >= needed + 2  # and the process's own exit
+    assert int(grace.group(1)) >= needed + STOP_MARGIN_SECONDS + 2  # and the process's own exit
 
 
 def test_keycloak_imports_the_realm_file() -> None:

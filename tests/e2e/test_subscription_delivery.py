@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,7 +17,7 @@ from fhirpy import SyncFHIRClient
 
 from fhir_gateway.subscriptions.worker import ACK_BATCH
 from tests.e2e.conftest import LiveServer, running_gateway
-from tests.support.worker_process import start_worker, stop_worker
+from tests.support.worker_process import WorkerProcesses
 
 pytestmark = [pytest.mark.e2e, pytest.mark.real_clock]
 FAST = {"subscription_allow_private_endpoints": "true", "subscription_poll_seconds": "0.1"}
@@ -120,19 +119,13 @@ def test_the_worker_inside_serve_delivers(tmp_path: Path, receiver: Receiver) ->
         _subscribe_and_change(_client(server), receiver)
 
 
-def test_a_separate_worker_process_delivers(tmp_path: Path, receiver: Receiver) -> None:
+def test_a_separate_worker_process_delivers(
+    tmp_path: Path, receiver: Receiver, worker_processes: WorkerProcesses
+) -> None:
     with running_gateway(tmp_path, subscription_worker_in_serve="false", **FAST) as server:
-        log = tmp_path / "worker.log"
-        worker = start_worker(server.env, log)
-        try:
-            _subscribe_and_change(_client(server), receiver)
-        finally:
-            assert stop_worker(worker, log) == 0, log.read_text()
-
-
-def _worker(server: LiveServer, log_dir: Path) -> tuple[subprocess.Popen[str], Path]:
-    log = log_dir / f"worker-{len(list(log_dir.glob('worker-*.log')))}.log"
-    return start_worker(server.env, log), log
+        worker = worker_processes.start(server.env)
+        _subscribe_and_change(_client(server), receiver)
+        assert worker_processes.stop(worker) == 0, worker_processes.output(worker)
 
 
 def _tasks_bundle(patient_ref: str, first: int, count: int) -> dict[str, Any]:
@@ -163,62 +156,60 @@ def _notifications(receiver: Receiver) -> dict[str, list[int]]:
 
 
 def test_two_workers_deliver_1000_changes_once_each_in_order_across_a_worker_crash(
-    tmp_path: Path, receiver: Receiver
+    tmp_path: Path, receiver: Receiver, worker_processes: WorkerProcesses
 ) -> None:
     changes = 1000
     settings = {**FAST, "subscription_worker_in_serve": "false", "subscription_lease_seconds": "6",
                 "subscription_timeout_seconds": "2"}  # fmt: skip
     with running_gateway(tmp_path, **settings) as server:
         client = _client(server)
-        workers = [_worker(server, tmp_path), _worker(server, tmp_path)]
-        try:
-            patient = client.resource("Patient", name=[{"family": "Moreau"}])
-            patient.save()
-            subscriptions = []
-            for payload in ("application/fhir+json", None):
-                channel = {
-                    "type": "rest-hook",
-                    "endpoint": receiver.url,
-                    **({"payload": payload} if payload else {}),
-                }
-                sub = client.resource(
-                    "Subscription",
-                    status="requested",
-                    reason="e2e",
-                    criteria="Task?status=requested",
-                    channel=channel,
-                )
-                sub.save()
-                subscriptions.append(f"Subscription/{sub.id}")
-            for sub_ref in subscriptions:
-                sub_id = sub_ref.split("/")[1]
-                _wait_for(
-                    lambda s=sub_id: client.reference("Subscription", s).to_resource()["status"] == "active"
-                )
-            for first in range(0, changes, 100):
-                answer = httpx.post(
-                    server.fhir,
-                    json=_tasks_bundle(f"Patient/{patient.id}", first, 100),
-                    headers={"Authorization": client.authorization, "Content-Type": "application/fhir+json"},
-                    timeout=60,
-                )
-                assert answer.status_code == 200, answer.text
-                if first == 300:  # a worker dies in the middle of the run, then comes back
-                    _wait_for(lambda: sum(len(v) for v in _notifications(receiver).values()) > 200)
-                    workers[0][0].kill()
-                    workers[0][0].wait()
-                    workers[0] = _worker(server, tmp_path)
+        workers = [worker_processes.start(server.env), worker_processes.start(server.env)]
+        patient = client.resource("Patient", name=[{"family": "Moreau"}])
+        patient.save()
+        subscriptions = []
+        for payload in ("application/fhir+json", None):
+            channel = {
+                "type": "rest-hook",
+                "endpoint": receiver.url,
+                **({"payload": payload} if payload else {}),
+            }
+            sub = client.resource(
+                "Subscription",
+                status="requested",
+                reason="e2e",
+                criteria="Task?status=requested",
+                channel=channel,
+            )
+            sub.save()
+            subscriptions.append(f"Subscription/{sub.id}")
+        for sub_ref in subscriptions:
+            sub_id = sub_ref.split("/")[1]
+            _wait_for(
+                lambda s=sub_id: client.reference("Subscription", s).to_resource()["status"] == "active"
+            )
+        for first in range(0, changes, 100):
+            answer = httpx.post(
+                server.fhir,
+                json=_tasks_bundle(f"Patient/{patient.id}", first, 100),
+                headers={"Authorization": client.authorization, "Content-Type": "application/fhir+json"},
+                timeout=60,
+            )
+            assert answer.status_code == 200, answer.text
+            if first == 300:  # a worker dies in the middle of the run, then comes back
+                _wait_for(lambda: sum(len(v) for v in _notifications(receiver).values()) > 200)
+                workers[0].kill()
+                workers[0].wait()
+                workers[0] = worker_processes.start(server.env)
 
-            def complete() -> bool:
-                seen = _notifications(receiver)
-                return all(set(seen.get(s, [])) == set(range(1, changes + 1)) for s in subscriptions)
+        def complete() -> bool:
+            seen = _notifications(receiver)
+            return all(set(seen.get(s, [])) == set(range(1, changes + 1)) for s in subscriptions)
 
-            _wait_for(complete, seconds=180)
-        finally:
-            for worker, _ in workers:
-                worker.terminate()  # both at once; a hung one is then reported with its stacks
-            for worker, log in workers:
-                assert stop_worker(worker, log) == 0, log.read_text()
+        _wait_for(complete, seconds=180)
+        for worker in workers:
+            worker.terminate()  # both at once; a hung one is then reported with its stacks
+        for worker in workers:
+            assert worker_processes.stop(worker) == 0, worker_processes.output(worker)
     for numbers in _notifications(receiver).values():
         first_seen = list(dict.fromkeys(numbers))
         assert first_seen == list(range(1, changes + 1))  # in order; a re-sent one is a duplicate

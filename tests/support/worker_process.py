@@ -1,5 +1,7 @@
-"""``fhir-gateway worker`` as a child process of a test: its output in a file, and a stop that
-fails the test with every thread's stack (SIGUSR1) rather than a bare timeout when it hangs."""
+"""``fhir-gateway worker`` processes started by a test (fixture ``worker_processes``): each writes
+to a file, a stop that fails shows that output (where a worker that hung wrote its threads'
+stacks before exiting: ``kit.worker_signals``), and whatever still runs when the test ends,
+passed or failed, is killed."""
 
 from __future__ import annotations
 
@@ -12,32 +14,52 @@ from pathlib import Path
 import pytest
 
 BIN = Path(sys.executable).parent
-BANNER = "subscription worker "  # printed once its loops are about to start
+BANNER = "subscription worker "  # printed just before the loops' threads start
+STOP_SECONDS = 90  # beyond a worker's own bound with the default settings (55 s)
 
 
-def start_worker(env: dict[str, str], log: Path, *, wait: bool = False) -> subprocess.Popen[str]:
-    """A worker writing to ``log`` (a file: a pipe nobody drains would fill); ``wait``: once it
-    has printed its banner."""
-    with log.open("a") as output:
-        process = subprocess.Popen([str(BIN / "fhir-gateway"), "worker"], env=env, stdout=output,
-                                   stderr=subprocess.STDOUT, text=True)  # fmt: skip
-    deadline = time.monotonic() + 60
-    while wait and BANNER not in log.read_text():
-        assert process.poll() is None, log.read_text()
-        assert time.monotonic() < deadline, "the worker did not start"
-        time.sleep(0.05)
-    return process
+class WorkerProcesses:
+    """The workers one test started, with their output files in ``log_dir``."""
 
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.logs: dict[int, Path] = {}  # pid: output file
+        self.started: list[subprocess.Popen[str]] = []
 
-def stop_worker(process: subprocess.Popen[str], log: Path, stop: int = signal.SIGTERM) -> int:
-    """Send ``stop``; the exit status. A worker still running 20 s later fails the test with
-    its threads' stacks."""
-    process.send_signal(stop)
-    try:
-        return process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.send_signal(signal.SIGUSR1)
-        time.sleep(1)
-        process.kill()
-        process.wait()
-        pytest.fail(f"the worker did not stop at {signal.Signals(stop).name}:\n" + log.read_text()[-8000:])
+    def start(self, env: dict[str, str], *, wait: bool = False) -> subprocess.Popen[str]:
+        """A worker writing to a file of its own (a pipe nobody drains would fill); ``wait``:
+        once it has printed its banner."""
+        log = self.log_dir / f"worker-{len(self.started)}.log"
+        with log.open("w") as output:
+            process = subprocess.Popen([str(BIN / "fhir-gateway"), "worker"], env=env, stdout=output,
+                                       stderr=subprocess.STDOUT, text=True)  # fmt: skip
+        self.started.append(process)
+        self.logs[process.pid] = log
+        deadline = time.monotonic() + 60
+        while wait and BANNER not in self.output(process):
+            assert process.poll() is None, self.output(process)
+            assert time.monotonic() < deadline, "the worker did not start"
+            time.sleep(0.05)
+        return process
+
+    def output(self, process: subprocess.Popen[str]) -> str:
+        return self.logs[process.pid].read_text()
+
+    def stop(self, process: subprocess.Popen[str], stop: int = signal.SIGTERM) -> int:
+        """Send ``stop``; the exit status (1, after the stacks, from a worker whose stop hung).
+        One that outlives its own bound is killed and fails the test with its output."""
+        process.send_signal(stop)
+        try:
+            return process.wait(timeout=STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            name = signal.Signals(stop).name
+            pytest.fail(f"the worker did not stop at {name}:\n" + self.output(process)[-8000:])
+
+    def kill_left(self) -> None:
+        """Kill those still running (the test failed before stopping them)."""
+        for process in self.started:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
