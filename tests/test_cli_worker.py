@@ -1,6 +1,7 @@
 """``fhir-gateway worker`` stops when told, every time (through the real command, on the test
 engine): SIGTERM from a service manager or SIGINT from a terminal ends it with status 0 once
-its current rounds end, and SIGUSR1 writes every thread's stack without stopping it."""
+its current rounds end, SIGUSR1 writes every thread's stack without stopping it, and a stop
+that hangs ends the process within its bound, with the stacks (``kit.worker_signals``)."""
 
 from __future__ import annotations
 
@@ -66,6 +67,7 @@ def test_sigusr1_writes_every_threads_stack_and_the_worker_goes_on(
     assert worker_processes.stop(process) == 0, worker_processes.output(process)
 
 
+@pytest.mark.real_clock  # faulthandler's watchdog thread waits on a timed lock, which libfaketime stalls
 def test_a_worker_whose_stop_hangs_writes_its_stacks_and_exits_within_its_bound(tmp_path: Path) -> None:
     """A loop whose ``close`` never returns: the stop gives up after the loops' ``join_seconds``
     plus the margin, writes where each thread was, and exits with status 1."""
