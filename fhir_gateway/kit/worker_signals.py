@@ -32,13 +32,14 @@ from fhir_gateway.kit.worker_loop import WorkerLoop
 
 STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})  # Ctrl-C, a service manager's stop
 STACKS_SIGNAL = signal.SIGUSR1
+WORKER_SIGNALS = STOP_SIGNALS | {STACKS_SIGNAL}  # blocked everywhere, taken by the main thread
 STOP_MARGIN_SECONDS = 10.0  # beyond the loops' joins: closing the pools and connections
 
 
 def block_worker_signals() -> None:
     """Hold SIGINT, SIGTERM and SIGUSR1 pending in this thread and every thread it starts from
     now on: call it first thing, before any thread exists."""
-    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS | {STACKS_SIGNAL})
+    signal.pthread_sigmask(signal.SIG_BLOCK, WORKER_SIGNALS)
 
 
 def run_until_signalled(
@@ -51,7 +52,7 @@ def run_until_signalled(
     ``margin_seconds``; the signal that stopped them."""
     for loop in loops:
         loop.start()
-    while (received := signal.sigwait(STOP_SIGNALS | {STACKS_SIGNAL})) == STACKS_SIGNAL:
+    while (received := signal.sigwait(WORKER_SIGNALS)) == STACKS_SIGNAL:
         write_thread_stacks()
     faulthandler.dump_traceback_later(
         sum(loop.join_seconds for loop in loops) + margin_seconds, exit=True, file=sys.stderr

@@ -23,18 +23,16 @@ class WorkerProcesses:
 
     def __init__(self, log_dir: Path) -> None:
         self.log_dir = log_dir
-        self.logs: dict[int, Path] = {}  # pid: output file
-        self.started: list[subprocess.Popen[str]] = []
+        self.logs: dict[subprocess.Popen[str], Path] = {}  # each worker started: its output file
 
     def start(self, env: dict[str, str], *, wait: bool = False) -> subprocess.Popen[str]:
         """A worker writing to a file of its own (a pipe nobody drains would fill); ``wait``:
         once it has printed its banner."""
-        log = self.log_dir / f"worker-{len(self.started)}.log"
+        log = self.log_dir / f"worker-{len(self.logs)}.log"
         with log.open("w") as output:
             process = subprocess.Popen([str(BIN / "fhir-gateway"), "worker"], env=env, stdout=output,
                                        stderr=subprocess.STDOUT, text=True)  # fmt: skip
-        self.started.append(process)
-        self.logs[process.pid] = log
+        self.logs[process] = log
         deadline = time.monotonic() + 60
         while wait and BANNER not in self.output(process):
             assert process.poll() is None, self.output(process)
@@ -43,7 +41,7 @@ class WorkerProcesses:
         return process
 
     def output(self, process: subprocess.Popen[str]) -> str:
-        return self.logs[process.pid].read_text()
+        return self.logs[process].read_text()
 
     def stop(self, process: subprocess.Popen[str], stop: int = signal.SIGTERM) -> int:
         """Send ``stop``; the exit status (1, after the stacks, from a worker whose stop hung).
@@ -59,7 +57,7 @@ class WorkerProcesses:
 
     def kill_left(self) -> None:
         """Kill those still running (the test failed before stopping them)."""
-        for process in self.started:
+        for process in self.logs:
             if process.poll() is None:
                 process.kill()
                 process.wait()
