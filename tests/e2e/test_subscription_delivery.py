@@ -206,10 +206,8 @@ def test_two_workers_deliver_1000_changes_once_each_in_order_across_a_worker_cra
             return all(set(seen.get(s, [])) == set(range(1, changes + 1)) for s in subscriptions)
 
         _wait_for(complete, seconds=180)
-        for worker in workers:
-            worker.terminate()  # both at once; a hung one is then reported with its stacks
-        for worker in workers:
-            assert worker_processes.stop(worker) == 0, worker_processes.output(worker)
+        statuses = worker_processes.stop_all(workers)  # a hung one is reported with its stacks
+        assert statuses == [0, 0], [worker_processes.output(worker) for worker in workers]
     for numbers in _notifications(receiver).values():
         first_seen = list(dict.fromkeys(numbers))
         assert first_seen == list(range(1, changes + 1))  # in order; a re-sent one is a duplicate

@@ -46,13 +46,21 @@ class WorkerProcesses:
     def stop(self, process: subprocess.Popen[str], stop: int = signal.SIGTERM) -> int:
         """Send ``stop``; the exit status (1, after the stacks, from a worker whose stop hung).
         One that outlives its own bound is killed and fails the test with its output."""
-        process.send_signal(stop)
+        return self.stop_all([process], stop)[0]
+
+    def stop_all(self, processes: list[subprocess.Popen[str]], stop: int = signal.SIGTERM) -> list[int]:
+        """``stop`` sent to each of ``processes`` at once (their rounds end together), then
+        their exit statuses, in order."""
+        for process in processes:
+            process.send_signal(stop)
+        return [self._wait_stopped(process, signal.Signals(stop).name) for process in processes]
+
+    def _wait_stopped(self, process: subprocess.Popen[str], name: str) -> int:
         try:
             return process.wait(timeout=STOP_SECONDS)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-            name = signal.Signals(stop).name
             pytest.fail(f"the worker did not stop at {name}:\n" + self.output(process)[-8000:])
 
     def kill_left(self) -> None:
